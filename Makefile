@@ -1,0 +1,77 @@
+# lfp — the Linux Filtering Platform.
+#
+# Targets:
+#   make deps    install what is missing (apt-get: libbpf-dev libelf-dev zlib1g-dev bpftool ...); idempotent
+#   make         build the BPF object (bpf/build/lfp.bpf.o) and the Swift package (lfp CLI)
+#   make demo    deps + build + the main job: load a policy, run a workload under it, show events
+#   make test    deps + build + every test (unit, and kernel-path tests on real cgroups/sockets)
+#   make bench   deps + build + benchmarks (connect rate, event loss); prints the numbers
+#   make format / make lint   clang-format for bpf/ and C targets
+#   make clean
+#
+# Must run as root for demo/test/bench (BPF programs, cgroups, bpffs).
+
+SHELL := /bin/bash
+CLANG ?= $(shell command -v clang)
+BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
+SWIFT ?= swift
+SWIFT_FLAGS ?=
+BUILD_DIR := bpf/build
+ABI := Sources/KernelABI/include/lfp_abi.h
+BPF_SRCS := $(wildcard bpf/lfp_*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD_DIR)/%.o,$(BPF_SRCS))
+BPF_LIB := $(wildcard bpf/lib/*.h)
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
+	-Ibpf -I$(BUILD_DIR) -ISources/KernelABI/include
+APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3
+LFP := .build/debug/lfp
+
+.PHONY: all deps bpf swift demo test bench clean format lint
+all: bpf swift
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; \
+	fi
+	@command -v clang >/dev/null || { echo "clang (the Swift toolchain's) not on PATH"; exit 1; }
+
+bpf: $(BUILD_DIR)/lfp.bpf.o
+
+$(BUILD_DIR)/vmlinux.h:
+	@mkdir -p $(BUILD_DIR)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD_DIR)/%.o: bpf/%.bpf.c $(BPF_LIB) $(ABI) $(BUILD_DIR)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# One object for the loader: the per-hook objects share their __weak maps.
+$(BUILD_DIR)/lfp.bpf.o: $(BPF_OBJS)
+	$(BPFTOOL) gen object $@ $^
+
+swift: bpf
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+demo: deps all
+	./bpf/demo.sh $(LFP)
+
+test: deps all
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
+
+bench: deps all
+	$(SWIFT) build -c release $(SWIFT_FLAGS)
+	./bpf/bench.sh .build/release/lfp
+
+format:
+	clang-format -i bpf/*.c bpf/lib/*.h $(ABI)
+
+lint:
+	clang-format --dry-run -Werror bpf/*.c bpf/lib/*.h $(ABI)
+
+clean:
+	rm -rf $(BUILD_DIR) .build

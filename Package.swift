@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// lfp — the Linux Filtering Platform. Module graph (dependencies point one way):
+//   lfp -> FilterEngine -> {PolicyCompiler, BPFKit} -> {FilterModel, KernelABI};  BPFKit -> CLibBPF
+// Only BPFKit imports C (libbpf); FilterModel is pure Swift and needs no kernel.
+import PackageDescription
+
+let package = Package(
+    name: "lfp",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "lfp", targets: ["lfp"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+    ],
+    targets: [
+        // The one contract between bpf/ and Swift: structs, enums and capacities.
+        .target(name: "KernelABI", path: "Sources/KernelABI"),
+        // libbpf, as installed by `make deps` (libbpf-dev).
+        .systemLibrary(name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf",
+                       providers: [.apt(["libbpf-dev"])]),
+        // FWPM vocabulary, policy files, validation, reference arbitration (pure Swift).
+        .target(name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
+                exclude: ["README.md"]),
+        // FWPM filters -> kernel map images (pure, deterministic).
+        .target(name: "PolicyCompiler", dependencies: ["FilterModel", "KernelABI"]),
+        // The only module that talks to libbpf and the bpf() syscall.
+        .target(name: "BPFKit", dependencies: [
+            "CLibBPF", "KernelABI", .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The engine: committed policy, workloads (cgroups + links), event subscriptions.
+        .target(name: "FilterEngine", dependencies: [
+            "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "lfp", dependencies: [
+            "FilterEngine", "FilterModel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "FilterModelTests", dependencies: [
+            "FilterModel", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
+        .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "FilterModel", "KernelABI"]),
+        .testTarget(name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "BPFKit", "KernelABI"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

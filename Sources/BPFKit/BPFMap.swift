@@ -1,0 +1,99 @@
+import CLibBPF
+import Foundation
+
+/// A BPF map by file descriptor: either borrowed from a loaded BPFObject or opened from its
+/// bpffs pin (then owned and closed here).
+public final class BPFMap {
+    public let fd: Int32
+    public let name: String
+    public let valueSize: Int
+    private let ownsFD: Bool
+    private let owner: AnyObject?
+
+    init(borrowedFD fd: Int32, name: String, valueSize: Int, owner: AnyObject) {
+        self.fd = fd
+        self.name = name
+        self.valueSize = valueSize
+        self.ownsFD = false
+        self.owner = owner
+    }
+
+    init(ownedFD fd: Int32, name: String, valueSize: Int) {
+        self.fd = fd
+        self.name = name
+        self.valueSize = valueSize
+        self.ownsFD = true
+        self.owner = nil
+    }
+
+    /// Open a pinned map, e.g. `<bpffs>/lfp/maps/lfp_subs`.
+    public static func openPinned(_ path: String) throws -> BPFMap {
+        let fd = try bpfCall("bpf_obj_get", path) { bpf_obj_get(path) }
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        try bpfCall("bpf_obj_get_info_by_fd", path) { bpf_obj_get_info_by_fd(fd, &info, &len) }
+        let name = withUnsafeBytes(of: info.name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return BPFMap(ownedFD: fd, name: name, valueSize: Int(info.value_size))
+    }
+
+    /// Create an unpinned map (used for subscriber rings). The caller owns it.
+    public static func create(type: bpf_map_type, name: String, keySize: UInt32, valueSize: UInt32,
+                              maxEntries: UInt32) throws -> BPFMap {
+        let fd = try bpfCall("bpf_map_create", name) {
+            bpf_map_create(type, name, keySize, valueSize, maxEntries, nil)
+        }
+        return BPFMap(ownedFD: fd, name: name, valueSize: Int(valueSize))
+    }
+
+    deinit { if ownsFD { close(fd) } }
+
+    public func update<K: BitwiseCopyable, V: BitwiseCopyable>(key: K, value: V, flags: UInt64 = UInt64(BPF_ANY)) throws {
+        var k = key
+        var v = value
+        try bpfCall("bpf_map_update_elem", name) { bpf_map_update_elem(fd, &k, &v, flags) }
+    }
+
+    /// Store another map's fd as the value (map-in-map).
+    public func update<K: BitwiseCopyable>(key: K, mapFD: Int32) throws {
+        var k = key
+        var v = UInt32(bitPattern: mapFD)
+        try bpfCall("bpf_map_update_elem", name) { bpf_map_update_elem(fd, &k, &v, UInt64(BPF_ANY)) }
+    }
+
+    public func lookup<K: BitwiseCopyable, V: BitwiseCopyable>(key: K, as: V.Type) throws -> V? {
+        var k = key
+        let v = UnsafeMutableRawPointer.allocate(byteCount: max(valueSize, MemoryLayout<V>.size),
+                                                 alignment: 8)
+        defer { v.deallocate() }
+        let r = bpf_map_lookup_elem(fd, &k, v)
+        if r == -ENOENT || (r == -1 && errno == ENOENT) { return nil }
+        try bpfCall("bpf_map_lookup_elem", name) { r }
+        return v.load(as: V.self)
+    }
+
+    /// A per-CPU map's u64 value on every possible CPU.
+    public func lookupPerCPU<K: BitwiseCopyable>(key: K) throws -> [UInt64] {
+        var k = key
+        let cpus = Int(libbpf_num_possible_cpus())
+        var values = [UInt64](repeating: 0, count: max(cpus, 1))
+        try bpfCall("bpf_map_lookup_elem", name) { bpf_map_lookup_elem(fd, &k, &values) }
+        return values
+    }
+
+    /// Set a per-CPU u64 value on every CPU.
+    public func updatePerCPU<K: BitwiseCopyable>(key: K, value: UInt64) throws {
+        var k = key
+        var values = [UInt64](repeating: value, count: max(Int(libbpf_num_possible_cpus()), 1))
+        try bpfCall("bpf_map_update_elem", name) { bpf_map_update_elem(fd, &k, &values, UInt64(BPF_ANY)) }
+    }
+
+    /// Delete; a missing key is not an error.
+    public func delete<K: BitwiseCopyable>(key: K) throws {
+        var k = key
+        let r = bpf_map_delete_elem(fd, &k)
+        if r == -ENOENT || (r == -1 && errno == ENOENT) { return }
+        try bpfCall("bpf_map_delete_elem", name) { r }
+    }
+}

@@ -1,0 +1,101 @@
+import CLibBPF
+import Foundation
+
+/// A loaded BPF object (lfp.bpf.o). Maps declared with LIBBPF_PIN_BY_NAME are reused from
+/// `pinRoot` when pinned there already, otherwise created and pinned: that is how every
+/// workload's programs and every lfp process share one policy and one set of subscribers.
+public final class BPFObject {
+    let handle: OpaquePointer
+    public let path: String
+
+    /// - Parameter loadPrograms: false loads (creates/pins) the maps only, e.g. to commit a
+    ///   policy before any workload is attached.
+    public init(path: String, pinRoot: String, loadPrograms: Bool) throws {
+        LibBPFLog.install()
+        LibBPFLog.shared.clear()
+        self.path = path
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw BPFError(operation: "bpf_object__open_file", object: path, code: ENOENT)
+        }
+        handle = try pinRoot.withCString { root in
+            var opts = bpf_object_open_opts()
+            opts.sz = MemoryLayout<bpf_object_open_opts>.size
+            opts.pin_root_path = root
+            return try bpfPointer("bpf_object__open_file", path) { bpf_object__open_file(path, &opts) }
+        }
+        if !loadPrograms {
+            var prog = bpf_object__next_program(handle, nil)
+            while let p = prog {
+                bpf_program__set_autoload(p, false)
+                prog = bpf_object__next_program(handle, p)
+            }
+        }
+        do {
+            try bpfCall("bpf_object__load", (path as NSString).lastPathComponent) { bpf_object__load(handle) }
+        } catch {
+            bpf_object__close(handle)
+            throw error
+        }
+    }
+
+    deinit { bpf_object__close(handle) }
+
+    public func map(_ name: String) throws -> BPFMap {
+        let m = try bpfPointer("bpf_object__find_map_by_name", name) { bpf_object__find_map_by_name(handle, name) }
+        return BPFMap(borrowedFD: bpf_map__fd(m), name: name, valueSize: Int(bpf_map__value_size(m)),
+                      owner: self)
+    }
+
+    public func program(_ name: String) throws -> BPFProgram {
+        let p = try bpfPointer("bpf_object__find_program_by_name", name) {
+            bpf_object__find_program_by_name(handle, name)
+        }
+        return BPFProgram(handle: p, name: name, owner: self)
+    }
+
+    /// Every program of the object with its section name, in object order.
+    public var programs: [BPFProgram] {
+        var out: [BPFProgram] = []
+        var prog = bpf_object__next_program(handle, nil)
+        while let p = prog {
+            out.append(BPFProgram(handle: p, name: String(cString: bpf_program__name(p)), owner: self))
+            prog = bpf_object__next_program(handle, p)
+        }
+        return out
+    }
+}
+
+public final class BPFProgram {
+    let handle: OpaquePointer
+    public let name: String
+    let owner: BPFObject
+
+    init(handle: OpaquePointer, name: String, owner: BPFObject) {
+        self.handle = handle
+        self.name = name
+        self.owner = owner
+    }
+
+    public var section: String { String(cString: bpf_program__section_name(handle)) }
+    public var fd: Int32 { bpf_program__fd(handle) }
+
+    /// Attach to a cgroup through a bpf_link and pin the link at `pinPath`: the program keeps
+    /// enforcing after this process exits, until the pin is removed.
+    @discardableResult
+    public func attachCgroup(fd cgroupFD: Int32, pinPath: String) throws -> BPFLink {
+        let link = try bpfPointer("bpf_program__attach_cgroup", name) {
+            bpf_program__attach_cgroup(handle, cgroupFD)
+        }
+        defer { bpf_link__destroy(link) } // the pin keeps the link alive
+        try bpfCall("bpf_link__pin", pinPath) { bpf_link__pin(link, pinPath) }
+        return BPFLink(pinPath: pinPath)
+    }
+}
+
+/// A pinned bpf_link. Removing the pin detaches the program (no other reference exists).
+public struct BPFLink: Sendable {
+    public let pinPath: String
+    public func unpin() throws {
+        try sysCall("unlink", pinPath) { unlink(pinPath) }
+    }
+}

@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0
+/* ALE_AUTH_CONNECT_V4/V6: connect() of every socket in the cgroup. Logic: lib/endpoint.h. */
+#include "lib/endpoint.h"
+
+SEC("cgroup/connect4")
+int lfp_connect4(struct bpf_sock_addr *ctx) { return lfp_on_connect(ctx, 0); }
+
+SEC("cgroup/connect6")
+int lfp_connect6(struct bpf_sock_addr *ctx) { return lfp_on_connect(ctx, 1); }

@@ -1,0 +1,55 @@
+/* events.h — ALE event records: fill once on the stack, copy into every subscriber's ring.
+ *
+ * Wake-ups are batched: a wake-up per event costs ~13 µs per connect on this VM
+ * (kernel-mechanisms.md §5), so a record only forces one when its ring already holds
+ * LFP_WAKEUP_BYTES; consumers also drain on a timeout. A record that does not fit is counted
+ * in the ring's per-CPU drop counter, and the per-ring sequence number shows the gap. Telemetry
+ * never changes a verdict. */
+#pragma once
+#include "maps.h"
+
+static __always_inline void lfp_event_init(struct lfp_event *e, __u64 cookie, __u16 layer, __u8 kind)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+	e->cookie = cookie;
+	e->layer = layer;
+	e->kind = kind;
+	e->pid = (__u32)pt;
+	e->tgid = pt >> 32;
+	e->uid = (__u32)ug;
+	e->gid = ug >> 32;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+static __always_inline void lfp_emit(struct lfp_event *e)
+{
+	int delivered = 0;
+
+	e->ts_ns = bpf_ktime_get_ns();
+	/* unrolled: each iteration uses a constant key, which keeps the verifier's job linear */
+#pragma unroll
+	for (__u32 i = 0; i < LFP_MAX_SUBSCRIBERS; i++) {
+		__u32 slot = i;
+		void *rb = bpf_map_lookup_elem(&lfp_subs, &slot);
+		if (!rb)
+			continue;
+		__u64 *seq = bpf_map_lookup_elem(&lfp_sub_seq, &slot);
+		if (!seq)
+			continue;
+		e->seq = __sync_fetch_and_add(seq, 1);
+		__u64 flags = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= LFP_WAKEUP_BYTES
+				      ? BPF_RB_FORCE_WAKEUP
+				      : BPF_RB_NO_WAKEUP;
+		if (bpf_ringbuf_output(rb, e, sizeof(*e), flags)) {
+			__u64 *d = bpf_map_lookup_elem(&lfp_sub_drops, &slot);
+			if (d)
+				*d += 1;
+		} else {
+			delivered = 1;
+		}
+	}
+	lfp_stat_inc(delivered ? LFP_STAT_EVENTS : LFP_STAT_NO_SUBSCRIBER);
+}

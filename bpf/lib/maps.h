@@ -1,0 +1,114 @@
+/* maps.h — every map lfp's programs share. All are pinned by name under <bpffs>/lfp/maps so
+ * each workload's program instances (one set per attached cgroup) see the same policy, the
+ * same subscribers and the same endpoint state. __weak lets the per-hook objects, linked into
+ * one lfp.bpf.o by `bpftool gen object`, share one definition. */
+#pragma once
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "lfp_abi.h"
+
+#define LFP_MAP SEC(".maps") __weak
+
+/* 0 -> struct lfp_config: active policy slot and generation. Written by `lfp policy load`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lfp_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_config LFP_MAP;
+
+/* slot * LFP_LAYER_COUNT + layer -> rule range of that layer in lfp_rules. Written by policy load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LFP_SLOTS * LFP_LAYER_COUNT);
+	__type(key, __u32);
+	__type(value, struct lfp_layer_range);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_layers LFP_MAP;
+
+/* slot * LFP_MAX_RULES + i -> compiled filter, in WFP evaluation order. Written by policy load
+ * into the inactive slot, then published by flipping lfp_config.active_slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LFP_SLOTS * LFP_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct lfp_rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_rules LFP_MAP;
+
+/* subscriber slot -> that subscriber's ring buffer. Written by each event tail (`lfp events`,
+ * tests) when it claims a slot; the kernel copies every event into every present ring, so one
+ * tail never steals another's events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, LFP_MAX_SUBSCRIBERS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_RINGBUF);
+		__uint(max_entries, LFP_RING_BYTES);
+	});
+} lfp_subs LFP_MAP;
+
+/* subscriber slot -> next sequence number of that ring (submitted = received + dropped). Kernel
+ * increments; the subscriber resets it when it claims the slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LFP_MAX_SUBSCRIBERS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_sub_seq LFP_MAP;
+
+/* subscriber slot -> per-CPU count of events that did not fit in its ring. Kernel writes;
+ * subscriber resets on claim; `lfp status` sums. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LFP_MAX_SUBSCRIBERS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_sub_drops LFP_MAP;
+
+/* enum lfp_stat -> per-CPU counter. Kernel writes, `lfp status` reads. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LFP_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_stats LFP_MAP;
+
+/* Per-endpoint state, keyed by the socket itself. The local tuple is unreadable in
+ * sock_create/sock_release contexts, so the hooks that can see it remember it here. */
+struct lfp_sk {
+	__u64 parent_cookie;
+	__u64 cgroup_id;
+	__u32 local_addr_be[4];
+	__u32 uid;
+	__u32 gid;
+	__u32 tgid;
+	__u16 local_port;
+	__u16 family;
+	__u8 protocol;
+	__u8 flags; /* LFP_SKF_* */
+	__u8 pad[6];
+};
+#define LFP_SKF_BOUND 0x1 /* local tuple recorded */
+
+/* socket -> struct lfp_sk. Created at sock_create, written by post_bind/connect, read at release. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lfp_sk);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_sk LFP_MAP;
+
+static __always_inline void lfp_stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&lfp_stats, &idx);
+	if (v)
+		*v += 1; /* per-CPU: no atomics needed */
+}
