@@ -80,6 +80,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lfp_stats LFP_MAP;
 
+/* cgroup id -> workload id (FNV-1a of the name). Written by `lfp attach`/`lfp run`, removed
+ * at detach. Lets LFP_CONDITION_WORKLOAD name a workload whatever cgroup it runs in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_workloads LFP_MAP;
+
 /* Per-endpoint state, keyed by the socket itself. The local tuple is unreadable in
  * sock_create/sock_release contexts, so the hooks that can see it remember it here. */
 struct lfp_sk {

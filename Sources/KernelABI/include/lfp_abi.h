@@ -61,7 +61,8 @@ enum lfp_field {
 	LFP_FIELD_GID = 6,
 	LFP_FIELD_CGROUP_ID = 7,
 	LFP_FIELD_FLAGS = 8,             /* FWP_CONDITION_FLAG_* bits                         */
-	LFP_FIELD_COUNT = 9,
+	LFP_FIELD_WORKLOAD = 9,          /* lfp_workload_id(name) of the socket's cgroup        */
+	LFP_FIELD_COUNT = 10,
 };
 
 /* ---- FWP_CONDITION_FLAG_* bits the kernel sets ---- */
@@ -162,6 +163,11 @@ struct lfp_event {
 	char comm[16];
 	__u32 pad;
 };
+
+/* A workload's id in conditions: FNV-1a (32 bit) of its name, so a policy can name a workload
+ * before it is attached; lfp_workloads maps the cgroup id to it at attach time. */
+#define LFP_FNV_OFFSET 2166136261u
+#define LFP_FNV_PRIME 16777619u
 
 /* ---- statistics: lfp_stats per-CPU array index ---- */
 enum lfp_stat {

@@ -1,0 +1,83 @@
+import BPFKit
+import Foundation
+
+/// Where lfp keeps its kernel objects and runtime state. Everything is overridable so tests
+/// run isolated engines side by side (their own pins, state and cgroup parent).
+public struct EngineConfiguration: Sendable {
+    /// bpffs directory for lfp's pins: `maps/` (shared maps) and `workloads/NAME/` (links).
+    public var bpffsRoot: String
+    /// Runtime state: committed policy, workload registry, subscriber slot locks.
+    public var stateDirectory: String
+    /// Parent cgroup for workloads that `lfp run` creates; nil = `<cgroup2 mount>/lfp`.
+    public var cgroupParent: String?
+    /// The compiled BPF object (bpf/build/lfp.bpf.o).
+    public var objectPath: String
+
+    public init(bpffsRoot: String, stateDirectory: String, cgroupParent: String?, objectPath: String) {
+        self.bpffsRoot = bpffsRoot
+        self.stateDirectory = stateDirectory
+        self.cgroupParent = cgroupParent
+        self.objectPath = objectPath
+    }
+
+    /// Defaults, overridden by LFP_BPFFS_ROOT, LFP_STATE_DIR, LFP_CGROUP_PARENT, LFP_BPF_OBJECT.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> EngineConfiguration {
+        EngineConfiguration(
+            bpffsRoot: env["LFP_BPFFS_ROOT"] ?? "/sys/fs/bpf/lfp",
+            stateDirectory: env["LFP_STATE_DIR"] ?? "/run/lfp",
+            cgroupParent: env["LFP_CGROUP_PARENT"],
+            objectPath: env["LFP_BPF_OBJECT"] ?? locateObject())
+    }
+
+    /// lfp.bpf.o next to the executable (installed layout), else the source tree's bpf/build.
+    static func locateObject() -> String {
+        let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "lfp").resolvingSymlinksInPath()
+        var candidates = [exe.deletingLastPathComponent().appendingPathComponent("lfp.bpf.o").path]
+        var dir = exe.deletingLastPathComponent()
+        for _ in 0..<5 { // .build/<triple>/debug/lfp -> repo root
+            candidates.append(dir.appendingPathComponent("bpf/build/lfp.bpf.o").path)
+            dir = dir.deletingLastPathComponent()
+        }
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(source.appendingPathComponent("bpf/build/lfp.bpf.o").path)
+        return candidates.first { FileManager.default.fileExists(atPath: $0) } ?? candidates.last!
+    }
+
+    var mapsDirectory: String { bpffsRoot + "/maps" }
+    var workloadsPinDirectory: String { bpffsRoot + "/workloads" }
+    var policyFile: String { stateDirectory + "/policy.json" }
+    var workloadRegistry: String { stateDirectory + "/workloads" }
+    var subscriberLocks: String { stateDirectory + "/subscribers" }
+    var lockFile: String { stateDirectory + "/lock" }
+
+    public func resolvedCgroupParent() throws -> String {
+        if let cgroupParent { return cgroupParent }
+        return try CgroupV2.mountPoint() + "/lfp"
+    }
+}
+
+/// Errors of the engine itself (FWP errors come from FilterModel, kernel errors from BPFKit).
+public struct EngineError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+
+    static func notRoot(_ what: String) -> EngineError {
+        EngineError("\(what) needs root: lfp loads BPF programs and manages cgroups (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run it with sudo")
+    }
+}
+
+/// Serialises mutating lfp commands across processes (flock on the state directory's lock).
+final class StateLock {
+    private let fd: Int32
+    init(path: String) throws {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw EngineError("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+    }
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

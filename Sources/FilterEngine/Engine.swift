@@ -1,0 +1,137 @@
+import BPFKit
+import FilterModel
+import Foundation
+import KernelABI
+import Logging
+import PolicyCompiler
+
+/// The lfp engine: the committed policy (validated by FilterModel's BFE, compiled by
+/// PolicyCompiler, published atomically into the pinned maps), the workloads, and the event
+/// subscriptions. Stateless between processes except for what is pinned in bpffs and written
+/// under the state directory, so several lfp processes cooperate.
+public final class Engine {
+    public let config: EngineConfiguration
+    let logger: Logger
+
+    public init(config: EngineConfiguration = .fromEnvironment(), logger: Logger = Logger(label: "lfp.engine")) {
+        self.config = config
+        self.logger = logger
+    }
+
+    func requireRoot(_ what: String) throws {
+        if geteuid() != 0 { throw EngineError.notRoot(what) }
+    }
+
+    func stateLock() throws -> StateLock {
+        do {
+            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw EngineError("cannot create the state directory \(config.stateDirectory): \(error.localizedDescription)")
+        }
+        return try StateLock(path: config.lockFile)
+    }
+
+    // MARK: policy
+
+    /// The outcome of a commit.
+    public struct Commit: Sendable {
+        public var generation: UInt64
+        public var filterIds: [UInt64]
+        public var kernelRules: Int
+        public var notes: [PolicyImage.Note]
+    }
+
+    /// Validate, compile and commit `policy`, replacing the committed one. All or nothing: any
+    /// error (FWPError from validation, CompileError, BPFError) leaves the committed policy and
+    /// the kernel state as they were.
+    @discardableResult
+    public func commit(_ policy: Policy) throws -> Commit {
+        let bfe = BaseFilteringEngine()
+        let ids = try bfe.load(policy)                  // validation: FWP_E_* errors
+        let image = try PolicyCompiler.compile(bfe)     // kernel limits: CompileError
+        try requireRoot("lfp policy load")
+        let lock = try stateLock()
+        defer { withExtendedLifetime(lock) {} }
+        let maps = try KernelMaps.open(config, create: true)
+        let previous = try maps.readConfig()
+        let slot = (previous.active_slot & 1) ^ 1
+        // Write the inactive half, then publish it with one map update (the kernel reads the
+        // active slot once per classification, so it never sees a half-written policy).
+        for (i, rule) in image.rules.enumerated() {
+            try maps.rules.update(key: slot * UInt32(LFP_MAX_RULES) + UInt32(i), value: rule)
+        }
+        for (layer, range) in image.ranges.enumerated() {
+            try maps.layers.update(key: slot * UInt32(LFP_LAYER_COUNT.rawValue) + UInt32(layer), value: range)
+        }
+        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), active_slot: slot,
+                              generation: previous.generation + 1)
+        try maps.config.update(key: UInt32(0), value: next)
+        do {
+            let committed = CommittedPolicy(generation: next.generation, committedAt: Date(),
+                                            policy: bfe.snapshot().exportJSON())
+            try JSONEncoder.lfp.encode(committed).write(to: URL(fileURLWithPath: config.policyFile), options: .atomic)
+        } catch {
+            try? maps.config.update(key: UInt32(0), value: previous) // put the old policy back
+            throw EngineError("could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
+        }
+        logger.info("policy committed", metadata: ["generation": "\(next.generation)", "rules": "\(image.rules.count)"])
+        return Commit(generation: next.generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes)
+    }
+
+    /// The committed policy as the engine recorded it (objects with their filterIds).
+    public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
+        guard let data = FileManager.default.contents(atPath: config.policyFile) else { return nil }
+        let c = try JSONDecoder.lfp.decode(CommittedPolicy.self, from: data)
+        return (c.generation, try Policy.parse(c.policy, sourceName: config.policyFile))
+    }
+
+    /// A BFE holding the committed policy (empty when none), e.g. for `lfp classify`.
+    public func committedEngine() throws -> BaseFilteringEngine {
+        let bfe = BaseFilteringEngine()
+        if let (_, policy) = try committedPolicy() { _ = try bfe.load(policy) }
+        return bfe
+    }
+
+    // MARK: events
+
+    /// Subscribe to every ALE event from now on. Each subscription has its own ring.
+    public func subscribe(ringBytes: UInt32 = LFP_RING_BYTES, pollTimeoutMs: Int32 = 50) throws -> EventSubscription {
+        try requireRoot("lfp events")
+        let maps = try KernelMaps.open(config, create: true)
+        let names = Dictionary(workloads().map { ($0.cgroupId, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let registry = WorkloadNames(engine: self, initial: names)
+        return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { e in
+            e.workload = registry.name(for: e.cgroupId)
+        }
+    }
+}
+
+struct CommittedPolicy: Codable {
+    var generation: UInt64
+    var committedAt: Date
+    var policy: String // the policy file (JSON) as exported by the BFE, filterIds included
+}
+
+/// cgroup id -> workload name for events, refreshed from the registry when an unknown id shows
+/// up (a workload started by another lfp process after this tail began).
+final class WorkloadNames: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: [UInt64: String]
+    private var lastRefresh = Date.distantPast
+    private let engine: Engine
+
+    init(engine: Engine, initial: [UInt64: String]) {
+        self.engine = engine
+        self.names = initial
+    }
+
+    func name(for cgroup: UInt64) -> String? {
+        lock.lock(); defer { lock.unlock() }
+        if let n = names[cgroup] { return n }
+        if Date().timeIntervalSince(lastRefresh) > 0.2 {
+            lastRefresh = Date()
+            for w in engine.workloads() { names[w.cgroupId] = w.name }
+        }
+        return names[cgroup]
+    }
+}

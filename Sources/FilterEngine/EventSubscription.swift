@@ -1,0 +1,120 @@
+import BPFKit
+import Foundation
+import KernelABI
+
+/// One event tail: its own ring buffer in a subscriber slot of lfp_subs. The kernel copies every
+/// event into every subscriber's ring, so tails in different processes never steal each
+/// other's events. A slot is owned through an flock on `<state>/subscribers/N.lock`: the kernel
+/// drops the lock when the owner dies, so a crashed tail's slot is reclaimed by the next one.
+public final class EventSubscription: @unchecked Sendable {
+    public let slot: UInt32
+    public let events: AsyncStream<ALEEvent>
+    private let maps: KernelMaps
+    private let ring: BPFMap
+    private var reader: RingBufferReader?
+    private let lockFD: Int32
+    private let lock = NSLock()
+    private var receivedCount: UInt64 = 0
+    private var cancelled = false
+    private var final: Accounting?
+
+    /// Totals for this subscription's ring: every event the kernel tried to put in it was
+    /// either received here or counted as dropped.
+    public struct Accounting: Sendable, Equatable {
+        public var submitted: UInt64 // sequence numbers handed out
+        public var received: UInt64
+        public var dropped: UInt64   // per-CPU drop counters, summed
+    }
+
+    init(config: EngineConfiguration, maps: KernelMaps, ringBytes: UInt32, pollTimeoutMs: Int32,
+         decorate: @escaping @Sendable (inout ALEEvent) -> Void) throws {
+        self.maps = maps
+        try FileManager.default.createDirectory(atPath: config.subscriberLocks, withIntermediateDirectories: true)
+        var claimed: (UInt32, Int32)?
+        for s in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {
+            let fd = open(config.subscriberLocks + "/\(s).lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { continue }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); continue }
+            if claimed == nil {
+                claimed = (s, fd)
+            } else {
+                // Unowned slot: its tail died without cleaning up. Stop feeding its ring.
+                try? maps.subs.delete(key: s)
+                flock(fd, LOCK_UN); close(fd)
+            }
+        }
+        guard let (slot, fd) = claimed else {
+            throw EngineError("all \(LFP_MAX_SUBSCRIBERS) event subscriber slots are in use (too many `lfp events` running)")
+        }
+        self.slot = slot
+        self.lockFD = fd
+        do {
+            ring = try BPFMap.create(type: BPF_MAP_TYPE_RINGBUF, name: "lfp_tail_\(slot)", keySize: 0, valueSize: 0,
+                                     maxEntries: ringBytes)
+            // Reset the counters before the ring is visible: the kernel counts only while it is.
+            try maps.subSeq.update(key: slot, value: UInt64(0))
+            try maps.subDrops.updatePerCPU(key: slot, value: 0)
+        } catch {
+            flock(fd, LOCK_UN); close(fd)
+            throw error
+        }
+        var continuation: AsyncStream<ALEEvent>.Continuation!
+        events = AsyncStream(bufferingPolicy: .unbounded) { continuation = $0 }
+        let cont = continuation!
+        do {
+            let reader = try RingBufferReader(ring: ring, pollTimeoutMs: pollTimeoutMs) { [weak self] raw in
+                guard var e = ALEEvent(record: raw) else { return }
+                decorate(&e)
+                self?.countReceived()
+                cont.yield(e)
+            }
+            self.reader = reader
+            try maps.subs.update(key: slot, mapFD: ring.fd)
+            reader.start()
+        } catch {
+            cont.finish()
+            flock(fd, LOCK_UN); close(fd)
+            throw error
+        }
+        let c = cont
+        c.onTermination = { [weak self] _ in self?.cancel() }
+        finish = { c.finish() }
+    }
+
+    private var finish: () -> Void = {}
+
+    private func countReceived() {
+        lock.lock(); receivedCount += 1; lock.unlock()
+    }
+
+    /// Stop receiving: remove the ring from the kernel's list, deliver what is already in it,
+    /// end the stream and release the slot.
+    public func cancel() {
+        lock.lock()
+        if cancelled { lock.unlock(); return }
+        cancelled = true
+        lock.unlock()
+        try? maps.subs.delete(key: slot)
+        usleep(20_000) // a program that looked the ring up just before the delete finishes its write
+        reader?.stop()
+        finish()
+        let totals = try? accounting()
+        lock.lock(); final = totals; lock.unlock()
+        flock(lockFD, LOCK_UN)
+        close(lockFD)
+    }
+
+    deinit { cancel() }
+
+    /// While running: a live reading. After cancel(): the final totals, taken before the slot
+    /// was released.
+    public func accounting() throws -> Accounting {
+        lock.lock()
+        if let final { lock.unlock(); return final }
+        lock.unlock()
+        let submitted = try maps.subSeq.lookup(key: slot, as: UInt64.self) ?? 0
+        let dropped = try maps.subDrops.lookupPerCPU(key: slot).reduce(0, &+)
+        lock.lock(); defer { lock.unlock() }
+        return Accounting(submitted: submitted, received: receivedCount, dropped: dropped)
+    }
+}

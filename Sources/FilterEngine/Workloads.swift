@@ -1,0 +1,169 @@
+import BPFKit
+import Foundation
+import PolicyCompiler
+
+/// A workload: a named cgroup v2 with lfp's programs attached through pinned bpf_links.
+public struct Workload: Codable, Sendable, Equatable {
+    public var name: String
+    public var cgroupPath: String
+    public var cgroupId: UInt64
+    /// True when `lfp run` created the cgroup (and removes it at the end).
+    public var ownsCgroup: Bool
+    public var programs: [String]
+    public var attachedAt: Date
+}
+
+extension Engine {
+    static func validateWorkloadName(_ name: String) throws {
+        let ok = !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
+            && !name.hasPrefix(".")
+        guard ok else {
+            throw EngineError("invalid workload name '\(name)': use 1-64 letters, digits, '-', '_' or '.'")
+        }
+    }
+
+    func registryPath(_ name: String) -> String { config.workloadRegistry + "/\(name).json" }
+    func linkDirectory(_ name: String) -> String { config.workloadsPinDirectory + "/\(name)" }
+
+    public func workloads() -> [Workload] {
+        let dir = config.workloadRegistry
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return files.filter { $0.hasSuffix(".json") }.sorted().compactMap { file in
+            guard let data = FileManager.default.contents(atPath: dir + "/" + file) else { return nil }
+            return try? JSONDecoder.lfp.decode(Workload.self, from: data)
+        }
+    }
+
+    public func workload(named name: String) -> Workload? {
+        guard let data = FileManager.default.contents(atPath: registryPath(name)) else { return nil }
+        return try? JSONDecoder.lfp.decode(Workload.self, from: data)
+    }
+
+    /// Attach every lfp program to `cgroupPath` as workload `name`. All or nothing: on any
+    /// failure the links made so far are unpinned (detached) and no registry entry is written.
+    @discardableResult
+    public func attach(workload name: String, cgroupPath: String, ownsCgroup: Bool = false) throws -> Workload {
+        try Engine.validateWorkloadName(name)
+        try requireRoot("lfp attach")
+        let lock = try stateLock()
+        defer { withExtendedLifetime(lock) {} }
+        if let existing = workload(named: name) {
+            throw EngineError("workload '\(name)' is already attached to \(existing.cgroupPath); detach it first")
+        }
+        let path = URL(fileURLWithPath: cgroupPath).standardized.path
+        guard FileManager.default.fileExists(atPath: path) else {
+            let mount = (try? CgroupV2.mountPoint()) ?? "?"
+            throw EngineError("cgroup not found: \(path) (cgroup v2 is mounted at \(mount))")
+        }
+        guard CgroupV2.isCgroup2(path) else {
+            throw EngineError("\(path) is not a cgroup v2 directory (cgroup v2 is mounted at \((try? CgroupV2.mountPoint()) ?? "?"))")
+        }
+        try KernelMaps.prepareBPFFS(config)
+        let object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory, loadPrograms: true)
+        let cgfd = try CgroupV2.open(path)
+        defer { close(cgfd) }
+        let dir = linkDirectory(name)
+        try? FileManager.default.removeItem(atPath: dir) // a stale empty dir from a crash
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var links: [BPFLink] = []
+        do {
+            for program in object.programs {
+                links.append(try program.attachCgroup(fd: cgfd, pinPath: dir + "/" + program.name))
+            }
+            let w = Workload(name: name, cgroupPath: path, cgroupId: try CgroupV2.id(of: path),
+                             ownsCgroup: ownsCgroup, programs: object.programs.map(\.name), attachedAt: Date())
+            // LFP_CONDITION_WORKLOAD names this cgroup from now on.
+            try KernelMaps.open(config, create: false).workloads.update(key: w.cgroupId, value: workloadID(name))
+            try FileManager.default.createDirectory(atPath: config.workloadRegistry, withIntermediateDirectories: true)
+            try JSONEncoder.lfp.encode(w).write(to: URL(fileURLWithPath: registryPath(name)), options: .atomic)
+            logger.info("workload attached", metadata: ["workload": "\(name)", "cgroup.path": "\(path)"])
+            return w
+        } catch {
+            for link in links { try? link.unpin() }
+            try? FileManager.default.removeItem(atPath: dir)
+            throw error
+        }
+    }
+
+    /// Detach workload `name`: unpin its links (which detaches the programs lfp attached, and
+    /// only those) and forget it; remove its cgroup when lfp created it.
+    public func detach(workload name: String) throws {
+        try Engine.validateWorkloadName(name)
+        try requireRoot("lfp detach")
+        let lock = try stateLock()
+        defer { withExtendedLifetime(lock) {} }
+        let w = workload(named: name)
+        let dir = linkDirectory(name)
+        guard w != nil || FileManager.default.fileExists(atPath: dir) else {
+            throw EngineError("no workload named '\(name)' is attached (see `lfp status`)")
+        }
+        for pin in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            try BPFLink(pinPath: dir + "/" + pin).unpin()
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+        if let w { try? KernelMaps.open(config, create: false).workloads.delete(key: w.cgroupId) }
+        try? FileManager.default.removeItem(atPath: registryPath(name))
+        if let w, w.ownsCgroup { try CgroupV2.remove(w.cgroupPath) }
+        logger.info("workload detached", metadata: ["workload": "\(name)"])
+    }
+
+    /// `lfp run`: create a cgroup for the workload, attach, run the command inside it, and
+    /// remove everything it created, whatever happens. Returns the command's exit status
+    /// (128 + signal when it was killed).
+    public func run(workload name: String, command: [String]) throws -> Int32 {
+        try Engine.validateWorkloadName(name)
+        try requireRoot("lfp run")
+        guard let exe = command.first else { throw EngineError("lfp run: no command given after --") }
+        let parent = try config.resolvedCgroupParent()
+        if !FileManager.default.fileExists(atPath: parent) { try CgroupV2.create(parent) }
+        let cgroup = parent + "/" + name
+        if FileManager.default.fileExists(atPath: cgroup) {
+            throw EngineError("workload '\(name)' is already running (cgroup \(cgroup) exists)")
+        }
+        try CgroupV2.create(cgroup)
+        var attached = false
+        defer {
+            if attached { try? detach(workload: name) } else { try? CgroupV2.remove(cgroup) }
+        }
+        try attach(workload: name, cgroupPath: cgroup, ownsCgroup: true)
+        attached = true
+        return try Engine.spawn(inCgroup: cgroup, executable: exe, arguments: Array(command.dropFirst()))
+    }
+
+    /// Start `executable` inside `cgroup` and wait for it. The shell moves itself into the
+    /// cgroup before exec, so the command's very first socket is already under lfp.
+    public static func spawn(inCgroup cgroup: String, executable: String, arguments: [String],
+                             environment: [String: String]? = nil) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup, executable] + arguments
+        if let environment { p.environment = environment }
+        // Ctrl-C reaches the command (same process group); lfp waits for it and cleans up.
+        let previous = signal(SIGINT, SIG_IGN)
+        defer { signal(SIGINT, previous) }
+        try p.run()
+        p.waitUntilExit()
+        switch p.terminationReason {
+        case .exit: return p.terminationStatus
+        case .uncaughtSignal: return 128 + p.terminationStatus
+        @unknown default: return p.terminationStatus
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var lfp: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }
+}
+
+extension JSONDecoder {
+    static var lfp: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
+}

@@ -1,0 +1,104 @@
+import FilterModel
+import KernelABI
+
+/// FWPM filters -> kernel rules. The arbitration itself stays FilterModel's: the compiler walks
+/// `BaseFilteringEngine.arbitrationOrder(layer:)` (sublayers by weight, filters in evaluation
+/// order) and only translates each filter into the kernel's one generic test per condition
+/// (lfp_abi.h, struct lfp_cond).
+public enum PolicyCompiler {
+    /// Layers the kernel classifies today; filters at the other (notification) layers are kept
+    /// in the model but have nothing to decide in the kernel (R1.22).
+    public static let enforcingKinds: Set<Layer.Kind> = [.resourceAssignment, .authConnect, .authListen, .authRecvAccept]
+
+    public static func compile(_ engine: BaseFilteringEngine) throws -> PolicyImage {
+        var image = PolicyImage()
+        for layer in Layer.allCases.sorted(by: { $0.kernelID < $1.kernelID }) {
+            let start = UInt32(image.rules.count)
+            let order = engine.arbitrationOrder(layer: layer)
+            for (index, entry) in order.enumerated() {
+                for filter in entry.filters {
+                    guard enforcingKinds.contains(layer.kind) else {
+                        image.notes.append(.init(filterId: filter.filterId, filterName: filter.displayData.name ?? "",
+                                                 reason: "\(layer.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
+                        continue
+                    }
+                    guard let rule = try compile(filter, sublayer: UInt16(index), notes: &image.notes) else { continue }
+                    image.rules.append(rule)
+                }
+            }
+            guard image.rules.count <= Int(LFP_MAX_RULES) else {
+                throw CompileError(code: .outOfBounds,
+                                   message: "the policy compiles to \(image.rules.count) kernel rules; the kernel holds at most \(LFP_MAX_RULES)")
+            }
+            image.ranges[Int(layer.kernelID)] = lfp_layer_range(start: start, count: UInt32(image.rules.count) - start)
+        }
+        return image
+    }
+
+    /// One filter; nil when it has no kernel effect (recorded in `notes`).
+    static func compile(_ filter: Filter, sublayer: UInt16, notes: inout [PolicyImage.Note]) throws -> lfp_rule? {
+        let name = filter.displayData.name ?? ""
+        var rule = lfp_rule()
+        rule.filter_id = filter.filterId
+        rule.sublayer = sublayer
+        rule.block_errno = EPERM_VALUE
+        switch filter.action.type {
+        case .block:
+            rule.action = UInt8(LFP_ACTION_BLOCK.rawValue)
+            rule.flags = UInt8(LFP_RULE_HARD) // a static block clears the write right (R1.13)
+        case .permit:
+            rule.action = UInt8(LFP_ACTION_PERMIT.rawValue)
+            if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) } // R1.14
+        case .calloutTerminating, .calloutUnknown:
+            // No callout is registered in the kernel: WFP substitutes block, or permit with
+            // PERMIT_IF_CALLOUT_UNREGISTERED (R5.6). Hardness follows the model's choice.
+            let sub = BaseFilteringEngine.unregisteredCalloutSubstitute(for: filter)
+            rule.action = UInt8((sub.action == .permit ? LFP_ACTION_PERMIT : LFP_ACTION_BLOCK).rawValue)
+            if sub.hard { rule.flags = UInt8(LFP_RULE_HARD) }
+        case .calloutInspection:
+            notes.append(.init(filterId: filter.filterId, filterName: name,
+                               reason: "inspection callout: never decides, and no callout is registered in the kernel"))
+            return nil
+        default:
+            throw CompileError(code: .invalidActionType,
+                               message: "filter '\(name)': action \(filter.action.type.name) cannot be enforced in the kernel")
+        }
+        var conds: [lfp_cond] = []
+        for group in groups(filter.filterCondition) {
+            let compiled = try group.flatMap { try compile($0, layer: filter.layerKey, filter: name) }
+            guard var last = compiled.last else { continue }
+            // A group that always matches (e.g. a security descriptor granting everyone) adds no test.
+            if compiled.count == 1 && last.field == UInt8.max { continue }
+            var body = Array(compiled.dropLast())
+            last.flags |= UInt8(LFP_COND_GROUP_END)
+            body.append(last)
+            conds += body
+        }
+        guard conds.count <= Int(LFP_MAX_CONDS) else {
+            throw CompileError(code: .outOfBounds,
+                               message: "filter '\(name)' needs \(conds.count) kernel conditions; a kernel rule holds at most \(LFP_MAX_CONDS)")
+        }
+        rule.ncond = UInt16(conds.count)
+        withUnsafeMutableBytes(of: &rule.cond) { raw in
+            let dst = raw.bindMemory(to: lfp_cond.self)
+            for (i, c) in conds.enumerated() { dst[i] = c }
+        }
+        return rule
+    }
+
+    /// Conditions on one field OR together and form a group; groups AND (R3.3, R3.4). Same-field
+    /// conditions that are not adjacent are grouped by the model's rule.
+    static func groups(_ conditions: [FilterCondition]) -> [[FilterCondition]] {
+        var out: [[FilterCondition]] = []
+        for c in BaseFilteringEngine.conditionsInGroupOrder(conditions) {
+            if let last = out.last?.last, last.fieldKey == c.fieldKey {
+                out[out.count - 1].append(c)
+            } else {
+                out.append([c])
+            }
+        }
+        return out
+    }
+}
+
+let EPERM_VALUE: Int32 = 1

@@ -1,0 +1,76 @@
+import ArgumentParser
+import FilterEngine
+import FilterModel
+import Foundation
+
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "Tail ALE events (every workload, every lfp process).",
+        discussion: """
+        Without --follow, prints the events that arrive within --duration seconds (default 1) or until --count.
+        lfp keeps no event history yet: a tail sees events from the moment it starts.
+        """)
+    @Flag(name: .shortAndLong, help: "Keep printing until interrupted.") var follow = false
+    @Flag(help: "One JSON object per line.") var json = false
+    @Option(help: "Only this workload's events.") var workload: String?
+    @Option(help: "Only this layer (FWPM_LAYER_* name, with or without the prefix).") var layer: String?
+    @Option(help: "Exit after this many (matching) events.") var count: Int?
+    @Option(help: "Stop after this many seconds (default 1 without --follow).") var duration: Double?
+    @Flag(help: "Print ring accounting (submitted/received/dropped) to stderr at exit.") var stats = false
+
+    func validate() throws {
+        if let layer, Layer(name: layer) == nil {
+            throw ValidationError("unknown layer '\(layer)' (FWP_E_LAYER_NOT_FOUND); e.g. FWPM_LAYER_ALE_AUTH_CONNECT_V4")
+        }
+        if let count, count <= 0 { throw ValidationError("--count must be positive") }
+    }
+
+    func run() async throws {
+        let wantLayer = layer.flatMap { Layer(name: $0) }
+        let sub = try Engine().subscribe()
+        let stop = { sub.cancel() }
+        let sources = [SIGINT, SIGTERM, SIGPIPE].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler(handler: stop)
+            s.resume()
+            return s
+        }
+        defer { sources.forEach { $0.cancel() } }
+        let limit = duration ?? (follow ? nil : 1.0)
+        if let limit {
+            DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: stop)
+        }
+        var seen = 0
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for await event in sub.events {
+            if let wantLayer, event.layer != wantLayer { continue }
+            if let workload, event.workload != workload { continue }
+            if json {
+                FileHandle.standardOutput.write(try encoder.encode(event) + Data("\n".utf8))
+            } else {
+                FileHandle.standardOutput.write(Data((event.render() + "\n").utf8))
+            }
+            seen += 1
+            if let count, seen >= count { sub.cancel(); break }
+        }
+        sub.cancel()
+        if stats, let a = try? sub.accounting() {
+            FileHandle.standardError.write(Data("ring slot \(sub.slot): submitted \(a.submitted), received \(a.received), dropped \(a.dropped)\n".utf8))
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Workloads, attached programs, policy generation, map fill, events delivered and dropped.")
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let s = try Engine().status()
+        if json { try printJSON(s) } else { print(s.render()) }
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import FilterEngine
+import FilterModel
+import Foundation
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Load, show and export the committed policy.",
+        subcommands: [Load.self, Show.self, Export.self])
+
+    struct Load: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a policy file and commit it (all or nothing).")
+        @Argument(help: "Policy file (YAML or JSON).") var file: String
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws {
+            let policy = try Policy.load(contentsOf: file)
+            let commit = try Engine().commit(policy)
+            if json {
+                struct Out: Encodable { var generation: UInt64; var filterIds: [UInt64]; var kernelRules: Int; var notes: [String] }
+                try printJSON(Out(generation: commit.generation, filterIds: commit.filterIds,
+                                  kernelRules: commit.kernelRules, notes: commit.notes.map(\.description)))
+            } else {
+                print("committed policy generation \(commit.generation): \(commit.filterIds.count) filters, \(commit.kernelRules) kernel rules")
+                for n in commit.notes { print("note: \(n)") }
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the committed policy.")
+        @Flag(help: "Print JSON instead of YAML.") var json = false
+
+        func run() throws {
+            guard let (generation, policy) = try Engine().committedPolicy() else {
+                throw ValidationError("no policy is committed (use `lfp policy load FILE`)")
+            }
+            if json {
+                print(policy.exportJSON())
+            } else {
+                print("# generation \(generation)")
+                print(policy.exportYAML(), terminator: "")
+            }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the committed policy (or --policy FILE, normalised) as a loadable file.")
+        @Option(help: "Export this file's objects instead of the committed policy.") var policy: String?
+        @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
+        @Flag(help: "JSON instead of YAML.") var json = false
+
+        func run() throws {
+            let bfe = BaseFilteringEngine()
+            if let policy {
+                _ = try bfe.load(try Policy.load(contentsOf: policy))
+            } else if let (_, committed) = try Engine().committedPolicy() {
+                _ = try bfe.load(committed)
+            }
+            let snapshot = bfe.snapshot()
+            let text = json ? snapshot.exportJSON() : snapshot.exportYAML()
+            if let output {
+                try text.write(toFile: output, atomically: true, encoding: .utf8)
+            } else {
+                print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
+            }
+        }
+    }
+}
