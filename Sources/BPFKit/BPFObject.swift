@@ -77,6 +77,30 @@ public final class BPFProgram {
     }
 
     public var section: String { String(cString: bpf_program__section_name(handle)) }
+    /// An iterator (iter/*) program: run on demand, not attached to a cgroup.
+    public var isIterator: Bool { section.hasPrefix("iter/") }
+
+    /// Run an iterator program once over the whole table (e.g. every TCP socket of this netns)
+    /// and return what it printed (lfp's iterators print nothing; they act on each socket).
+    @discardableResult
+    public func runIterator() throws -> Int {
+        let link = try bpfPointer("bpf_program__attach_iter", name) { bpf_program__attach_iter(handle, nil) }
+        defer { bpf_link__destroy(link) }
+        let fd = try bpfCall("bpf_iter_create", name) { bpf_iter_create(bpf_link__fd(link)) }
+        defer { close(fd) }
+        var total = 0
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw BPFError(operation: "read(iterator)", object: name, code: errno)
+            }
+            total += n
+        }
+        return total
+    }
     public var fd: Int32 { bpf_program__fd(handle) }
 
     /// Attach to a cgroup through a bpf_link and pin the link at `pinPath`: the program keeps

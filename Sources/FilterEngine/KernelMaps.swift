@@ -12,6 +12,7 @@ final class KernelMaps {
     let subDrops: BPFMap
     let stats: BPFMap
     let workloads: BPFMap
+    let sweep: BPFMap
 
     static let names = ["lfp_config", "lfp_layers", "lfp_rules", "lfp_subs", "lfp_sub_seq", "lfp_sub_drops",
                         "lfp_stats", "lfp_sk", "lfp_workloads"]
@@ -49,6 +50,7 @@ final class KernelMaps {
         subDrops = try BPFMap.openPinned(dir + "/lfp_sub_drops")
         stats = try BPFMap.openPinned(dir + "/lfp_stats")
         workloads = try BPFMap.openPinned(dir + "/lfp_workloads")
+        sweep = try BPFMap.openPinned(dir + "/lfp_sweep")
     }
 
     func readConfig() throws -> lfp_config {

@@ -66,14 +66,20 @@ extension Engine {
         try? FileManager.default.removeItem(atPath: dir) // a stale empty dir from a crash
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var links: [BPFLink] = []
+        let hooks = object.programs.filter { !$0.isIterator }
         do {
-            for program in object.programs {
+            for program in hooks {
                 links.append(try program.attachCgroup(fd: cgfd, pinPath: dir + "/" + program.name))
             }
             let w = Workload(name: name, cgroupPath: path, cgroupId: try CgroupV2.id(of: path),
-                             ownsCgroup: ownsCgroup, programs: object.programs.map(\.name), attachedAt: Date())
+                             ownsCgroup: ownsCgroup, programs: hooks.map(\.name), attachedAt: Date())
+            let maps = try KernelMaps.open(config, create: false)
             // LFP_CONDITION_WORKLOAD names this cgroup from now on.
-            try KernelMaps.open(config, create: false).workloads.update(key: w.cgroupId, value: workloadID(name))
+            try maps.workloads.update(key: w.cgroupId, value: workloadID(name))
+            // Adopt the sockets that were already there, now that new ones are seen by the hooks.
+            try maps.sweep.update(key: UInt32(0), value: w.cgroupId)
+            defer { try? maps.sweep.update(key: UInt32(0), value: UInt64(0)) }
+            for iterator in object.programs where iterator.isIterator { try iterator.runIterator() }
             try FileManager.default.createDirectory(atPath: config.workloadRegistry, withIntermediateDirectories: true)
             try JSONEncoder.lfp.encode(w).write(to: URL(fileURLWithPath: registryPath(name)), options: .atomic)
             logger.info("workload attached", metadata: ["workload": "\(name)", "cgroup.path": "\(path)"])

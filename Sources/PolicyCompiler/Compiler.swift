@@ -50,11 +50,16 @@ public enum PolicyCompiler {
             rule.action = UInt8(LFP_ACTION_PERMIT.rawValue)
             if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) } // R1.14
         case .calloutTerminating, .calloutUnknown:
-            // No callout is registered in the kernel: WFP substitutes block, or permit with
-            // PERMIT_IF_CALLOUT_UNREGISTERED (R5.6). Hardness follows the model's choice.
-            let sub = BaseFilteringEngine.unregisteredCalloutSubstitute(for: filter)
-            rule.action = UInt8((sub.action == .permit ? LFP_ACTION_PERMIT : LFP_ACTION_BLOCK).rawValue)
-            if sub.hard { rule.flags = UInt8(LFP_RULE_HARD) }
+            // No callout is registered in the kernel: WFP substitutes a block, or a permit with
+            // PERMIT_IF_CALLOUT_UNREGISTERED (R5.6). Hardness as in FilterModel (Q7): the block is
+            // hard like a static block; the permit soft unless CLEAR_ACTION_RIGHT.
+            if filter.flags.contains(.permitIfCalloutUnregistered) {
+                rule.action = UInt8(LFP_ACTION_PERMIT.rawValue)
+                if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) }
+            } else {
+                rule.action = UInt8(LFP_ACTION_BLOCK.rawValue)
+                rule.flags = UInt8(LFP_RULE_HARD)
+            }
         case .calloutInspection:
             notes.append(.init(filterId: filter.filterId, filterName: name,
                                reason: "inspection callout: never decides, and no callout is registered in the kernel"))
@@ -86,13 +91,14 @@ public enum PolicyCompiler {
         return rule
     }
 
-    /// Conditions on one field OR together and form a group; groups AND (R3.3, R3.4). Same-field
-    /// conditions that are not adjacent are grouped by the model's rule.
+    /// Conditions on one field OR together and form a group; groups AND (R3.3, R3.4). As in
+    /// FilterModel (Q8), same-field conditions OR even when not adjacent: groups are formed by
+    /// field, in order of first appearance.
     static func groups(_ conditions: [FilterCondition]) -> [[FilterCondition]] {
         var out: [[FilterCondition]] = []
-        for c in BaseFilteringEngine.conditionsInGroupOrder(conditions) {
-            if let last = out.last?.last, last.fieldKey == c.fieldKey {
-                out[out.count - 1].append(c)
+        for c in conditions {
+            if let i = out.firstIndex(where: { $0.first?.fieldKey == c.fieldKey }) {
+                out[i].append(c)
             } else {
                 out.append([c])
             }

@@ -24,6 +24,19 @@ static __always_inline void lfp_event_init(struct lfp_event *e, __u64 cookie, __
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+/* The process-context fields of an event whose owner is unknown (a socket lfp never saw). */
+static __always_inline void lfp_event_init_current(struct lfp_event *e)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+	e->pid = (__u32)pt;
+	e->tgid = pt >> 32;
+	e->uid = (__u32)ug;
+	e->gid = ug >> 32;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
 static __always_inline void lfp_emit(struct lfp_event *e)
 {
 	int delivered = 0;

@@ -90,11 +90,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lfp_workloads LFP_MAP;
 
-/* Per-endpoint state, keyed by the socket itself. The local tuple is unreadable in
- * sock_create/sock_release contexts, so the hooks that can see it remember it here. */
+/* Per-endpoint state, keyed by the socket itself (the endpoint handle is its cookie). The local
+ * tuple is unreadable in sock_create/sock_release, and sockops/skb hooks often run in softirq
+ * context where "current" is some other task, so the owner and tuple are remembered here.
+ * BPF_F_CLONE: an accepted socket starts with a copy of its listener's entry, which is how the
+ * child learns its parent endpoint handle. */
 struct lfp_sk {
-	__u64 parent_cookie;
+	__u64 cookie;        /* owner's cookie; differs in a fresh clone (accepted child)        */
+	__u64 parent_cookie; /* listener of an accepted connection                            */
 	__u64 cgroup_id;
+	__u64 ra_filter_id;  /* implicit-bind RESOURCE_ASSIGNMENT decision, reported later     */
 	__u32 local_addr_be[4];
 	__u32 uid;
 	__u32 gid;
@@ -102,19 +107,63 @@ struct lfp_sk {
 	__u16 local_port;
 	__u16 family;
 	__u8 protocol;
-	__u8 flags; /* LFP_SKF_* */
-	__u8 pad[6];
+	__u8 ra_action;
+	__u16 flags;         /* LFP_SKF_* */
+	char comm[16];
 };
-#define LFP_SKF_BOUND 0x1 /* local tuple recorded */
+#define LFP_SKF_BOUND 0x1          /* local tuple recorded                                  */
+#define LFP_SKF_AUTHORIZED 0x2     /* permitted at AUTH_CONNECT/RECV_ACCEPT: closure is due  */
+#define LFP_SKF_CLOSED 0x4         /* ENDPOINT_CLOSURE reported                             */
+#define LFP_SKF_LISTENER 0x8       /* a TCP listener: one closure per listener              */
+#define LFP_SKF_STATECB 0x10       /* sockops STATE_CB will report the TCP close            */
+#define LFP_SKF_RELEASED 0x20      /* fd closed; RESOURCE_RELEASE waits for the closure     */
+#define LFP_SKF_LISTEN_BLOCKED 0x40 /* AUTH_LISTEN blocked: every SYN is dropped            */
+#define LFP_SKF_RA_PENDING 0x80    /* implicit bind classified, event due when the port is known */
+#define LFP_SKF_DISCOVERED 0x100   /* found by the attach-time sweep, not created under lfp */
 
-/* socket -> struct lfp_sk. Created at sock_create, written by post_bind/connect, read at release. */
+/* socket -> struct lfp_sk. Created at sock_create (or the first hook that sees the socket),
+ * written by bind/connect/sockops, read at release. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 	__type(key, int);
 	__type(value, struct lfp_sk);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lfp_sk LFP_MAP;
+
+/* ALE flow of a non-connection endpoint, or a pending inbound TCP connection:
+ * (socket cookie, remote address, remote port) -> verdict. UDP has one flow per remote peer
+ * (R7.7): only the first datagram per peer and direction is classified. LRU bounds it. */
+struct lfp_flow_key {
+	__u64 cookie;
+	__u32 remote_be[4];
+	__u16 remote_port;
+	__u16 family;
+	__u32 pad;
+};
+struct lfp_flow {
+	__u64 filter_id;
+	__u32 generation; /* policy generation that decided (low 32 bits) */
+	__u8 action;
+	__u8 pad[3];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lfp_flow_key);
+	__type(value, struct lfp_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_flows LFP_MAP;
+
+/* 0 -> cgroup id the attach-time sweep (iter/tcp, iter/udp) adopts sockets of. Written by
+ * `lfp attach` just before it runs the iterators. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_sweep LFP_MAP;
 
 static __always_inline void lfp_stat_inc(__u32 idx)
 {

@@ -1,0 +1,133 @@
+import BPFKit
+import FilterEngine
+import FilterModel
+import Foundation
+import Testing
+
+/// A private lfp for one test: its own bpffs root (so its own maps), state directory and cgroup
+/// parent under the cgroup2 mount, all named lfp-test-*. `cleanup()` detaches what it attached
+/// and removes every cgroup, pin and file it made, also after a failed expectation.
+final class KernelFixture {
+    static let python = "/usr/bin/python3"
+    static let client = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("client.py").path
+    nonisolated(unsafe) private static var counter = 0
+    private static let lock = NSLock()
+
+    let engine: Engine
+    let config: EngineConfiguration
+    let cgroupParent: String
+    let tag: String
+
+    init() throws {
+        try #require(geteuid() == 0, "kernel-path tests need root")
+        KernelFixture.lock.lock()
+        KernelFixture.counter += 1
+        tag = "lfp-test-\(getpid())-\(KernelFixture.counter)"
+        KernelFixture.lock.unlock()
+        cgroupParent = try CgroupV2.mountPoint() + "/" + tag
+        try BPFFS.ensureMounted()
+        config = EngineConfiguration(bpffsRoot: "/sys/fs/bpf/" + tag, stateDirectory: "/tmp/" + tag,
+                                     cgroupParent: cgroupParent, objectPath: KernelFixture.objectPath)
+        engine = Engine(config: config)
+        try CgroupV2.create(cgroupParent)
+    }
+
+    static var objectPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("bpf/build/lfp.bpf.o").path
+    }
+
+    /// Make a cgroup for a workload and attach lfp to it.
+    @discardableResult
+    func workload(_ name: String) throws -> Workload {
+        let path = cgroupParent + "/" + name
+        try CgroupV2.create(path)
+        return try engine.attach(workload: name, cgroupPath: path)
+    }
+
+    func commit(_ yaml: String) throws -> [String: UInt64] {
+        let policy = try Policy.parse(yaml, sourceName: "test")
+        try engine.commit(policy)
+        let (_, committed) = try #require(try engine.committedPolicy())
+        return Dictionary(committed.filters.map { ($0.displayData.name ?? "", $0.filterId) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    struct StepResult: Decodable {
+        var ok: Bool?
+        var errno: Int32?
+        var error: String?
+        var stage: String?
+        var localPort: UInt16?
+    }
+
+    /// Run client.py inside the workload's cgroup and decode its per-step results.
+    func runClient(in workload: Workload, _ steps: [[String: Any]]) throws -> [StepResult] {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
+        let out = Pipe()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", workload.cgroupPath,
+                       KernelFixture.python, KernelFixture.client, json]
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0, "client failed: \(String(decoding: data, as: UTF8.self))")
+        return try JSONDecoder().decode([StepResult].self, from: data)
+    }
+
+    /// Collect events until `done` says the set is complete, or `timeout` passes.
+    func collect(_ sub: EventSubscription, timeout: Double = 5, until done: @escaping ([ALEEvent]) -> Bool) async -> [ALEEvent] {
+        let stopper = Task {
+            try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
+            sub.cancel()
+        }
+        defer { stopper.cancel() }
+        var events: [ALEEvent] = []
+        for await e in sub.events {
+            events.append(e)
+            if done(events) { break }
+        }
+        return events
+    }
+
+    func cleanup() {
+        for w in engine.workloads() { try? engine.detach(workload: w.name) }
+        try? CgroupV2.remove(cgroupParent)
+        try? FileManager.default.removeItem(atPath: config.bpffsRoot)
+        try? FileManager.default.removeItem(atPath: config.stateDirectory)
+    }
+
+    deinit { cleanup() }
+}
+
+/// A loopback TCP listener outside any workload cgroup (the test process's own).
+final class Listener {
+    let fd: Int32
+    let port: UInt16
+    init(v6: Bool = false, udp: Bool = false) throws {
+        fd = socket(v6 ? AF_INET6 : AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if v6 {
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_addr = in6addr_loopback
+            try #require(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } } == 0)
+            var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            port = UInt16(bigEndian: a.sin6_port)
+        } else {
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            try #require(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0)
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            port = UInt16(bigEndian: a.sin_port)
+        }
+        if !udp { try #require(listen(fd, 64) == 0) }
+    }
+    deinit { close(fd) }
+}

@@ -1,0 +1,26 @@
+import KernelABI
+import Testing
+
+/// Swift's view of lfp_abi.h must match the C compiler's (_Static_assert in the header).
+@Suite("lfp_abi.h layout")
+struct ABITests {
+    @Test func structSizes() {
+        #expect(MemoryLayout<lfp_cond>.size == 56)
+        #expect(MemoryLayout<lfp_rule>.size == 24 + 56 * Int(LFP_MAX_CONDS))
+        #expect(MemoryLayout<lfp_layer_range>.size == 8)
+        #expect(MemoryLayout<lfp_config>.size == 16)
+        #expect(MemoryLayout<lfp_event>.size == 144)
+    }
+
+    @Test func eventOffsets() {
+        #expect(MemoryLayout<lfp_event>.offset(of: \.layer) == 72)
+        #expect(MemoryLayout<lfp_event>.offset(of: \.local_addr_be) == 92)
+        #expect(MemoryLayout<lfp_event>.offset(of: \.comm) == 124)
+        #expect(MemoryLayout<lfp_rule>.offset(of: \.cond) == 24)
+    }
+
+    @Test func layerIdsAreDense() {
+        #expect(LFP_LAYER_COUNT.rawValue == 14)
+        #expect(LFP_LAYER_AUTH_CONNECT_V6.rawValue == LFP_LAYER_AUTH_CONNECT_V4.rawValue + 1)
+    }
+}
