@@ -38,8 +38,13 @@ public final class BPFMap {
         return BPFMap(ownedFD: fd, name: name, valueSize: Int(info.value_size))
     }
 
-    /// Create an unpinned map (used for subscriber rings). The caller owns it.
-    public static func create(type: bpf_map_type, name: String, keySize: UInt32, valueSize: UInt32,
+    /// Create an unpinned ring buffer of `bytes` (a power of two, page multiple).
+    public static func createRingBuffer(name: String, bytes: UInt32) throws -> BPFMap {
+        try create(type: BPF_MAP_TYPE_RINGBUF, name: name, keySize: 0, valueSize: 0, maxEntries: bytes)
+    }
+
+    /// Create an unpinned map. The caller owns it.
+    static func create(type: bpf_map_type, name: String, keySize: UInt32, valueSize: UInt32,
                               maxEntries: UInt32) throws -> BPFMap {
         let fd = try bpfCall("bpf_map_create", name) {
             bpf_map_create(type, name, keySize, valueSize, maxEntries, nil)

@@ -119,6 +119,7 @@ public final class BPFProgram {
 /// A pinned bpf_link. Removing the pin detaches the program (no other reference exists).
 public struct BPFLink: Sendable {
     public let pinPath: String
+    public init(pinPath: String) { self.pinPath = pinPath }
     public func unpin() throws {
         try sysCall("unlink", pinPath) { unlink(pinPath) }
     }

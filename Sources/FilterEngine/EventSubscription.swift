@@ -49,8 +49,7 @@ public final class EventSubscription: @unchecked Sendable {
         self.slot = slot
         self.lockFD = fd
         do {
-            ring = try BPFMap.create(type: BPF_MAP_TYPE_RINGBUF, name: "lfp_tail_\(slot)", keySize: 0, valueSize: 0,
-                                     maxEntries: ringBytes)
+            ring = try BPFMap.createRingBuffer(name: "lfp_tail_\(slot)", bytes: ringBytes)
             // Reset the counters before the ring is visible: the kernel counts only while it is.
             try maps.subSeq.update(key: slot, value: UInt64(0))
             try maps.subDrops.updatePerCPU(key: slot, value: 0)

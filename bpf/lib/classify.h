@@ -115,23 +115,38 @@ static __always_inline int lfp_cond_matches(const struct lfp_cond *c, const stru
 	return (ge && le) ^ !!(c->flags & LFP_COND_NEGATE);
 }
 
+struct lfp_match {
+	const struct lfp_rule *rule;
+	const struct lfp_event *in;
+	__u32 n;
+	int group; /* some condition of the current OR group matched */
+	int ok;    /* every group so far matched */
+};
+
+/* One condition. A bpf_loop callback, not an unrolled loop: the verifier explores it once,
+ * instead of every combination of sixteen conditions, which keeps program load fast. */
+static long lfp_cond_step(__u32 i, void *data)
+{
+	struct lfp_match *m = data;
+	if (i >= m->n || i >= LFP_MAX_CONDS)
+		return 1;
+	const struct lfp_cond *c = &m->rule->cond[i];
+	m->group |= lfp_cond_matches(c, m->in);
+	if (c->flags & LFP_COND_GROUP_END) {
+		if (!m->group) {
+			m->ok = 0;
+			return 1;
+		}
+		m->group = 0;
+	}
+	return 0;
+}
+
 static __always_inline int lfp_rule_matches(const struct lfp_rule *r, const struct lfp_event *in)
 {
-	__u32 n = r->ncond;
-	int group = 0;
-
-	for (int i = 0; i < LFP_MAX_CONDS; i++) {
-		if (i >= n)
-			break;
-		const struct lfp_cond *c = &r->cond[i];
-		group |= lfp_cond_matches(c, in);
-		if (c->flags & LFP_COND_GROUP_END) {
-			if (!group)
-				return 0;
-			group = 0;
-		}
-	}
-	return 1;
+	struct lfp_match m = { .rule = r, .in = in, .n = r->ncond, .ok = 1 };
+	bpf_loop(LFP_MAX_CONDS, lfp_cond_step, &m, 0);
+	return m.ok;
 }
 
 static long lfp_walk_step(__u32 i, void *data)
