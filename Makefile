@@ -57,7 +57,7 @@ swift: bpf
 	$(SWIFT) build $(SWIFT_FLAGS)
 
 demo: deps all
-	./bpf/demo.sh $(LFP)
+	./Tests/demo/demo.sh $(LFP)
 
 test: deps all
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
@@ -65,7 +65,7 @@ test: deps all
 
 bench: deps all
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
-	./bpf/bench.sh .build/release/lfp
+	./Tests/bench/bench.sh .build/release/lfp
 
 format:
 	clang-format -i bpf/*.c bpf/lib/*.h $(ABI)

@@ -31,7 +31,8 @@ public struct ALEEvent: Sendable, Encodable, Equatable {
     public var errno: String?            // what a blocked operation returned, e.g. "EPERM"
     public var conditionFlags: UInt32
     public var policyGeneration: UInt64
-    public var workload: String?         // filled in from the workload registry
+    public var workload: String?         // the workload's name (from workloadId)
+    public var workloadId: UInt32        // FNV-1a of the workload name, 0 if none
 
     public var isBlock: Bool { actionType == "FWP_ACTION_BLOCK" }
     public var isPermit: Bool { actionType == "FWP_ACTION_PERMIT" }
@@ -78,6 +79,7 @@ public struct ALEEvent: Sendable, Encodable, Equatable {
         errno = e.error > 0 ? ALEEvent.errnoName(e.error) : nil
         conditionFlags = e.cond_flags
         policyGeneration = e.generation
+        workloadId = e.workload_id
     }
 
     static func format(address raw: UnsafeRawBufferPointer, v6: Bool) -> String {

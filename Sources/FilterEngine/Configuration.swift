@@ -48,6 +48,7 @@ public struct EngineConfiguration: Sendable {
     var workloadsPinDirectory: String { bpffsRoot + "/workloads" }
     var policyFile: String { stateDirectory + "/policy.json" }
     var workloadRegistry: String { stateDirectory + "/workloads" }
+    var workloadNameHistory: String { stateDirectory + "/workload-names" }
     var subscriberLocks: String { stateDirectory + "/subscribers" }
     var lockFile: String { stateDirectory + "/lock" }
 

@@ -13,9 +13,16 @@ public final class Engine {
     public let config: EngineConfiguration
     let logger: Logger
 
-    public init(config: EngineConfiguration = .fromEnvironment(), logger: Logger = Logger(label: "lfp.engine")) {
+    public init(config: EngineConfiguration = .fromEnvironment(), logger: Logger? = nil) {
         self.config = config
-        self.logger = logger
+        self.logger = logger ?? Engine.defaultLogger()
+    }
+
+    /// Quiet by default (warnings); LFP_LOG=info|debug|trace shows more.
+    static func defaultLogger() -> Logger {
+        var l = Logger(label: "lfp.engine")
+        l.logLevel = ProcessInfo.processInfo.environment["LFP_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return l
     }
 
     func requireRoot(_ what: String) throws {
@@ -98,10 +105,9 @@ public final class Engine {
     public func subscribe(ringBytes: UInt32 = LFP_RING_BYTES, pollTimeoutMs: Int32 = 50) throws -> EventSubscription {
         try requireRoot("lfp events")
         let maps = try KernelMaps.open(config, create: true)
-        let names = Dictionary(workloads().map { ($0.cgroupId, $0.name) }, uniquingKeysWith: { a, _ in a })
-        let registry = WorkloadNames(engine: self, initial: names)
+        let registry = WorkloadNames(engine: self)
         return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { e in
-            e.workload = registry.name(for: e.cgroupId)
+            e.workload = registry.name(for: e.workloadId)
         }
     }
 }
@@ -112,26 +118,34 @@ struct CommittedPolicy: Codable {
     var policy: String // the policy file (JSON) as exported by the BFE, filterIds included
 }
 
-/// cgroup id -> workload name for events, refreshed from the registry when an unknown id shows
-/// up (a workload started by another lfp process after this tail began).
+/// Workload id (in every event, computed by the kernel at emit time) -> name. Names come from
+/// the registry and from the history of every name ever attached, so an event of a workload
+/// that has already finished (a short `lfp run`) is still named.
 final class WorkloadNames: @unchecked Sendable {
     private let lock = NSLock()
-    private var names: [UInt64: String]
+    private var names: [UInt32: String] = [:]
     private var lastRefresh = Date.distantPast
     private let engine: Engine
 
-    init(engine: Engine, initial: [UInt64: String]) {
+    init(engine: Engine) {
         self.engine = engine
-        self.names = initial
+        refresh()
     }
 
-    func name(for cgroup: UInt64) -> String? {
-        lock.lock(); defer { lock.unlock() }
-        if let n = names[cgroup] { return n }
-        if Date().timeIntervalSince(lastRefresh) > 0.2 {
-            lastRefresh = Date()
-            for w in engine.workloads() { names[w.cgroupId] = w.name }
+    private func refresh() {
+        lastRefresh = Date()
+        var all = engine.workloads().map(\.name)
+        if let text = try? String(contentsOfFile: engine.config.workloadNameHistory, encoding: .utf8) {
+            all += text.split(separator: "\n").map(String.init)
         }
-        return names[cgroup]
+        for n in all { names[workloadID(n)] = n }
+    }
+
+    func name(for id: UInt32) -> String? {
+        guard id != 0 else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        if let n = names[id] { return n }
+        if Date().timeIntervalSince(lastRefresh) > 0.05 { refresh() }
+        return names[id]
     }
 }

@@ -82,12 +82,28 @@ extension Engine {
             for iterator in object.programs where iterator.isIterator { try iterator.runIterator() }
             try FileManager.default.createDirectory(atPath: config.workloadRegistry, withIntermediateDirectories: true)
             try JSONEncoder.lfp.encode(w).write(to: URL(fileURLWithPath: registryPath(name)), options: .atomic)
+            recordName(name)
             logger.info("workload attached", metadata: ["workload": "\(name)", "cgroup.path": "\(path)"])
             return w
         } catch {
             for link in links { try? link.unpin() }
             try? FileManager.default.removeItem(atPath: dir)
             throw error
+        }
+    }
+
+    /// Remember every workload name ever attached, so events outliving the workload are named.
+    private func recordName(_ name: String) {
+        let path = config.workloadNameHistory
+        let known = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        guard !known.contains(name) else { return }
+        if let h = FileHandle(forWritingAtPath: path) ?? {
+            FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }() {
+            h.seekToEndOfFile()
+            h.write(Data((name + "\n").utf8))
+            try? h.close()
         }
     }
 

@@ -68,12 +68,17 @@ struct FastPathTests {
         #expect(b.isBlock && b.filterId == ids["block-port"] && b.errno == "EPERM" && b.remotePort == blocked.port)
         #expect(b.remoteAddress == host)
         #expect(p.isPermit && p.filterId == ids["permit-port"] && p.remotePort == allowed.port)
-        for c in [b, p] {
-            let seq = mine.filter { $0.transportEndpointHandle == c.transportEndpointHandle }.compactMap(\.layer)
-            #expect(seq == [layer("RESOURCE_ASSIGNMENT"), layer("AUTH_CONNECT"), layer("ENDPOINT_CLOSURE"), layer("RESOURCE_RELEASE")],
-                    "sequence for handle \(c.transportEndpointHandle): \(seq.map(\.name))")
-            #expect(c.processName == "python3")
+        // blocked: no bind, no flow, no closure (never authorized); permitted: the full lifetime
+        let expected = [
+            b.transportEndpointHandle: ["RESOURCE_ASSIGNMENT", "AUTH_CONNECT", "RESOURCE_RELEASE"],
+            p.transportEndpointHandle: ["RESOURCE_ASSIGNMENT", "AUTH_CONNECT", "RESOURCE_ASSIGNMENT", "FLOW_ESTABLISHED",
+                                        "ENDPOINT_CLOSURE", "RESOURCE_RELEASE"],
+        ]
+        for (handle, names) in expected {
+            let seq = mine.filter { $0.transportEndpointHandle == handle }.compactMap(\.layer)
+            #expect(seq == names.map(layer), "sequence for handle \(handle): \(seq.map(\.name))")
         }
+        #expect(b.processName == "python3" && p.processName == "python3")
         // the permitted connection's release carries the local port the client reported
         let release = try #require(mine.last { $0.transportEndpointHandle == p.transportEndpointHandle })
         #expect(release.localPort == nil || release.localPort == results[1].localPort)

@@ -177,15 +177,19 @@ static __always_inline struct lfp_verdict lfp_classify(__u32 layer, const struct
 	w.v.action = LFP_ACTION_PERMIT;
 	lfp_stat_inc(LFP_STAT_CLASSIFY);
 	const struct lfp_config *cfg = bpf_map_lookup_elem(&lfp_config, &zero);
-	if (!cfg)
+	if (!cfg) {
+		lfp_stat_inc(LFP_STAT_PERMIT);
 		return w.v;
+	}
 	/* Read the slot once: a concurrent commit flips it, and this walk stays on one policy. */
 	__u32 slot = cfg->active_slot & 1;
 	w.v.generation = cfg->generation;
 	__u32 li = slot * LFP_LAYER_COUNT + (layer % LFP_LAYER_COUNT);
 	const struct lfp_layer_range *range = bpf_map_lookup_elem(&lfp_layers, &li);
-	if (!range || range->count == 0)
+	if (!range || range->count == 0) {
+		lfp_stat_inc(LFP_STAT_PERMIT);
 		return w.v;
+	}
 	w.first = slot * LFP_MAX_RULES + range->start;
 	__u32 count = range->count;
 	if (count > LFP_MAX_RULES)

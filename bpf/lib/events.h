@@ -73,6 +73,10 @@ static __always_inline void lfp_emit(struct lfp_event *e)
 	struct lfp_emit_ctx c = { .e = e };
 
 	e->ts_ns = bpf_ktime_get_ns();
+	/* name the workload now: a tail may read the event after a short-lived workload is gone */
+	__u64 cg = e->cgroup_id;
+	__u32 *wid = bpf_map_lookup_elem(&lfp_workloads, &cg);
+	e->workload_id = wid ? *wid : 0;
 	bpf_loop(LFP_MAX_SUBSCRIBERS, lfp_emit_slot, &c, 0);
 	lfp_stat_inc(c.delivered ? LFP_STAT_EVENTS : LFP_STAT_NO_SUBSCRIBER);
 }

@@ -161,7 +161,7 @@ struct lfp_event {
 	__u32 local_addr_be[4];  /* network order; IPv4 in [0]                               */
 	__u32 remote_addr_be[4];
 	char comm[16];
-	__u32 pad;
+	__u32 workload_id;   /* lfp_workload_id of the cgroup, 0 when not an lfp workload       */
 };
 
 /* A workload's id in conditions: FNV-1a (32 bit) of its name, so a policy can name a workload
