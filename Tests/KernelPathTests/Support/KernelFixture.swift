@@ -136,3 +136,82 @@ final class Listener {
     }
     deinit { close(fd) }
 }
+
+/// A python3 process started inside a cgroup, talking line by line over stdout.
+final class PyProc {
+    let process = Process()
+    private let out = Pipe()
+    private var buffer = Data()
+
+    init(cgroup: String, script: String, args: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup,
+                             KernelFixture.python, "-u", "-c", script] + args
+        process.standardOutput = out
+        try process.run()
+    }
+
+    /// The next line the script printed (nil at EOF).
+    func readLine() -> String? {
+        while true {
+            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
+                buffer = Data(buffer[buffer.index(after: nl)...])
+                return line
+            }
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { return buffer.isEmpty ? nil : String(decoding: buffer, as: UTF8.self) }
+            buffer.append(chunk)
+        }
+    }
+
+    /// Remaining output and the exit status.
+    func finish() -> (String, Int32) {
+        var rest = String(decoding: buffer, as: UTF8.self)
+        rest += String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (rest, process.terminationStatus)
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+/// Outside-the-workload peers for the tests (the test process's own cgroup).
+enum Net {
+    static func sockaddr(_ host: String, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        if host.contains(":") {
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_port = port.bigEndian
+            inet_pton(AF_INET6, host, &a.sin6_addr)
+            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &a.sin_addr)
+        return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    }
+
+    /// Connect with a timeout; returns the connected fd, or -errno (ETIMEDOUT when nothing answered).
+    static func connect(_ host: String, _ port: UInt16, timeoutMs: Int32 = 1000) -> Int32 {
+        let fd = socket(host.contains(":") ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let r = sockaddr(host, port) { Glibc.connect(fd, $0, $1) }
+        if r == 0 { return fd }
+        guard errno == EINPROGRESS else { let e = errno; close(fd); return -e }
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        if poll(&p, 1, timeoutMs) <= 0 { close(fd); return -ETIMEDOUT }
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+        if err != 0 { close(fd); return -err }
+        return fd
+    }
+
+    /// A free port on loopback right now (bound then released).
+    static func freePort(v6: Bool = false) -> UInt16 {
+        let l = try! Listener(v6: v6)
+        return l.port
+    }
+}
