@@ -7,80 +7,66 @@ import PolicyCompiler
 /// net-event header and metadata fields where WFP has one (FWPM_NET_EVENT_HEADER3,
 /// FWPS_METADATA_FIELD_*): `layer`, `actionType`, `filterId`, `transportEndpointHandle`,
 /// `parentEndpointHandle`, `processId`, `ipProtocol`, `localAddress`, ...
-public struct ALEEvent: Sendable, Encodable, Equatable {
-    public var sequence: UInt64
-    public var timestampNs: UInt64
-    public var layer: Layer?
-    public var layerID: UInt16
-    public var actionType: String        // FWP_ACTION_PERMIT / FWP_ACTION_BLOCK / FWP_ACTION_NONE
-    public var filterId: UInt64
-    public var transportEndpointHandle: UInt64
-    public var parentEndpointHandle: UInt64
-    public var processId: UInt32
-    public var threadId: UInt32
-    public var userId: UInt32
-    public var groupId: UInt32
-    public var cgroupId: UInt64
-    public var processName: String
-    public var ipVersion: String         // FWP_IP_VERSION_V4 / _V6
-    public var ipProtocol: UInt8
-    public var localAddress: String?
-    public var localPort: UInt16?
-    public var remoteAddress: String?
-    public var remotePort: UInt16?
-    public var errno: String?            // what a blocked operation returned, e.g. "EPERM"
-    public var conditionFlags: UInt32
-    public var policyGeneration: UInt64
-    public var workload: String?         // the workload's name (from workloadId)
-    public var workloadId: UInt32        // FNV-1a of the workload name, 0 if none
+public struct ALEEvent: Sendable, Encodable {
+    /// The record as the kernel wrote it. Everything else is computed from it on demand, so the
+    /// thread draining the ring only copies 144 bytes per event (it must keep up with the kernel).
+    public let raw: lfp_event
+    /// The workload's name (resolved from `workloadId`), when lfp knows it.
+    public var workload: String?
 
-    public var isBlock: Bool { actionType == "FWP_ACTION_BLOCK" }
-    public var isPermit: Bool { actionType == "FWP_ACTION_PERMIT" }
+    public var sequence: UInt64 { raw.seq }
+    public var timestampNs: UInt64 { raw.ts_ns }
+    public var layerID: UInt16 { raw.layer }
+    public var layer: Layer? { Layer(kernelID: raw.layer) }
+    /// FWP_ACTION_PERMIT / FWP_ACTION_BLOCK / FWP_ACTION_NONE (notifications, layer default).
+    public var actionType: String {
+        switch UInt32(raw.action) {
+        case LFP_ACTION_PERMIT.rawValue: return "FWP_ACTION_PERMIT"
+        case LFP_ACTION_BLOCK.rawValue: return "FWP_ACTION_BLOCK"
+        default: return "FWP_ACTION_NONE"
+        }
+    }
+    public var filterId: UInt64 { raw.filter_id }
+    public var transportEndpointHandle: UInt64 { raw.cookie }
+    public var parentEndpointHandle: UInt64 { raw.parent_cookie }
+    public var processId: UInt32 { raw.tgid }
+    public var threadId: UInt32 { raw.pid }
+    public var userId: UInt32 { raw.uid }
+    public var groupId: UInt32 { raw.gid }
+    public var cgroupId: UInt64 { raw.cgroup_id }
+    public var workloadId: UInt32 { raw.workload_id }
+    public var processName: String {
+        withUnsafeBytes(of: raw.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+    public var isV6: Bool { raw.family == 10 }
+    public var ipVersion: String { isV6 ? "FWP_IP_VERSION_V6" : "FWP_IP_VERSION_V4" }
+    public var ipProtocol: UInt8 { raw.protocol }
+    public var localAddress: String? {
+        UInt32(raw.evflags) & LFP_EVF_LOCAL_ADDR == 0 ? nil
+            : withUnsafeBytes(of: raw.local_addr_be) { ALEEvent.format(address: $0, v6: isV6) }
+    }
+    public var localPort: UInt16? { UInt32(raw.evflags) & LFP_EVF_LOCAL_PORT == 0 ? nil : raw.local_port }
+    public var remoteAddress: String? {
+        UInt32(raw.evflags) & LFP_EVF_REMOTE == 0 ? nil
+            : withUnsafeBytes(of: raw.remote_addr_be) { ALEEvent.format(address: $0, v6: isV6) }
+    }
+    public var remotePort: UInt16? { UInt32(raw.evflags) & LFP_EVF_REMOTE == 0 ? nil : raw.remote_port }
+    /// What a blocked operation returned to the application, e.g. "EPERM".
+    public var errno: String? { raw.error > 0 ? ALEEvent.errnoName(raw.error) : nil }
+    public var conditionFlags: UInt32 { raw.cond_flags }
+    public var policyGeneration: UInt64 { raw.generation }
+
+    public var isBlock: Bool { UInt32(raw.action) == LFP_ACTION_BLOCK.rawValue }
+    public var isPermit: Bool { UInt32(raw.action) == LFP_ACTION_PERMIT.rawValue }
 
     static let size = MemoryLayout<lfp_event>.size
 
     public init?(record: UnsafeRawBufferPointer) {
         guard record.count >= ALEEvent.size else { return nil }
-        let e = record.loadUnaligned(as: lfp_event.self)
-        self.init(e)
+        raw = record.loadUnaligned(as: lfp_event.self)
     }
 
-    public init(_ e: lfp_event) {
-        sequence = e.seq
-        timestampNs = e.ts_ns
-        layerID = e.layer
-        layer = Layer(kernelID: e.layer)
-        switch UInt32(e.action) {
-        case LFP_ACTION_PERMIT.rawValue: actionType = "FWP_ACTION_PERMIT"
-        case LFP_ACTION_BLOCK.rawValue: actionType = "FWP_ACTION_BLOCK"
-        default: actionType = "FWP_ACTION_NONE"
-        }
-        filterId = e.filter_id
-        transportEndpointHandle = e.cookie
-        parentEndpointHandle = e.parent_cookie
-        processId = e.tgid
-        threadId = e.pid
-        userId = e.uid
-        groupId = e.gid
-        cgroupId = e.cgroup_id
-        processName = withUnsafeBytes(of: e.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let v6 = e.family == 10
-        ipVersion = v6 ? "FWP_IP_VERSION_V6" : "FWP_IP_VERSION_V4"
-        ipProtocol = e.protocol
-        let flags = UInt32(e.evflags)
-        if flags & LFP_EVF_LOCAL_ADDR != 0 {
-            localAddress = withUnsafeBytes(of: e.local_addr_be) { ALEEvent.format(address: $0, v6: v6) }
-        }
-        if flags & LFP_EVF_LOCAL_PORT != 0 { localPort = e.local_port }
-        if flags & LFP_EVF_REMOTE != 0 {
-            remoteAddress = withUnsafeBytes(of: e.remote_addr_be) { ALEEvent.format(address: $0, v6: v6) }
-            remotePort = e.remote_port
-        }
-        errno = e.error > 0 ? ALEEvent.errnoName(e.error) : nil
-        conditionFlags = e.cond_flags
-        policyGeneration = e.generation
-        workloadId = e.workload_id
-    }
+    public init(_ e: lfp_event) { raw = e }
 
     static func format(address raw: UnsafeRawBufferPointer, v6: Bool) -> String {
         var buf = [CChar](repeating: 0, count: 64)
@@ -101,7 +87,7 @@ public struct ALEEvent: Sendable, Encodable, Equatable {
         case sequence, timestampNs, layer, actionType, filterId, transportEndpointHandle,
              parentEndpointHandle, processId, threadId, userId, groupId, cgroupId, processName,
              ipVersion, ipProtocol, localAddress, localPort, remoteAddress, remotePort, errno,
-             conditionFlags, policyGeneration, workload
+             conditionFlags, policyGeneration, workload, workloadId
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -129,6 +115,7 @@ public struct ALEEvent: Sendable, Encodable, Equatable {
         try c.encode(conditionFlags, forKey: .conditionFlags)
         try c.encode(policyGeneration, forKey: .policyGeneration)
         try c.encodeIfPresent(workload, forKey: .workload)
+        try c.encode(workloadId, forKey: .workloadId)
     }
 
     /// One line for humans: `seq layer verdict filter handle pid/comm proto local -> remote`.
