@@ -1,0 +1,69 @@
+/* loadgen: P processes each doing N socket()+connect()+close() to a closed loopback port (TCP:
+ * refused, the full ALE lifetime without TIME_WAIT or an acceptor) or N connect() of one UDP
+ * socket. Optionally moves itself into a cgroup first. Prints connects/s. Used by `make bench`. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5) {
+		fprintf(stderr, "usage: loadgen tcp|udp PORT PROCS N [CGROUP]\n");
+		return 2;
+	}
+	int udp = !strcmp(argv[1], "udp");
+	int port = atoi(argv[2]), procs = atoi(argv[3]);
+	long n = atol(argv[4]);
+	if (argc > 5) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/cgroup.procs", argv[5]);
+		FILE *f = fopen(path, "w");
+		if (!f || fprintf(f, "%d\n", getpid()) < 0 || fclose(f)) {
+			perror(path);
+			return 1;
+		}
+	}
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	double t0 = now();
+	for (int p = 0; p < procs; p++) {
+		if (fork() == 0) {
+			long bad = 0;
+			int us = udp ? socket(AF_INET, SOCK_DGRAM, 0) : -1;
+			for (long i = 0; i < n; i++) {
+				if (udp) {
+					if (connect(us, (struct sockaddr *)&a, sizeof(a)))
+						bad++;
+					continue;
+				}
+				int s = socket(AF_INET, SOCK_STREAM, 0);
+				if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0 || errno != ECONNREFUSED)
+					bad++;
+				close(s);
+			}
+			_exit(bad ? 1 : 0);
+		}
+	}
+	int failed = 0, st;
+	while (wait(&st) > 0)
+		failed |= !WIFEXITED(st) || WEXITSTATUS(st);
+	double dt = now() - t0;
+	printf("%s %ld connects in %.3f s: %.0f connects/s%s\n", argv[1], n * procs, dt, n * procs / dt,
+	       failed ? " (some connects did not behave as expected)" : "");
+	return failed;
+}
