@@ -207,10 +207,14 @@ public struct ProviderContext: Hashable, Sendable {
 public struct FilterAction: Hashable, Sendable {
     public var type: ActionType
     public var calloutKey: UUID?
+    /// Linux extension (`lfpBlockErrno`): the errno a block returns to the application where
+    /// the hook can choose one (connect, bind, socket creation, sendmsg). nil = EPERM.
+    public var blockErrno: Int32?
 
-    public init(type: ActionType, calloutKey: UUID? = nil) {
+    public init(type: ActionType, calloutKey: UUID? = nil, blockErrno: Int32? = nil) {
         self.type = type
         self.calloutKey = calloutKey
+        self.blockErrno = blockErrno
     }
 
     public static let permit = FilterAction(type: .permit)
@@ -272,4 +276,15 @@ extension UUID {
     public var isZero: Bool { self == UUID.zero }
     /// Lower-case canonical text, as lfp writes GUIDs.
     public var lowerString: String { uuidString.lowercased() }
+}
+
+/// errno names accepted by `lfpBlockErrno` (Linux x86-64/generic values).
+public enum BlockErrno {
+    public static let names: [(String, Int32)] = [
+        ("EPERM", 1), ("ENOENT", 2), ("EACCES", 13), ("EADDRINUSE", 98), ("EADDRNOTAVAIL", 99),
+        ("ENETDOWN", 100), ("ENETUNREACH", 101), ("ECONNABORTED", 103), ("ECONNRESET", 104),
+        ("ETIMEDOUT", 110), ("ECONNREFUSED", 111), ("EHOSTDOWN", 112), ("EHOSTUNREACH", 113),
+    ]
+    public static func value(named n: String) -> Int32? { names.first { $0.0 == n.uppercased() }?.1 }
+    public static func name(of v: Int32) -> String? { names.first { $0.1 == v }?.0 }
 }

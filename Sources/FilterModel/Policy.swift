@@ -35,6 +35,20 @@ public struct Policy: Hashable, Sendable {
     /// `filters[2].filterCondition[0].matchType: unknown match type 'FWP_MATCH_EQUALS'`, and for
     /// semantic problems carry WFP's code (`FWP_E_NULL_POINTER: filters[0]...`). JSON documents
     /// get JSONPath-style paths (`$.filters[2]...`) and JSON syntax errors.
+    /// Yams reports "line:col: error: <problem>" followed by the offending line and a caret;
+    /// keep the first line, which names the position and the problem.
+    static func oneLine(_ error: Error) -> String {
+        switch error as? YamlError {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)" + (context.map { " (\($0.text))" } ?? "")
+        case .reader(let problem, _, _, _), .emitter(let problem), .representer(let problem):
+            return problem
+        default:
+            let text = "\(error)"
+            return text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? text
+        }
+    }
+
     public static func parse(_ text: String, sourceName: String = "<policy>") throws -> Policy {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         let isJSON = trimmed.hasPrefix("{") || trimmed.hasPrefix("[")
@@ -51,7 +65,7 @@ public struct Policy: Hashable, Sendable {
         do {
             node = try Yams.compose(yaml: text)
         } catch {
-            throw FWPError(.policySyntax, "\(sourceName): YAML syntax error: \(error)")
+            throw FWPError(.policySyntax, "\(sourceName): YAML syntax error: \(Self.oneLine(error))")
         }
         guard let root = node else { return Policy() }
         return try PolicyReader(root: isJSON ? "$" : "").readPolicy(root)
@@ -315,7 +329,7 @@ struct PolicyReader {
             guard let a = ActionType(name: t) else { throw syntax(p, "unknown action type '\(t)'") }
             return FilterAction(type: a)
         }
-        let m = try mapping(n, p, allowed: ["type", "calloutKey", "filterType"])
+        let m = try mapping(n, p, allowed: ["type", "calloutKey", "filterType", "lfpBlockErrno"])
         guard let tn = m["type"], !isNull(tn) else { throw sem(.nullPointer, path(p, "type"), "is required") }
         let t = try text(tn, path(p, "type"))
         let a: ActionType
@@ -330,7 +344,22 @@ struct PolicyReader {
             throw syntax(path(p, "type"), "unknown action type '\(t)'")
         }
         let key = try guid(m["calloutKey"], path(p, "calloutKey")) ?? guid(m["filterType"], path(p, "filterType"))
-        return FilterAction(type: a, calloutKey: key)
+        var errno: Int32? = nil
+        if let en = m["lfpBlockErrno"], !isNull(en) {
+            let ep = path(p, "lfpBlockErrno")
+            let t = try text(en, ep)
+            if let named = BlockErrno.value(named: t) {
+                errno = named
+            } else if let v = NumberText.parse(t), v > 0, v < 4096 {
+                errno = Int32(v)
+            } else {
+                throw syntax(ep, "unknown errno '\(t)' (use a name such as EACCES, ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, ETIMEDOUT, or a positive number)")
+            }
+            guard a == .block || a == .calloutTerminating || a == .calloutUnknown else {
+                throw sem(.invalidParameter, ep, "applies to blocking actions only, not \(a.name)")
+            }
+        }
+        return FilterAction(type: a, calloutKey: key, blockErrno: errno)
     }
 
     func condition(_ n: Node, _ p: String, layer: Layer) throws -> FilterCondition {

@@ -168,6 +168,9 @@ enum Export {
         }
         var act: [(String, PNode)] = [("type", .str(f.action.type.name))]
         if let ck = f.action.calloutKey { act.append(("calloutKey", guid(ck))) }
+        if let e = f.action.blockErrno {
+            act.append(("lfpBlockErrno", BlockErrno.name(of: e).map { .str($0) } ?? .num(String(e))))
+        }
         kv.append(("action", .map(act)))
         if let pc = f.providerContextKey { kv.append(("providerContextKey", guid(pc))) } else if f.rawContext != 0 {
             kv.append(("rawContext", num(f.rawContext)))

@@ -41,7 +41,7 @@ public enum PolicyCompiler {
         var rule = lfp_rule()
         rule.filter_id = filter.filterId
         rule.sublayer = sublayer
-        rule.block_errno = EPERM_VALUE
+        rule.block_errno = filter.action.blockErrno ?? EPERM_VALUE
         switch filter.action.type {
         case .block:
             rule.action = UInt8(LFP_ACTION_BLOCK.rawValue)

@@ -84,6 +84,29 @@ struct FastPathTests {
         #expect(release.localPort == nil || release.localPort == results[1].localPort)
     }
 
+    /// A block returns the errno the policy names (Linux extension `lfpBlockErrno`), EPERM otherwise.
+    @Test("block with a chosen errno (lfpBlockErrno)")
+    func chosenErrno() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let l = try Listener()
+        let ids = try fx.commit("""
+        filters:
+          - displayData: { name: refuse }
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+            filterCondition:
+              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(l.port) } }
+            action: { type: FWP_ACTION_BLOCK, lfpBlockErrno: ECONNREFUSED }
+        """)
+        let w = try fx.workload("errno")
+        let sub = try fx.engine.subscribe()
+        let r = try fx.runClient(in: w, [["addr": "127.0.0.1", "port": Int(l.port)]])
+        #expect(r[0].errno == ECONNREFUSED && r[0].stage == "connect")
+        let events = await fx.collect(sub) { $0.contains { $0.layer == .resourceReleaseV4 } }
+        let c = try #require(events.first { $0.layer == .authConnectV4 })
+        #expect(c.isBlock && c.filterId == ids["refuse"] && c.errno == "ECONNREFUSED")
+    }
+
     /// ALE_RESOURCE_ASSIGNMENT blocks socket creation and explicit binds.
     @Test("resource assignment: block socket creation and a bind")
     func resourceAssignmentBlocks() async throws {
