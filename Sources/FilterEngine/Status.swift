@@ -22,6 +22,7 @@ public struct EngineStatus: Encodable, Sendable {
         public var slot: UInt32
         public var submitted: UInt64
         public var dropped: UInt64
+        public var droppedPerCPU: [UInt64]
     }
     public var workloads: [WorkloadStatus]
     public var policyGeneration: UInt64
@@ -32,6 +33,7 @@ public struct EngineStatus: Encodable, Sendable {
     public var blocks: UInt64
     public var eventsDelivered: UInt64
     public var eventsWithoutSubscriber: UInt64
+    /// Dropped events summed over every slot's per-CPU counters since each slot was last claimed.
     public var eventsDropped: UInt64
     public var subscribers: [Subscriber]
 
@@ -46,7 +48,9 @@ public struct EngineStatus: Encodable, Sendable {
         for m in maps { lines.append("  \(m.name): \(m.used)/\(m.capacity)") }
         lines.append("classifications: \(classifications) (permit \(permits), block \(blocks))")
         lines.append("events: delivered \(eventsDelivered), dropped \(eventsDropped), with no subscriber \(eventsWithoutSubscriber)")
-        for s in subscribers { lines.append("  subscriber slot \(s.slot): submitted \(s.submitted), dropped \(s.dropped)") }
+        for s in subscribers {
+            lines.append("  subscriber slot \(s.slot): submitted \(s.submitted), dropped \(s.dropped) (per CPU: \(s.droppedPerCPU.map(String.init).joined(separator: " ")))")
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -75,11 +79,12 @@ extension Engine {
         var subscribers: [EngineStatus.Subscriber] = []
         var dropped: UInt64 = 0
         for slot in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {
-            let d = try maps.subDrops.lookupPerCPU(key: slot).reduce(0, &+)
+            let perCPU = try maps.subDrops.lookupPerCPU(key: slot)
+            let d = perCPU.reduce(0, &+)
             dropped &+= d
             if try maps.subs.lookup(key: slot, as: UInt32.self) != nil {
                 subscribers.append(.init(slot: slot, submitted: try maps.subSeq.lookup(key: slot, as: UInt64.self) ?? 0,
-                                         dropped: d))
+                                         dropped: d, droppedPerCPU: perCPU))
             }
         }
         return EngineStatus(

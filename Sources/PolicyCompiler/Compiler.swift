@@ -22,8 +22,7 @@ public enum PolicyCompiler {
                                                  reason: "\(layer.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
                         continue
                     }
-                    guard let rule = try compile(filter, sublayer: UInt16(index), notes: &image.notes) else { continue }
-                    image.rules.append(rule)
+                    image.rules += try compile(filter, sublayer: UInt16(index), notes: &image.notes)
                 }
             }
             guard image.rules.count <= Int(LFP_MAX_RULES) else {
@@ -35,8 +34,14 @@ public enum PolicyCompiler {
         return image
     }
 
-    /// One filter; nil when it has no kernel effect (recorded in `notes`).
-    static func compile(_ filter: Filter, sublayer: UInt16, notes: inout [PolicyImage.Note]) throws -> lfp_rule? {
+    /// The most kernel rules one filter may expand to (see `alternatives`).
+    static let maxRulesPerFilter = 64
+
+    /// One filter as kernel rules: usually one; none when it has no kernel effect (recorded in
+    /// `notes`); several adjacent rules with the same filterId when a condition group is an OR
+    /// of alternatives that are themselves conjunctions (two ALE_USER_ID descriptors): the
+    /// filter matches when any of them does, and rules of one sublayer stop at the first match.
+    static func compile(_ filter: Filter, sublayer: UInt16, notes: inout [PolicyImage.Note]) throws -> [lfp_rule] {
         let name = filter.displayData.name ?? ""
         var rule = lfp_rule()
         rule.filter_id = filter.filterId
@@ -63,32 +68,49 @@ public enum PolicyCompiler {
         case .calloutInspection:
             notes.append(.init(filterId: filter.filterId, filterName: name,
                                reason: "inspection callout: never decides, and no callout is registered in the kernel"))
-            return nil
+            return []
         default:
             throw CompileError(code: .invalidActionType,
                                message: "filter '\(name)': action \(filter.action.type.name) cannot be enforced in the kernel")
         }
-        var conds: [lfp_cond] = []
+        // Each field group is an OR of alternatives; each alternative a CNF (AND of OR-groups).
+        var perGroup: [[CNF]] = []
         for group in groups(filter.filterCondition) {
-            let compiled = try group.flatMap { try compile($0, layer: filter.layerKey, filter: name) }
-            guard var last = compiled.last else { continue }
-            // A group that always matches (e.g. a security descriptor granting everyone) adds no test.
-            if compiled.count == 1 && last.field == UInt8.max { continue }
-            var body = Array(compiled.dropLast())
-            last.flags |= UInt8(LFP_COND_GROUP_END)
-            body.append(last)
-            conds += body
+            let cnfs = try group.map { try compile($0, layer: filter.layerKey, filter: name) }
+            if cnfs.contains(where: \.isEmpty) { continue }           // an always-true alternative
+            if cnfs.allSatisfy({ $0.count == 1 }) {
+                perGroup.append([[cnfs.flatMap { $0[0] }]])           // one OR-group: the usual case
+            } else {
+                perGroup.append(cnfs)
+            }
         }
-        guard conds.count <= Int(LFP_MAX_CONDS) else {
-            throw CompileError(code: .outOfBounds,
-                               message: "filter '\(name)' needs \(conds.count) kernel conditions; a kernel rule holds at most \(LFP_MAX_CONDS)")
+        var combos: [CNF] = [[]]
+        for alternatives in perGroup {
+            combos = combos.flatMap { prefix in alternatives.map { prefix + $0 } }
+            guard combos.count <= maxRulesPerFilter else {
+                throw CompileError(code: .outOfBounds,
+                                   message: "filter '\(name)' expands to more than \(maxRulesPerFilter) kernel rules")
+            }
         }
-        rule.ncond = UInt16(conds.count)
-        withUnsafeMutableBytes(of: &rule.cond) { raw in
-            let dst = raw.bindMemory(to: lfp_cond.self)
-            for (i, c) in conds.enumerated() { dst[i] = c }
+        return try combos.map { cnf in
+            var conds: [lfp_cond] = []
+            for orGroup in cnf {
+                var g = orGroup
+                g[g.count - 1].flags |= UInt8(LFP_COND_GROUP_END)
+                conds += g
+            }
+            guard conds.count <= Int(LFP_MAX_CONDS) else {
+                throw CompileError(code: .outOfBounds,
+                                   message: "filter '\(name)' needs \(conds.count) kernel conditions; a kernel rule holds at most \(LFP_MAX_CONDS)")
+            }
+            var r = rule
+            r.ncond = UInt16(conds.count)
+            withUnsafeMutableBytes(of: &r.cond) { raw in
+                let dst = raw.bindMemory(to: lfp_cond.self)
+                for (i, c) in conds.enumerated() { dst[i] = c }
+            }
+            return r
         }
-        return rule
     }
 
     /// Conditions on one field OR together and form a group; groups AND (R3.3, R3.4). As in
@@ -108,3 +130,6 @@ public enum PolicyCompiler {
 }
 
 let EPERM_VALUE: Int32 = 1
+
+/// AND of OR-groups of kernel tests; [] is always true.
+typealias CNF = [[lfp_cond]]

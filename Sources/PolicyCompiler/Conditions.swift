@@ -49,9 +49,9 @@ extension PolicyCompiler {
         }
     }
 
-    /// A condition as kernel tests. Usually one; a security descriptor becomes its uid/gid tests.
-    /// A returned test with field == UInt8.max means "always true".
-    static func compile(_ c: FilterCondition, layer: Layer, filter: String) throws -> [lfp_cond] {
+    /// A condition as kernel tests, in CNF: usually one group of one test; a security descriptor
+    /// becomes its deny groups and its allow group; [] is always true.
+    static func compile(_ c: FilterCondition, layer: Layer, filter: String) throws -> CNF {
         func fail(_ why: String) -> CompileError {
             CompileError(code: .invalidParameter, message: "filter '\(filter)': \(c.fieldKey.name) \(why)")
         }
@@ -66,7 +66,7 @@ extension PolicyCompiler {
         if case .empty = c.conditionValue {
             guard c.matchType == .equal else { throw fail("compares FWP_EMPTY with \(c.matchType.name)") }
             k.flags = UInt8(LFP_COND_MATCH_EMPTY)
-            return [k]
+            return [[k]]
         }
         var value: U128
         var mask = U128.max
@@ -92,11 +92,11 @@ extension PolicyCompiler {
         case (.equal, _): lo = value; hi = value
         case (.notEqual, _): lo = value; hi = value; negate = true
         case (.greater, _):
-            guard let s = value.successor else { return [never(field)] }
+            guard let s = value.successor else { return [[never(field)]] }
             lo = s; hi = .max
         case (.greaterOrEqual, _): lo = value; hi = .max
         case (.less, _):
-            guard let p = value.predecessor else { return [never(field)] }
+            guard let p = value.predecessor else { return [[never(field)]] }
             lo = .zero; hi = p
         case (.lessOrEqual, _): lo = .zero; hi = value
         case (.flagsAllSet, _): mask = value; lo = value; hi = value
@@ -109,7 +109,7 @@ extension PolicyCompiler {
         k.lo_hi = lo.hi; k.lo_lo = lo.lo
         k.hi_hi = hi.hi; k.hi_lo = hi.lo
         if negate { k.flags |= UInt8(LFP_COND_NEGATE) }
-        return [k]
+        return [[k]]
     }
 
     /// A test no value passes (lo > hi), for e.g. `port > 65535`.
@@ -134,31 +134,24 @@ extension PolicyCompiler {
     }
 
     /// ALE_USER_ID with a security descriptor (R3.16): the condition holds when no deny ACE and
-    /// some allow ACE covers the socket's owner. Deny ACEs become NOT-EQUAL groups, the allow
-    /// ACEs one OR group. The kernel knows the primary gid only (documented).
-    static func compileACL(_ acl: UserACL, match: MatchType, fail: (String) -> CompileError) throws -> [lfp_cond] {
+    /// some allow ACE covers the socket's owner: one NOT-EQUAL group per deny ACE, and one OR
+    /// group of the allow ACEs. The kernel knows the primary gid only (documented).
+    static func compileACL(_ acl: UserACL, match: MatchType, fail: (String) -> CompileError) throws -> CNF {
         guard match == .equal else { throw fail("with \(match.name) is not supported by the kernel fast path") }
-        func eq(_ field: lfp_field, _ v: UInt32, negate: Bool = false, end: Bool = false) -> lfp_cond {
+        func eq(_ field: lfp_field, _ v: UInt32, negate: Bool = false) -> lfp_cond {
             var k = lfp_cond()
             k.field = UInt8(field.rawValue)
             k.mask_hi = .max; k.mask_lo = .max
             k.lo_lo = UInt64(v); k.hi_lo = UInt64(v)
             if negate { k.flags |= UInt8(LFP_COND_NEGATE) }
-            if end { k.flags |= UInt8(LFP_COND_GROUP_END) }
             return k
         }
-        if acl.deniesEveryone { return [never(LFP_FIELD_UID)] }
-        // Deny groups are complete groups of their own (GROUP_END set); the caller closes the last.
-        var out: [lfp_cond] = []
-        for u in acl.deniedUIDs.sorted() { out.append(eq(LFP_FIELD_UID, u, negate: true, end: true)) }
-        for g in acl.deniedGIDs.sorted() { out.append(eq(LFP_FIELD_GID, g, negate: true, end: true)) }
-        if acl.allowsEveryone {
-            if out.isEmpty { var k = lfp_cond(); k.field = UInt8.max; return [k] }
-            out[out.count - 1].flags &= ~UInt8(LFP_COND_GROUP_END)
-            return out
-        }
+        if acl.deniesEveryone { return [[never(LFP_FIELD_UID)]] }
+        var out: CNF = acl.deniedUIDs.sorted().map { [eq(LFP_FIELD_UID, $0, negate: true)] }
+            + acl.deniedGIDs.sorted().map { [eq(LFP_FIELD_GID, $0, negate: true)] }
+        if acl.allowsEveryone { return out }
         let allows = acl.allowedUIDs.sorted().map { eq(LFP_FIELD_UID, $0) } + acl.allowedGIDs.sorted().map { eq(LFP_FIELD_GID, $0) }
-        if allows.isEmpty { return [never(LFP_FIELD_UID)] } // an empty DACL grants nobody
-        return out + allows
+        out.append(allows.isEmpty ? [never(LFP_FIELD_UID)] : allows) // an empty DACL grants nobody
+        return out
     }
 }

@@ -9,10 +9,12 @@ import Testing
 /// connects to loopback addresses and ports drawn at the policy's edges, and for every probe the
 /// kernel's verdict (EPERM, and the AUTH_CONNECT event's actionType and filterId) must equal
 /// `BaseFilteringEngine.classify` on the committed policy with the same incoming values.
+/// Conditions: remote port (EQUAL, NOT_EQUAL, GREATER, LESS, RANGE), remote address (v4 mask,
+/// exact), protocol, and now and then FLAGS, ALE_USER_ID and LFP_CONDITION_WORKLOAD.
 @Suite("Kernel vs model (differential)", .serialized)
 struct DifferentialTests {
     static let seed: UInt64 = 0x6C66_7000_D1FF
-    static let policies = 6
+    static let policies = 10
     static let probesPerPolicy = 60
 
     @Test("random AUTH_CONNECT_V4 policies: kernel verdicts equal BaseFilteringEngine.classify")
@@ -21,9 +23,10 @@ struct DifferentialTests {
         defer { fx.cleanup() }
         var rng = DiffRNG(seed: Self.seed)
         var workload: Workload? = nil
-        var compared = 0, blocked = 0; var deciders = Set<String>()
+        var compared = 0, blocked = 0
+        var deciders = Set<String>() // "policy:filter name" that decided some probe
         for index in 0..<Self.policies {
-            let spec = DiffPolicy.generate(&rng, index: index); print("POLICY \(index)\n\(spec.yaml)")
+            let spec = DiffPolicy.generate(&rng, index: index)
             let yaml = spec.yaml
             _ = try fx.commit(yaml)
             let generation = try #require(try fx.engine.committedPolicy()).generation
@@ -83,14 +86,17 @@ struct DifferentialTests {
                 if result.errno != nil && result.errno != EPERM {
                     #expect([ECONNREFUSED, ENETUNREACH].contains(result.errno!), "unexpected connect error\n\(message)")
                 }
-                compared += 1; deciders.insert("\(index):\(verdict.filterName ?? "-")")
+                compared += 1
+                deciders.insert("\(index):\(verdict.filterName ?? "-")")
                 if kernelBlocks { blocked += 1 }
             }
         }
-        print("STATS blocked \(blocked) of \(compared) filters \(deciders.sorted())")
         #expect(compared == Self.policies * Self.probesPerPolicy)
         // the generated policies must exercise both verdicts
         #expect(blocked > compared / 10 && blocked < compared - compared / 10, "\(blocked) of \(compared) probes blocked")
+        // and many filters, in both sublayers, must have decided something
+        #expect(deciders.count >= 2 * Self.policies, "deciding filters: \(deciders.sorted())")
+        #expect(deciders.contains { $0.contains(":s1f") } && deciders.contains { $0.contains(":s0f") }, "\(deciders.sorted())")
     }
 }
 
@@ -178,10 +184,10 @@ struct DiffPolicy {
         }
         func u16(_ v: Int) -> String { "{ type: FWP_UINT16, uint16: \(v) }" }
         func port() -> Int { rng.chance(75) ? rng.pick(basePorts) + rng.int(-3...3) : rng.int(1...65535) }
-        switch rng.int(10) {
+        switch rng.int(11) {
         case 0, 1:
             let v = port(); edgePorts.formUnion([v - 1, v, v + 1])
-            let m = rng.pick(["EQUAL", "NOT_EQUAL"])
+            let m = rng.chance(75) ? "EQUAL" : "NOT_EQUAL"
             inside(ports: m == "EQUAL" ? [v] : [v - 1, v + 1])
             return c("IP_REMOTE_PORT", m, u16(v))
         case 2:
@@ -196,7 +202,7 @@ struct DiffPolicy {
             return c("IP_REMOTE_PORT", "RANGE",
                      "{ type: FWP_RANGE_TYPE, rangeValue: { valueLow: \(u16(a)), valueHigh: \(u16(b)) } }")
         case 5, 6:
-            let bits = rng.pick([8, 16, 24, 30, 32])
+            let bits = rng.pick([12, 16, 24, 30, 32]) // not /8: all of loopback
             let mask: UInt32 = bits == 32 ? .max : ~(UInt32.max >> UInt32(bits))
             let a = rng.pick(baseAddresses)
             let net = a & mask, bcast = net | ~mask
@@ -211,8 +217,22 @@ struct DiffPolicy {
             let equal = rng.chance(80)
             inside(addrs: equal ? [a] : [a - 1, a + 1])
             return c("IP_REMOTE_ADDRESS", equal ? "EQUAL" : "NOT_EQUAL", "{ type: FWP_UINT32, uint32: \(Self.ip(a)) }")
-        default:
+        case 9:
             return c("IP_PROTOCOL", "EQUAL", "{ type: FWP_UINT8, uint8: \(rng.chance(85) ? 6 : 17) }")
+        default:
+            // fields that are the same for every probe (the client runs as root in workload
+            // 'diff', to loopback): they switch whole filters on or off, kernel and model alike
+            switch rng.int(3) {
+            case 0:
+                return c("FLAGS", rng.pick(["FLAGS_ALL_SET", "FLAGS_NONE_SET", "FLAGS_ANY_SET"]),
+                         "{ type: FWP_UINT32, uint32: \(rng.pick(["FWP_CONDITION_FLAG_IS_LOOPBACK", "FWP_CONDITION_FLAG_IS_REAUTHORIZE"])) }")
+            case 1:
+                let sddl = rng.pick(["D:(A;;CC;;;S-1-22-1-0)", "D:(A;;CC;;;S-1-22-1-1000)", "D:(D;;CC;;;S-1-22-2-0)(A;;CC;;;WD)",
+                                     "D:(A;;CC;;;S-1-22-2-0)"])
+                return "{ fieldKey: FWPM_CONDITION_ALE_USER_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(sddl)' } }"
+            default:
+                return "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_\(rng.chance(70) ? "EQUAL" : "NOT_EQUAL"), conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: \(rng.pick(["diff", "other"])) } }"
+            }
         }
     }
 

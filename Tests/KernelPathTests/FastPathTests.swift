@@ -84,6 +84,25 @@ struct FastPathTests {
         #expect(release.localPort == nil || release.localPort == results[1].localPort)
     }
 
+    /// A dual-stack IPv6 socket talking to an IPv4-mapped address is IPv4 traffic: it is
+    /// classified at the V4 layer with the IPv4 address.
+    @Test("dual-stack: ::ffff:127.0.0.1 is classified at AUTH_CONNECT_V4")
+    func dualStack() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let blocked = try Listener()
+        let ids = try fx.commit(Self.policy(blockPort: blocked.port, permitPort: 1, v6: false))
+        let w = try fx.workload("dual")
+        let sub = try fx.engine.subscribe()
+        let r = try fx.runClient(in: w, [["family": 6, "v6only": false, "addr": "::ffff:127.0.0.1", "port": Int(blocked.port)]])
+        #expect(r[0].errno == EPERM && r[0].stage == "connect")
+        let events = await fx.collect(sub) { $0.contains { $0.layer?.kind == .resourceRelease } }
+        let c = try #require(events.first { $0.layer?.kind == .authConnect }, "\(events.map { $0.render() })")
+        #expect(c.layer == .authConnectV4 && c.remoteAddress == "127.0.0.1" && c.ipVersion == "FWP_IP_VERSION_V4")
+        #expect(c.isBlock && c.filterId == ids["block-port"])
+        #expect(events.first?.layer == .resourceAssignmentV6, "the socket itself is an AF_INET6 endpoint")
+    }
+
     /// A block returns the errno the policy names (Linux extension `lfpBlockErrno`), EPERM otherwise.
     @Test("block with a chosen errno (lfpBlockErrno)")
     func chosenErrno() async throws {

@@ -168,35 +168,48 @@ static long lfp_walk_step(__u32 i, void *data)
 	return (r->flags & LFP_RULE_HARD) ? 1 : 0; /* rule 5 */
 }
 
-/* Classify `in` at `layer`; the default (rule 6) is a permit by no filter. */
-static __always_inline struct lfp_verdict lfp_classify(__u32 layer, const struct lfp_event *in)
+/* The walk, as a global BPF function: the verifier checks it once per program, on its own,
+ * instead of once per call site with every caller's state (program load stays fast). __weak:
+ * every hook object carries a copy and `bpftool gen object` keeps one. */
+__weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in, struct lfp_verdict *out)
 {
 	struct lfp_walk w = { .in = in, .skip_sublayer = ~0u };
 	__u32 zero = 0;
 
+	if (!in || !out)
+		return 0;
 	w.v.action = LFP_ACTION_PERMIT;
-	lfp_stat_inc(LFP_STAT_CLASSIFY);
 	const struct lfp_config *cfg = bpf_map_lookup_elem(&lfp_config, &zero);
-	if (!cfg) {
-		lfp_stat_inc(LFP_STAT_PERMIT);
-		return w.v;
+	if (cfg) {
+		/* Read the slot once: a concurrent commit flips it, and this walk stays on one policy. */
+		__u32 slot = cfg->active_slot & 1;
+		w.v.generation = cfg->generation;
+		__u32 li = slot * LFP_LAYER_COUNT + (layer % LFP_LAYER_COUNT);
+		const struct lfp_layer_range *range = bpf_map_lookup_elem(&lfp_layers, &li);
+		if (range && range->count) {
+			w.first = slot * LFP_MAX_RULES + range->start;
+			__u32 count = range->count;
+			if (count > LFP_MAX_RULES)
+				count = LFP_MAX_RULES;
+			bpf_loop(count, lfp_walk_step, &w, 0);
+		}
 	}
-	/* Read the slot once: a concurrent commit flips it, and this walk stays on one policy. */
-	__u32 slot = cfg->active_slot & 1;
-	w.v.generation = cfg->generation;
-	__u32 li = slot * LFP_LAYER_COUNT + (layer % LFP_LAYER_COUNT);
-	const struct lfp_layer_range *range = bpf_map_lookup_elem(&lfp_layers, &li);
-	if (!range || range->count == 0) {
-		lfp_stat_inc(LFP_STAT_PERMIT);
-		return w.v;
-	}
-	w.first = slot * LFP_MAX_RULES + range->start;
-	__u32 count = range->count;
-	if (count > LFP_MAX_RULES)
-		count = LFP_MAX_RULES;
-	bpf_loop(count, lfp_walk_step, &w, 0);
 	if (w.v.action == LFP_ACTION_BLOCK && w.v.block_errno <= 0)
 		w.v.block_errno = 1; /* EPERM */
-	lfp_stat_inc(w.v.action == LFP_ACTION_BLOCK ? LFP_STAT_BLOCK : LFP_STAT_PERMIT);
-	return w.v;
+	out->action = w.v.action;
+	out->filter_id = w.v.filter_id;
+	out->generation = w.v.generation;
+	out->block_errno = w.v.block_errno;
+	return 0;
+}
+
+/* Classify `in` at `layer`; the default (rule 6) is a permit by no filter. */
+static __always_inline struct lfp_verdict lfp_classify(__u32 layer, const struct lfp_event *in)
+{
+	struct lfp_verdict v = { .action = LFP_ACTION_PERMIT };
+
+	lfp_stat_inc(LFP_STAT_CLASSIFY);
+	lfp_classify_walk(layer, in, &v);
+	lfp_stat_inc(v.action == LFP_ACTION_BLOCK ? LFP_STAT_BLOCK : LFP_STAT_PERMIT);
+	return v;
 }
