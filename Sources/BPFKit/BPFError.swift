@@ -11,12 +11,14 @@ public struct BPFError: Error, CustomStringConvertible, Equatable {
     public let object: String?
     public let code: Int32
     public let log: String?
+    let extraHint: String?
 
-    public init(operation: String, object: String?, code: Int32, log: String? = nil) {
+    public init(operation: String, object: String?, code: Int32, log: String? = nil, hint: String? = nil) {
         self.operation = operation
         self.object = object
         self.code = code
         self.log = log
+        self.extraHint = hint
     }
 
     public var errnoName: String { BPFError.name(of: code) }
@@ -24,14 +26,25 @@ public struct BPFError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         var s = operation
         if let object { s += "(\(object))" }
-        s += ": \(errnoName) (\(String(cString: strerror(code))))"
+        s += ": \(errnoName) (\(BPFError.text(of: code)))"
         if let hint { s += ". \(hint)" }
         if let log, !log.isEmpty { s += "\n\(log)" }
         return s
     }
 
+    /// libbpf's own codes (4000+: bad ELF, kernel too old, ...) have their own texts.
+    static func text(of code: Int32) -> String {
+        if code >= 4000 {
+            var buf = [CChar](repeating: 0, count: 256)
+            _ = libbpf_strerror(code, &buf, buf.count)
+            return String(cString: buf)
+        }
+        return String(cString: strerror(code))
+    }
+
     /// What a user can do about the common causes.
     var hint: String? {
+        if let extraHint { return extraHint }
         switch code {
         case EPERM, EACCES:
             return getuid() == 0
@@ -52,6 +65,7 @@ public struct BPFError: Error, CustomStringConvertible, Equatable {
             EINVAL: "EINVAL", ENOSPC: "ENOSPC", EROFS: "EROFS", ENOTSUP: "EOPNOTSUPP", ENOTEMPTY: "ENOTEMPTY",
             ELOOP: "ELOOP", ENAMETOOLONG: "ENAMETOOLONG", ENOTSUPP_LINUX: "ENOTSUPP",
         ]
+        if code >= 4000 { return "LIBBPF_ERRNO \(code)" }
         return names[code] ?? "errno \(code)"
     }
 }

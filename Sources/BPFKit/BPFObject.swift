@@ -30,11 +30,12 @@ public final class BPFObject {
                 prog = bpf_object__next_program(handle, p)
             }
         }
+        // On failure deinit closes the object (every stored property is set by now).
         do {
             try bpfCall("bpf_object__load", (path as NSString).lastPathComponent) { bpf_object__load(handle) }
-        } catch {
-            bpf_object__close(handle)
-            throw error
+        } catch let e as BPFError where e.log?.contains("couldn't reuse pinned map") == true {
+            throw BPFError(operation: e.operation, object: e.object, code: e.code, log: e.log,
+                           hint: "a map pinned under \(pinRoot) was made by another lfp version: detach every workload and remove \(pinRoot)")
         }
     }
 

@@ -73,7 +73,9 @@ extension PolicyCompiler {
         var lo: U128, hi: U128
         var negate = false
         if c.fieldKey == .lfpWorkload, case .byteBlob(let bytes) = c.conditionValue {
-            value = U128(UInt64(workloadID(String(decoding: bytes.filter { $0 != 0 }, as: UTF8.self))))
+            var name = bytes
+            while name.last == 0 { name.removeLast() } // as FilterModel: trailing NULs are not part of the text
+            value = U128(UInt64(workloadID(String(decoding: name, as: UTF8.self))))
         } else if let v = scalar(c.conditionValue) {
             value = v
         } else {

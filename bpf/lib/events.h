@@ -8,23 +8,8 @@
 #pragma once
 #include "maps.h"
 
-static __always_inline void lfp_event_init(struct lfp_event *e, __u64 cookie, __u16 layer, __u8 kind)
-{
-	__builtin_memset(e, 0, sizeof(*e));
-	__u64 pt = bpf_get_current_pid_tgid();
-	__u64 ug = bpf_get_current_uid_gid();
-	e->cookie = cookie;
-	e->layer = layer;
-	e->kind = kind;
-	e->pid = (__u32)pt;
-	e->tgid = pt >> 32;
-	e->uid = (__u32)ug;
-	e->gid = ug >> 32;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-}
-
-/* The process-context fields of an event whose owner is unknown (a socket lfp never saw). */
+/* The process-context fields of an event: the task running the hook (process-context hooks),
+ * or the closer of a socket lfp never saw created. */
 static __always_inline void lfp_event_init_current(struct lfp_event *e)
 {
 	__u64 pt = bpf_get_current_pid_tgid();
@@ -35,6 +20,16 @@ static __always_inline void lfp_event_init_current(struct lfp_event *e)
 	e->gid = ug >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+/* A new event about `cookie` raised by the current task. */
+static __always_inline void lfp_event_init(struct lfp_event *e, __u64 cookie, __u16 layer, __u8 kind)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->cookie = cookie;
+	e->layer = layer;
+	e->kind = kind;
+	lfp_event_init_current(e);
 }
 
 struct lfp_emit_ctx {
