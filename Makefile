@@ -53,13 +53,22 @@ $(BUILD_DIR)/%.o: bpf/%.bpf.c $(BPF_LIB) $(ABI) $(BUILD_DIR)/vmlinux.h
 $(BUILD_DIR)/lfp.bpf.o: $(BPF_OBJS)
 	$(BPFTOOL) gen object $@ $^
 
-swift: bpf
+# SwiftPM does not always rebuild Swift modules when a C header they import changes; after an
+# edit of lfp_abi.h that leaves a stale struct layout in FilterEngine (seen: a crash decoding
+# events). Mark the importing sources changed whenever the header is newer than the last build.
+.build/abi.stamp: $(ABI)
+	@mkdir -p .build
+	@touch Sources/PolicyCompiler/*.swift Sources/FilterEngine/*.swift Sources/BPFKit/*.swift Sources/lfp/*.swift
+	@touch $@
+
+swift: bpf .build/abi.stamp
 	$(SWIFT) build $(SWIFT_FLAGS)
 
 demo: deps all
 	./Tests/demo/demo.sh $(LFP)
 
 test: deps all
+	@touch Tests/PolicyCompilerTests/*.swift Tests/KernelPathTests/*.swift
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
 

@@ -9,7 +9,7 @@ import PolicyCompiler
 /// `parentEndpointHandle`, `processId`, `ipProtocol`, `localAddress`, ...
 public struct ALEEvent: Sendable, Encodable {
     /// The record as the kernel wrote it. Everything else is computed from it on demand, so the
-    /// thread draining the ring only copies 144 bytes per event (it must keep up with the kernel).
+    /// thread draining the ring only copies one 160-byte record per event (it must keep up with the kernel).
     public let raw: lfp_event
     /// The workload's name (resolved from `workloadId`), when lfp knows it.
     public var workload: String?

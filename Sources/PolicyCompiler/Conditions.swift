@@ -1,4 +1,5 @@
 import FilterModel
+import Foundation
 import KernelABI
 
 /// A 128-bit unsigned number as the kernel compares them: (hi, lo).
@@ -57,6 +58,9 @@ extension PolicyCompiler {
         }
         if c.fieldKey == .aleUserId, case .securityDescriptor(let acl) = c.conditionValue {
             return try compileACL(acl, match: c.matchType, fail: fail)
+        }
+        if c.fieldKey == .aleAppId, case .byteBlob(let bytes) = c.conditionValue {
+            return try compileAppID(bytes, match: c.matchType, fail: fail)
         }
         guard let field = kernelField(c.fieldKey) else {
             throw fail("is not supported by the kernel fast path yet (supported: addresses, ports, protocol, FLAGS, ALE_USER_ID, LFP_CONDITION_*); `lfp classify` evaluates it")
@@ -133,6 +137,35 @@ extension PolicyCompiler {
         case .byteArray16(let b): return U128(bytes: b)
         default: return nil
         }
+    }
+
+    /// ALE_APP_ID: the kernel cannot read a path in its hooks, so it compares the executable's
+    /// file identity: the policy's path is resolved (symlinks followed) to (device, inode) when
+    /// the policy is committed. A binary replaced by a new file later needs a new commit, and
+    /// hard links of it match too (documented).
+    static func compileAppID(_ bytes: [UInt8], match: MatchType, fail: (String) -> CompileError) throws -> CNF {
+        guard match == .equal || match == .notEqual else {
+            throw fail("with \(match.name) is not supported by the kernel fast path (EQUAL and NOT_EQUAL are; `lfp classify` evaluates the rest)")
+        }
+        var b = bytes
+        while b.last == 0 { b.removeLast() }
+        let path = String(decoding: b, as: UTF8.self)
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw fail("names \(path), which does not exist here: the kernel matches executables by file identity, so the file must exist when the policy is committed")
+        }
+        // kernel dev_t is MAJOR << 20 | MINOR; userspace's st_dev uses the glibc encoding
+        let d = UInt64(st.st_dev)
+        let major = ((d >> 8) & 0xfff) | ((d >> 32) & ~UInt64(0xfff))
+        let minor = (d & 0xff) | ((d >> 12) & ~UInt64(0xff))
+        let dev = major << 20 | minor
+        var k = lfp_cond()
+        k.field = UInt8(LFP_FIELD_APP_ID.rawValue)
+        k.mask_hi = .max; k.mask_lo = .max
+        k.lo_hi = dev; k.hi_hi = dev
+        k.lo_lo = UInt64(st.st_ino); k.hi_lo = UInt64(st.st_ino)
+        if match == .notEqual { k.flags |= UInt8(LFP_COND_NEGATE) }
+        return [[k]]
     }
 
     /// ALE_USER_ID with a security descriptor (R3.16): the condition holds when no deny ACE and

@@ -78,7 +78,8 @@ struct CLITests {
             (Self.good.replacingOccurrences(of: "AUTH_CONNECT_V4", with: "AUTH_CONNECT_V5"), "FWP_E_LAYER_NOT_FOUND"),
             (Self.good.replacingOccurrences(of: "{ name: block-9 }", with: "{ description: x }"), "FWP_E_NULL_DISPLAY_NAME"),
             (Self.good.replacingOccurrences(of: "FWPM_CONDITION_IP_REMOTE_PORT", with: "FWPM_CONDITION_ALE_APP_ID")
-                .replacingOccurrences(of: "{ type: FWP_UINT16, uint16: 9 }", with: "{ type: FWP_BYTE_BLOB_TYPE, byteBlob: /usr/bin/curl }"),
+                .replacingOccurrences(of: "FWP_MATCH_EQUAL", with: "FWP_MATCH_PREFIX")
+                .replacingOccurrences(of: "{ type: FWP_UINT16, uint16: 9 }", with: "{ type: FWP_BYTE_BLOB_TYPE, byteBlob: /curl }"),
              "not supported by the kernel"),
             ("filters: [ { displayData: { name: x }", "YAML syntax error: line 2"),
         ]

@@ -103,6 +103,41 @@ struct FastPathTests {
         #expect(events.first?.layer == .resourceAssignmentV6, "the socket itself is an AF_INET6 endpoint")
     }
 
+    /// ALE_APP_ID in the kernel: the executable by file identity. The same interpreter copied to
+    /// another file is another application.
+    @Test("ALE_APP_ID: block one executable, not its copy")
+    func appID() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let l = try Listener()
+        let real = URL(fileURLWithPath: KernelFixture.python).resolvingSymlinksInPath().path
+        let copy = fx.config.stateDirectory + "/python-copy"
+        try FileManager.default.createDirectory(atPath: fx.config.stateDirectory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: real, toPath: copy)
+        let ids = try fx.commit("""
+        filters:
+          - displayData: { name: no-python }
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+            filterCondition:
+              - { fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: '\(KernelFixture.python)' } }
+            action: { type: FWP_ACTION_BLOCK }
+        """)
+        let w = try fx.workload("apps")
+        let sub = try fx.engine.subscribe()
+        let blocked = try fx.runClient(in: w, [["addr": "127.0.0.1", "port": Int(l.port)]])
+        let other = try fx.runClient(in: w, [["addr": "127.0.0.1", "port": Int(l.port)]], python: copy)
+        #expect(blocked[0].errno == EPERM)
+        #expect(other[0].ok == true)
+        let events = await fx.collect(sub) { $0.filter { $0.layer == .resourceReleaseV4 }.count >= 2 }
+        let connects = events.filter { $0.layer == .authConnectV4 }
+        #expect(connects.map(\.actionType) == ["FWP_ACTION_BLOCK", "FWP_ACTION_PERMIT"])
+        #expect(connects.first?.filterId == ids["no-python"])
+        // the model agrees for the path it was given
+        let model = try fx.engine.committedEngine().classify(layer: .authConnectV4, values: try IncomingValues.parse(
+            layer: .authConnectV4, assignments: ["FWPM_CONDITION_ALE_APP_ID=\(KernelFixture.python)"]))
+        #expect(model.filterId == ids["no-python"])
+    }
+
     /// A block returns the errno the policy names (Linux extension `lfpBlockErrno`), EPERM otherwise.
     @Test("block with a chosen errno (lfpBlockErrno)")
     func chosenErrno() async throws {

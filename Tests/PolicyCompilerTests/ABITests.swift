@@ -9,13 +9,14 @@ struct ABITests {
         #expect(MemoryLayout<lfp_rule>.size == 24 + 56 * Int(LFP_MAX_CONDS))
         #expect(MemoryLayout<lfp_layer_range>.size == 8)
         #expect(MemoryLayout<lfp_config>.size == 16)
-        #expect(MemoryLayout<lfp_event>.size == 144)
+        #expect(MemoryLayout<lfp_event>.size == 160)
     }
 
     @Test func eventOffsets() {
         #expect(MemoryLayout<lfp_event>.offset(of: \.layer) == 72)
         #expect(MemoryLayout<lfp_event>.offset(of: \.local_addr_be) == 92)
         #expect(MemoryLayout<lfp_event>.offset(of: \.comm) == 124)
+        #expect(MemoryLayout<lfp_event>.offset(of: \.exe_ino) == 152)
         #expect(MemoryLayout<lfp_rule>.offset(of: \.cond) == 24)
     }
 

@@ -556,7 +556,7 @@ struct CompilerTests {
             layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
             filterCondition:
               - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 443 } }
-              - { fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: /usr/bin/curl } }
+              - { fieldKey: FWPM_CONDITION_IP_LOCAL_ADDRESS_TYPE, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 1 } }
             action: { type: FWP_ACTION_BLOCK }
         """
         let bfe = BaseFilteringEngine()
@@ -565,8 +565,17 @@ struct CompilerTests {
             try PolicyCompiler.compile(bfe)
         } throws: { e in
             guard let e = e as? CompileError else { return false }
-            return e.message.contains("'curl only'") && e.message.contains("FWPM_CONDITION_ALE_APP_ID")
+            return e.message.contains("'curl only'") && e.message.contains("FWPM_CONDITION_IP_LOCAL_ADDRESS_TYPE")
                 && e.code == .invalidParameter
+        }
+        // ALE_APP_ID is matched by file identity: an executable that does not exist is refused
+        #expect {
+            try compileYAML(oneFilter([
+                "{ fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: /nonexistent/app } }",
+            ], name: "ghost"))
+        } throws: { e in
+            guard let e = e as? CompileError else { return false }
+            return e.message.contains("'ghost'") && e.message.contains("does not exist")
         }
         // a match type the kernel cannot do on a field it can supply is refused the same way
         #expect {

@@ -88,6 +88,12 @@ static __always_inline int lfp_field_value(const struct lfp_event *in, __u32 fie
 	case LFP_FIELD_FLAGS:
 		*lo = in->cond_flags;
 		return 1;
+	case LFP_FIELD_APP_ID:
+		if (!in->exe_ino)
+			return 0;
+		*hi = in->exe_dev;
+		*lo = in->exe_ino;
+		return 1;
 	case LFP_FIELD_WORKLOAD: {
 		__u64 cg = in->cgroup_id;
 		__u32 *id = bpf_map_lookup_elem(&lfp_workloads, &cg);

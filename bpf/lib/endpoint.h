@@ -96,27 +96,48 @@ static __always_inline int lfp_on_post_bind(struct bpf_sock *sk, int v6)
 	return 1;
 }
 
-/* An implicit bind is about to happen (connect or first sendmsg of an unbound socket):
- * classify it at RESOURCE_ASSIGNMENT with IS_IMPLICIT_BIND. The local port is known for
- * sendmsg (autobound already), FWP_EMPTY for connect (bound after the hook). */
-static __always_inline struct lfp_verdict lfp_implicit_bind(const struct lfp_event *from, struct lfp_event *ra)
+/* An implicit bind is about to happen (connect or first sendmsg of an unbound socket): the
+ * event `e` is turned, in place, into its RESOURCE_ASSIGNMENT form with IS_IMPLICIT_BIND (no
+ * remote fields) and back. In place because the verifier allows 512 bytes of stack for the whole
+ * call chain and one event is 160. The local port is known for sendmsg (autobound already),
+ * FWP_EMPTY for connect (bound after the hook). */
+struct lfp_saved_remote {
+	__u32 addr_be[4];
+	__u16 port;
+	__u16 layer;
+	__u32 cond_flags;
+	__u8 evflags;
+};
+
+static __always_inline void lfp_as_implicit_bind(struct lfp_event *e, struct lfp_saved_remote *sv)
 {
-	*ra = *from;
-	ra->layer = lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, from->family);
-	ra->kind = LFP_EV_CLASSIFY;
-	ra->evflags &= ~LFP_EVF_REMOTE;
-	ra->remote_port = 0;
-	__builtin_memset(ra->remote_addr_be, 0, sizeof(ra->remote_addr_be));
-	ra->cond_flags = LFP_FLAG_IS_IMPLICIT_BIND;
-	struct lfp_verdict v = lfp_classify(ra->layer, ra);
-	lfp_apply(ra, &v);
-	return v;
+	__builtin_memcpy(sv->addr_be, e->remote_addr_be, sizeof(sv->addr_be));
+	sv->port = e->remote_port;
+	sv->layer = e->layer;
+	sv->cond_flags = e->cond_flags;
+	sv->evflags = e->evflags;
+	e->layer = lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, e->family);
+	e->evflags &= ~LFP_EVF_REMOTE;
+	e->remote_port = 0;
+	__builtin_memset(e->remote_addr_be, 0, sizeof(e->remote_addr_be));
+	e->cond_flags = LFP_FLAG_IS_IMPLICIT_BIND;
+}
+
+static __always_inline void lfp_as_remote(struct lfp_event *e, const struct lfp_saved_remote *sv)
+{
+	__builtin_memcpy(e->remote_addr_be, sv->addr_be, sizeof(e->remote_addr_be));
+	e->remote_port = sv->port;
+	e->layer = sv->layer;
+	e->cond_flags = sv->cond_flags;
+	e->evflags = sv->evflags;
 }
 
 /* ALE_AUTH_CONNECT for connect() (TCP, connected UDP, raw), with the implicit bind before it. */
 static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 {
-	struct lfp_event e, ra;
+	struct lfp_event e;
+	struct lfp_saved_remote sv;
+	struct lfp_verdict rv = {};
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct bpf_sock *sk = ctx->sk;
 	struct lfp_sk *s = 0;
@@ -139,16 +160,19 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 
 	int implicit = s && !(s->flags & LFP_SKF_ASSIGNED);
 	if (implicit) {
-		struct lfp_verdict rv = lfp_implicit_bind(&e, &ra);
+		lfp_as_implicit_bind(&e, &sv);
+		rv = lfp_classify(e.layer, &e);
 		if (rv.action == LFP_ACTION_BLOCK) {
-			lfp_emit(&ra);
+			lfp_apply(&e, &rv);
+			lfp_emit(&e);
 			bpf_set_retval(-rv.block_errno);
 			return 0;
 		}
+		lfp_as_remote(&e, &sv);
 	}
 	struct lfp_verdict v = lfp_classify(e.layer, &e);
-	lfp_apply(&e, &v);
 	if (v.action == LFP_ACTION_BLOCK) {
+		lfp_apply(&e, &v);
 		lfp_emit(&e);
 		bpf_set_retval(-v.block_errno);
 		return 0;
@@ -158,12 +182,16 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 		if (e.protocol == IPPROTO_TCP) {
 			/* reported at TCP_CONNECT_CB, once the kernel has chosen the port */
 			s->flags |= LFP_SKF_RA_PENDING;
-			s->ra_action = ra.action;
-			s->ra_filter_id = ra.filter_id;
+			s->ra_action = rv.action;
+			s->ra_filter_id = rv.filter_id;
 		} else {
-			lfp_emit(&ra);
+			lfp_as_implicit_bind(&e, &sv);
+			lfp_apply(&e, &rv);
+			lfp_emit(&e);
+			lfp_as_remote(&e, &sv);
 		}
 	}
+	lfp_apply(&e, &v);
 	lfp_emit(&e);
 	if (s)
 		s->flags |= LFP_SKF_AUTHORIZED;
@@ -181,7 +209,7 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 /* ALE_AUTH_CONNECT for the first datagram to each new peer of an unconnected socket. */
 static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 {
-	struct lfp_event e, ra;
+	struct lfp_event e;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct bpf_sock *sk = ctx->sk;
 	struct lfp_sk *s = 0;
@@ -205,14 +233,17 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 		s = lfp_sk_own(sk, cookie, &e);
 		if (s && !(s->flags & LFP_SKF_ASSIGNED)) {
 			/* inet_send_prepare() autobound the socket before this hook: the port is real */
+			struct lfp_saved_remote sv;
 			lfp_read_sock_local(&e, sk, v6);
 			lfp_unmap(&e);
-			struct lfp_verdict rv = lfp_implicit_bind(&e, &ra);
-			lfp_emit(&ra);
+			lfp_as_implicit_bind(&e, &sv);
+			struct lfp_verdict rv = lfp_decide(&e);
 			if (rv.action == LFP_ACTION_BLOCK) {
 				bpf_set_retval(-rv.block_errno);
 				return 0;
 			}
+			lfp_as_remote(&e, &sv);
+			e.kind = LFP_EV_CLASSIFY;
 			lfp_remember_local(s, &e);
 			s->flags |= LFP_SKF_ASSIGNED;
 		} else if (s && (s->flags & LFP_SKF_BOUND)) {

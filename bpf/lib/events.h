@@ -6,6 +6,7 @@
  * in the ring's per-CPU drop counter, and the per-ring sequence number shows the gap. Telemetry
  * never changes a verdict. */
 #pragma once
+#include <bpf/bpf_core_read.h>
 #include "maps.h"
 
 /* The process-context fields of an event: the task running the hook (process-context hooks),
@@ -20,6 +21,14 @@ static __always_inline void lfp_event_init_current(struct lfp_event *e)
 	e->gid = ug >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	/* ALE_APP_ID: the executable by file identity (inode + device), which the compiler
+	 * resolves the policy's path to; the path itself cannot be read in these hooks. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe) {
+		e->exe_ino = BPF_CORE_READ(exe, f_inode, i_ino);
+		e->exe_dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+	}
 }
 
 /* A new event about `cookie` raised by the current task. */

@@ -110,6 +110,9 @@ struct lfp_sk {
 	__u8 ra_action;
 	__u16 flags;         /* LFP_SKF_* */
 	char comm[16];
+	__u64 exe_ino;       /* owner's executable (ALE_APP_ID) */
+	__u32 exe_dev;
+	__u32 pad;
 };
 #define LFP_SKF_BOUND 0x1          /* local tuple recorded                                  */
 #define LFP_SKF_AUTHORIZED 0x2     /* permitted at AUTH_CONNECT/RECV_ACCEPT: closure is due  */

@@ -34,6 +34,8 @@ static __always_inline struct lfp_sk *lfp_sk_own(void *sk, __u64 cookie, const s
 		s->protocol = e->protocol;
 		s->family = e->family;
 		__builtin_memcpy(s->comm, e->comm, sizeof(s->comm));
+		s->exe_ino = e->exe_ino;
+		s->exe_dev = e->exe_dev;
 	}
 	return s;
 }
@@ -55,6 +57,8 @@ static __always_inline void lfp_event_init_owner(struct lfp_event *e, __u64 cook
 		e->parent_cookie = s->parent_cookie;
 		e->protocol = s->protocol;
 		__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+		e->exe_ino = s->exe_ino;
+		e->exe_dev = s->exe_dev;
 		if (s->flags & LFP_SKF_BOUND) {
 			__builtin_memcpy(e->local_addr_be, s->local_addr_be, sizeof(e->local_addr_be));
 			e->local_port = s->local_port;

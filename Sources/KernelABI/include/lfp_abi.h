@@ -62,7 +62,8 @@ enum lfp_field {
 	LFP_FIELD_CGROUP_ID = 7,
 	LFP_FIELD_FLAGS = 8,             /* FWP_CONDITION_FLAG_* bits                         */
 	LFP_FIELD_WORKLOAD = 9,          /* lfp_workload_id(name) of the socket's cgroup        */
-	LFP_FIELD_COUNT = 10,
+	LFP_FIELD_APP_ID = 10,           /* executable identity: (kernel dev_t, inode)          */
+	LFP_FIELD_COUNT = 11,
 };
 
 /* ---- FWP_CONDITION_FLAG_* bits the kernel sets ---- */
@@ -162,6 +163,8 @@ struct lfp_event {
 	__u32 remote_addr_be[4];
 	char comm[16];
 	__u32 workload_id;   /* lfp_workload_id of the cgroup, 0 when not an lfp workload       */
+	__u32 exe_dev;       /* the process's executable: kernel dev_t (MAJOR << 20 | MINOR)   */
+	__u64 exe_ino;       /* ... and inode number; 0 when unknown (FWP_EMPTY ALE_APP_ID)    */
 };
 
 /* A workload's id in conditions: FNV-1a (32 bit) of its name, so a policy can name a workload
@@ -184,7 +187,7 @@ LFP_ABI_CHECK(sizeof(struct lfp_cond) == 56, "lfp_cond layout");
 LFP_ABI_CHECK(sizeof(struct lfp_rule) == 24 + 56 * LFP_MAX_CONDS, "lfp_rule layout");
 LFP_ABI_CHECK(sizeof(struct lfp_layer_range) == 8, "lfp_layer_range layout");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
-LFP_ABI_CHECK(sizeof(struct lfp_event) == 144, "lfp_event layout");
+LFP_ABI_CHECK(sizeof(struct lfp_event) == 160, "lfp_event layout");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, layer) == 72, "lfp_event.layer offset");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, local_addr_be) == 92, "lfp_event addr offset");
 

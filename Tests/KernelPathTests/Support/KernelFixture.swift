@@ -61,13 +61,13 @@ final class KernelFixture {
     }
 
     /// Run client.py inside the workload's cgroup and decode its per-step results.
-    func runClient(in workload: Workload, _ steps: [[String: Any]]) throws -> [StepResult] {
+    func runClient(in workload: Workload, _ steps: [[String: Any]], python: String = KernelFixture.python) throws -> [StepResult] {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: steps), as: UTF8.self)
         let out = Pipe()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", workload.cgroupPath,
-                       KernelFixture.python, KernelFixture.client, json]
+                       python, KernelFixture.client, json]
         p.standardOutput = out
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
