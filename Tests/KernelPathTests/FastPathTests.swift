@@ -162,41 +162,44 @@ struct FastPathTests {
     }
 
     /// ALE_RESOURCE_ASSIGNMENT blocks socket creation and explicit binds.
-    @Test("resource assignment: block socket creation and a bind")
-    func resourceAssignmentBlocks() async throws {
+    @Test("resource assignment: block socket creation and a bind", arguments: [false, true])
+    func resourceAssignmentBlocks(v6: Bool) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
+        let sfx = v6 ? "V6" : "V4"
         let ids = try fx.commit("""
         filters:
           - displayData: { name: no-udp }
-            layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4
+            layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)
             filterCondition:
               - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 17 } }
             action: { type: FWP_ACTION_BLOCK }
           - displayData: { name: no-low-ports }
-            layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4
+            layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)
             filterCondition:
               - { fieldKey: FWPM_CONDITION_IP_LOCAL_PORT, matchType: FWP_MATCH_RANGE, conditionValue: { type: FWP_RANGE_TYPE, rangeValue: { valueLow: { type: FWP_UINT16, uint16: 1 }, valueHigh: { type: FWP_UINT16, uint16: 30000 } } } }
             action: { type: FWP_ACTION_BLOCK }
         """)
         let w = try fx.workload("binder")
         let sub = try fx.engine.subscribe()
+        let fam = v6 ? 6 : 4, host = v6 ? "::1" : "127.0.0.1"
         let results = try fx.runClient(in: w, [
-            ["type": "udp", "op": "none"],
-            ["op": "listen", "bind": "127.0.0.1", "bindPort": 20999],
-            ["op": "listen", "bind": "127.0.0.1", "bindPort": 0],
+            ["family": fam, "type": "udp", "op": "none"],
+            ["family": fam, "op": "listen", "bind": host, "bindPort": 20999],
+            ["family": fam, "op": "listen", "bind": host, "bindPort": 0],
         ])
         #expect(results[0].errno == EPERM && results[0].stage == "socket")
         #expect(results[1].errno == EPERM && results[1].stage == "bind")
         #expect(results[2].ok == true)
-        let events = await fx.collect(sub) { evs in evs.filter { $0.layer == .resourceReleaseV4 }.count >= 2 }
-        let ra = events.filter { $0.layer == .resourceAssignmentV4 && $0.isBlock }
-        #expect(ra.count == 2, "\(events.map { $0.render() })")
-        #expect(ra.first?.filterId == ids["no-udp"] && ra.first?.ipProtocol == 17)
-        #expect(ra.last?.filterId == ids["no-low-ports"] && ra.last?.localPort == 20999)
+        let ra = { (e: ALEEvent) in e.layer == Layer(name: "FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)") }
+        let events = await fx.collect(sub) { evs in evs.filter { $0.layer?.kind == .resourceRelease }.count >= 2 }
+        let blocks = events.filter { ra($0) && $0.isBlock }
+        #expect(blocks.count == 2, "\(events.map { $0.render() })")
+        #expect(blocks.first?.filterId == ids["no-udp"] && blocks.first?.ipProtocol == 17)
+        #expect(blocks.last?.filterId == ids["no-low-ports"] && blocks.last?.localPort == 20999)
         // a socket whose creation was refused never gets a release (Q11, documented choice)
-        if let refused = ra.first {
-            #expect(!events.contains { $0.transportEndpointHandle == refused.transportEndpointHandle && $0.layer == .resourceReleaseV4 })
+        if let refused = blocks.first {
+            #expect(!events.contains { $0.transportEndpointHandle == refused.transportEndpointHandle && $0.layer?.kind == .resourceRelease })
         }
     }
 

@@ -114,18 +114,20 @@ struct LifetimeTests {
         replier.cancel()
     }
 
-    @Test("TCP client refused by the peer, and a socket closed unused")
-    func refusedAndUnused() async throws {
+    @Test("TCP client refused by the peer, and a socket closed unused", arguments: [false, true])
+    func refusedAndUnused(v6: Bool) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
         _ = try fx.commit("filters: []")
         let w = try fx.workload("refused")
         let sub = try fx.engine.subscribe()
-        let closed = Net.freePort()
-        let r = try fx.runClient(in: w, [["addr": "127.0.0.1", "port": Int(closed)], ["op": "none"]])
+        let closed = Net.freePort(v6: v6)
+        let fam = v6 ? 6 : 4
+        let r = try fx.runClient(in: w, [["family": fam, "addr": v6 ? "::1" : "127.0.0.1", "port": Int(closed)],
+                                         ["family": fam, "op": "none"]])
         #expect(r[0].errno == ECONNREFUSED)
         let events = await fx.collect(sub) { Self.releases($0, 2) }
-        let handles = events.filter { $0.layer == .resourceReleaseV4 }.map(\.transportEndpointHandle)
+        let handles = events.filter { $0.layer == Self.layer("RESOURCE_RELEASE", v6) }.map(\.transportEndpointHandle)
         try #require(handles.count == 2)
         #expect(Self.steps(events, handle: handles[0]) == ["RESOURCE_ASSIGNMENT:PERMIT", "AUTH_CONNECT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT",
                                                            "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE"],
@@ -133,38 +135,40 @@ struct LifetimeTests {
         #expect(Self.steps(events, handle: handles[1]) == ["RESOURCE_ASSIGNMENT:PERMIT", "RESOURCE_RELEASE:NONE"], "unused")
     }
 
-    @Test("blocked listen: AUTH_LISTEN block, nobody can connect")
-    func blockedListen() async throws {
+    @Test("blocked listen: AUTH_LISTEN block, nobody can connect", arguments: [false, true])
+    func blockedListen(v6: Bool) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
+        let host = v6 ? "::1" : "127.0.0.1"
         let ids = try fx.commit("""
         filters:
           - displayData: { name: no-listen }
-            layerKey: FWPM_LAYER_ALE_AUTH_LISTEN_V4
+            layerKey: FWPM_LAYER_ALE_AUTH_LISTEN_\(v6 ? "V6" : "V4")
             action: { type: FWP_ACTION_BLOCK }
         """)
         let w = try fx.workload("listener")
         let sub = try fx.engine.subscribe()
         let py = try PyProc(cgroup: w.cgroupPath, script: """
-        import socket
-        s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4); print(s.getsockname()[1])
+        import socket, sys
+        s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+        s.bind((sys.argv[1], 0)); s.listen(4); print(s.getsockname()[1])
         s.settimeout(1.5)
         try:
             s.accept(); print('accepted')
         except socket.timeout:
             print('nothing')
         s.close()
-        """)
+        """, args: [host])
         let port = try #require(py.readLine().flatMap(UInt16.init))
-        let fd = Net.connect("127.0.0.1", port, timeoutMs: 700)
+        let fd = Net.connect(host, port, timeoutMs: 700)
         #expect(fd == -ETIMEDOUT, "the blocked listener's SYNs are dropped")
         if fd >= 0 { close(fd) }
         let (out, _) = py.finish()
         #expect(out.contains("nothing"))
         let events = await fx.collect(sub) { Self.releases($0, 1) }
-        let listen = try #require(events.first { $0.layer == .authListenV4 })
+        let listen = try #require(events.first { $0.layer == Self.layer("AUTH_LISTEN", v6) })
         #expect(listen.isBlock && listen.filterId == ids["no-listen"] && listen.localPort == port)
-        #expect(!events.contains { $0.layer == .authRecvAcceptV4 })
+        #expect(!events.contains { $0.layer?.kind == .authRecvAccept })
         #expect(Self.steps(events, handle: listen.transportEndpointHandle).suffix(2) == ["ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE"])
     }
 
@@ -205,15 +209,16 @@ struct LifetimeTests {
         #expect(blocked.first?.isBlock == true && blocked.first?.filterId == ids["no-inbound"] && blocked.first?.localPort == port)
     }
 
-    @Test("blocked UDP peer: EPERM for that peer only, one event")
-    func blockedUDPPeer() async throws {
+    @Test("blocked UDP peer: EPERM for that peer only, one event", arguments: [false, true])
+    func blockedUDPPeer(v6: Bool) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
-        let peers = try (0..<3).map { _ in try Listener(udp: true) }
+        let host = v6 ? "::1" : "127.0.0.1"
+        let peers = try (0..<3).map { _ in try Listener(v6: v6, udp: true) }
         let ids = try fx.commit("""
         filters:
           - displayData: { name: no-peer-2 }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(v6 ? "V6" : "V4")
             filterCondition:
               - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(peers[1].port) } }
               - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 17 } }
@@ -223,18 +228,19 @@ struct LifetimeTests {
         let sub = try fx.engine.subscribe()
         let py = try PyProc(cgroup: w.cgroupPath, script: """
         import socket, sys
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); out = []
-        for p in sys.argv[1:]:
+        host = sys.argv[1]
+        s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM); out = []
+        for p in sys.argv[2:]:
             try:
-                s.sendto(b'x', ('127.0.0.1', int(p))); out.append('ok')
+                s.sendto(b'x', (host, int(p))); out.append('ok')
             except PermissionError:
                 out.append('EPERM')
         print(' '.join(out)); s.close()
-        """, args: [peers[0].port, peers[1].port, peers[1].port, peers[2].port].map(String.init))
+        """, args: [host] + [peers[0].port, peers[1].port, peers[1].port, peers[2].port].map(String.init))
         let (out, _) = py.finish()
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "ok EPERM EPERM ok")
         let events = await fx.collect(sub) { Self.releases($0, 1) }
-        let connects = events.filter { $0.layer == .authConnectV4 }
+        let connects = events.filter { $0.layer == Self.layer("AUTH_CONNECT", v6) }
         #expect(connects.map(\.actionType) == ["FWP_ACTION_PERMIT", "FWP_ACTION_BLOCK", "FWP_ACTION_PERMIT"])
         #expect(connects[safe: 1]?.filterId == ids["no-peer-2"] && connects[safe: 1]?.errno == "EPERM")
     }
