@@ -315,6 +315,21 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         }
     }
 
+    /// The lifetime a new object gets from its session and flags, with the rules every add
+    /// shares: no persistent object from a dynamic session, an existing provider, and a provider
+    /// that lives at least as long (R4.14).
+    private func admit(persistent: Bool, providerKey: UUID?, _ w: Store, _ h: SessionHandle, _ st: SessionState) throws -> ObjectLifetime {
+        if st.flags.contains(.dynamic) && persistent {
+            throw FWPError(.dynamicSessionInProgress, "a dynamic session cannot add persistent objects", unconfirmedCode: true)
+        }
+        let lt = lifetime(for: persistent, session: h, st)
+        if let pk = providerKey {
+            guard let p = w.providers[pk] else { throw FWPError(.providerNotFound, "provider \(pk.lowerString) does not exist") }
+            try checkReference(lt, pk, to: p.lifetime, nil, what: "provider")
+        }
+        return lt
+    }
+
     private func checkName(_ d: DisplayData, _ what: String) throws {
         guard let n = d.name, !n.isEmpty else {
             throw FWPError(.nullDisplayName, "displayData.name is required")
@@ -337,10 +352,8 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         if p.flags.contains(.disabled) { throw FWPError(.invalidFlags, "FWPM_PROVIDER_FLAG_DISABLED is output only", unconfirmedCode: true) }
         if p.providerKey.isZero { p.providerKey = UUID() }
         if w.providers[p.providerKey] != nil { throw FWPError(.alreadyExists, "provider \(p.providerKey.lowerString) already exists") }
-        if st.flags.contains(.dynamic) && p.flags.contains(.persistent) {
-            throw FWPError(.dynamicSessionInProgress, "a dynamic session cannot add persistent objects", unconfirmedCode: true)
-        }
-        w.providers[p.providerKey] = Stored(object: p, lifetime: lifetime(for: p.flags.contains(.persistent), session: h, st), seq: w.seq())
+        let lt = try admit(persistent: p.flags.contains(.persistent), providerKey: nil, w, h, st)
+        w.providers[p.providerKey] = Stored(object: p, lifetime: lt, seq: w.seq())
         return p.providerKey
     }
 
@@ -361,14 +374,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             throw FWPError(.builtinObject, "\(s.subLayerKey.lowerString) is a built-in sublayer")
         }
         if w.sublayers[s.subLayerKey] != nil { throw FWPError(.alreadyExists, "sublayer \(s.subLayerKey.lowerString) already exists") }
-        if st.flags.contains(.dynamic) && s.flags.contains(.persistent) {
-            throw FWPError(.dynamicSessionInProgress, "a dynamic session cannot add persistent objects", unconfirmedCode: true)
-        }
-        let lt = lifetime(for: s.flags.contains(.persistent), session: h, st)
-        if let pk = s.providerKey {
-            guard let p = w.providers[pk] else { throw FWPError(.providerNotFound, "provider \(pk.lowerString) does not exist") }
-            try checkReference(lt, pk, to: p.lifetime, nil, what: "provider")
-        }
+        let lt = try admit(persistent: s.flags.contains(.persistent), providerKey: s.providerKey, w, h, st)
         if w.sublayers.count >= 65536 { throw FWPError(.tooManySublayers, "too many sublayers", unconfirmedCode: true) }
         w.sublayers[s.subLayerKey] = Stored(object: s, lifetime: lt, seq: w.seq())
         return s.subLayerKey
@@ -388,14 +394,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         if c.flags.rawValue & ~known != 0 { throw FWPError(.invalidFlags, "unknown callout flags 0x\(String(c.flags.rawValue, radix: 16))") }
         if c.calloutKey.isZero { c.calloutKey = UUID() }
         if w.callouts[c.calloutKey] != nil { throw FWPError(.alreadyExists, "callout \(c.calloutKey.lowerString) already exists") }
-        if st.flags.contains(.dynamic) && c.flags.contains(.persistent) {
-            throw FWPError(.dynamicSessionInProgress, "a dynamic session cannot add persistent objects", unconfirmedCode: true)
-        }
-        let lt = lifetime(for: c.flags.contains(.persistent), session: h, st)
-        if let pk = c.providerKey {
-            guard let p = w.providers[pk] else { throw FWPError(.providerNotFound, "provider \(pk.lowerString) does not exist") }
-            try checkReference(lt, pk, to: p.lifetime, nil, what: "provider")
-        }
+        let lt = try admit(persistent: c.flags.contains(.persistent), providerKey: c.providerKey, w, h, st)
         c.calloutId = w.nextCalloutId
         w.nextCalloutId += 1
         w.callouts[c.calloutKey] = Stored(object: c, lifetime: lt, seq: w.seq())
@@ -418,14 +417,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         if w.contexts[c.providerContextKey] != nil {
             throw FWPError(.alreadyExists, "provider context \(c.providerContextKey.lowerString) already exists")
         }
-        if st.flags.contains(.dynamic) && c.flags.contains(.persistent) {
-            throw FWPError(.dynamicSessionInProgress, "a dynamic session cannot add persistent objects", unconfirmedCode: true)
-        }
-        let lt = lifetime(for: c.flags.contains(.persistent), session: h, st)
-        if let pk = c.providerKey {
-            guard let p = w.providers[pk] else { throw FWPError(.providerNotFound, "provider \(pk.lowerString) does not exist") }
-            try checkReference(lt, pk, to: p.lifetime, nil, what: "provider")
-        }
+        let lt = try admit(persistent: c.flags.contains(.persistent), providerKey: c.providerKey, w, h, st)
         c.providerContextId = w.nextContextId
         w.nextContextId += 1
         w.contexts[c.providerContextKey] = Stored(object: c, lifetime: lt, seq: w.seq())

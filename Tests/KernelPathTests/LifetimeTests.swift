@@ -22,6 +22,19 @@ struct LifetimeTests {
         }
     }
 
+    /// Listen on argv[1], print the port, wait 1.5 s for one connection, print what happened.
+    static let listenOnce = """
+        import socket, sys
+        s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+        s.bind((sys.argv[1], 0)); s.listen(4); print(s.getsockname()[1])
+        s.settimeout(1.5)
+        try:
+            s.accept(); print('accepted')
+        except socket.timeout:
+            print('nothing')
+        s.close()
+        """
+
     static func releases(_ events: [ALEEvent], _ n: Int) -> Bool {
         events.filter { $0.layer?.kind == .resourceRelease }.count >= n
     }
@@ -148,17 +161,7 @@ struct LifetimeTests {
         """)
         let w = try fx.workload("listener")
         let sub = try fx.engine.subscribe()
-        let py = try PyProc(cgroup: w.cgroupPath, script: """
-        import socket, sys
-        s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
-        s.bind((sys.argv[1], 0)); s.listen(4); print(s.getsockname()[1])
-        s.settimeout(1.5)
-        try:
-            s.accept(); print('accepted')
-        except socket.timeout:
-            print('nothing')
-        s.close()
-        """, args: [host])
+        let py = try PyProc(cgroup: w.cgroupPath, script: Self.listenOnce, args: [host])
         let port = try #require(py.readLine().flatMap(UInt16.init))
         let fd = Net.connect(host, port, timeoutMs: 700)
         #expect(fd == -ETIMEDOUT, "the blocked listener's SYNs are dropped")
@@ -187,16 +190,7 @@ struct LifetimeTests {
         let w = try fx.workload("inbound")
         let sub = try fx.engine.subscribe()
         let host = v6 ? "::1" : "127.0.0.1"
-        let py = try PyProc(cgroup: w.cgroupPath, script: """
-        import socket, sys
-        s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
-        s.bind((sys.argv[1], 0)); s.listen(4); print(s.getsockname()[1]); s.settimeout(1.5)
-        try:
-            s.accept(); print('accepted')
-        except socket.timeout:
-            print('nothing')
-        s.close()
-        """, args: [host])
+        let py = try PyProc(cgroup: w.cgroupPath, script: Self.listenOnce, args: [host])
         let port = try #require(py.readLine().flatMap(UInt16.init))
         let fd = Net.connect(host, port, timeoutMs: 700)
         #expect(fd == -ETIMEDOUT)
