@@ -15,6 +15,7 @@ public final class RingBufferReader: @unchecked Sendable {
     private let ring: BPFMap
     private let rb: OpaquePointer
     private let box: Box
+    private let onRoundEnd: (() -> Void)?
     private let lock = NSLock()
     private var stopping = false
     private var thread: Thread?
@@ -25,9 +26,13 @@ public final class RingBufferReader: @unchecked Sendable {
     ///   - ring: a BPF_MAP_TYPE_RINGBUF map (kept alive by the reader).
     ///   - pollTimeoutMs: the longest an event waits in a quiet ring before it is delivered.
     ///   - handler: called on the reader thread for every record, in ring order.
-    public init(ring: BPFMap, pollTimeoutMs: Int32 = 50, handler: @escaping Handler) throws {
+    ///   - onRoundEnd: called on the reader thread after each drain round, so a consumer can
+    ///     hand over a whole batch at once instead of synchronising per record.
+    public init(ring: BPFMap, pollTimeoutMs: Int32 = 50, handler: @escaping Handler,
+                onRoundEnd: (() -> Void)? = nil) throws {
         self.ring = ring
         self.box = Box(handler)
+        self.onRoundEnd = onRoundEnd
         self.pollTimeoutMs = pollTimeoutMs
         let ctx = Unmanaged.passUnretained(box).toOpaque()
         rb = try bpfPointer("ring_buffer__new", ring.name) {
@@ -53,8 +58,10 @@ public final class RingBufferReader: @unchecked Sendable {
             while !isStopping {
                 _ = ring_buffer__poll(rb, pollTimeoutMs)
                 _ = ring_buffer__consume(rb)
+                onRoundEnd?()
             }
             _ = ring_buffer__consume(rb) // what arrived before stop() is still delivered
+            onRoundEnd?()
             finished.signal()
         }
         t.name = "lfp-ring-\(ring.name)"

@@ -106,8 +106,14 @@ public final class Engine {
         try requireRoot("lfp events")
         let maps = try KernelMaps.open(config, create: true)
         let registry = WorkloadNames(engine: self)
-        return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { e in
-            e.workload = registry.name(for: e.workloadId)
+        return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { batch in
+            var names: [UInt32: String?] = [:] // one registry lookup per workload per batch
+            for i in batch.indices {
+                let id = batch[i].workloadId
+                guard id != 0 else { continue }
+                if names[id] == nil { names[id] = .some(registry.name(for: id)) }
+                batch[i].workload = names[id]!
+            }
         }
     }
 }

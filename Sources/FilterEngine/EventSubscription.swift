@@ -8,7 +8,11 @@ import KernelABI
 /// drops the lock when the owner dies, so a crashed tail's slot is reclaimed by the next one.
 public final class EventSubscription: @unchecked Sendable {
     public let slot: UInt32
-    public let events: AsyncStream<ALEEvent>
+    /// Every event, in ring order. Delivered in batches (one per drain round of the reader
+    /// thread), so the thread that must keep up with the kernel never synchronises per event.
+    public let events: ALEEventStream
+    /// Events of the current drain round; touched only by the reader thread.
+    private var pending: [ALEEvent] = []
     private let maps: KernelMaps
     private let ring: BPFMap
     private var reader: RingBufferReader?
@@ -27,7 +31,7 @@ public final class EventSubscription: @unchecked Sendable {
     }
 
     init(config: EngineConfiguration, maps: KernelMaps, ringBytes: UInt32, pollTimeoutMs: Int32,
-         decorate: @escaping @Sendable (inout ALEEvent) -> Void) throws {
+         decorate: @escaping @Sendable (inout [ALEEvent]) -> Void) throws {
         self.maps = maps
         try FileManager.default.createDirectory(atPath: config.subscriberLocks, withIntermediateDirectories: true)
         var claimed: (UInt32, Int32)?
@@ -57,16 +61,21 @@ public final class EventSubscription: @unchecked Sendable {
             flock(fd, LOCK_UN); close(fd)
             throw error
         }
-        var continuation: AsyncStream<ALEEvent>.Continuation!
-        events = AsyncStream(bufferingPolicy: .unbounded) { continuation = $0 }
+        var continuation: AsyncStream<[ALEEvent]>.Continuation!
+        events = ALEEventStream(batches: AsyncStream(bufferingPolicy: .unbounded) { continuation = $0 })
         let cont = continuation!
+        pending.reserveCapacity(4096)
         do {
-            let reader = try RingBufferReader(ring: ring, pollTimeoutMs: pollTimeoutMs) { [weak self] raw in
-                guard var e = ALEEvent(record: raw) else { return }
-                decorate(&e)
-                self?.countReceived()
-                cont.yield(e)
-            }
+            let reader = try RingBufferReader(ring: ring, pollTimeoutMs: pollTimeoutMs, handler: { [unowned self] raw in
+                if let e = ALEEvent(record: raw) { self.pending.append(e) }
+            }, onRoundEnd: { [unowned self] in
+                guard !self.pending.isEmpty else { return }
+                var batch = self.pending
+                self.pending.removeAll(keepingCapacity: true)
+                decorate(&batch)
+                self.countReceived(batch.count)
+                cont.yield(batch)
+            })
             self.reader = reader
             try maps.subs.update(key: slot, mapFD: ring.fd)
             reader.start()
@@ -82,8 +91,8 @@ public final class EventSubscription: @unchecked Sendable {
 
     private var finish: () -> Void = {}
 
-    private func countReceived() {
-        lock.lock(); receivedCount += 1; lock.unlock()
+    private func countReceived(_ n: Int) {
+        lock.lock(); receivedCount += UInt64(n); lock.unlock()
     }
 
     /// Stop receiving: remove the ring from the kernel's list, deliver what is already in it,
@@ -116,4 +125,28 @@ public final class EventSubscription: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return Accounting(submitted: submitted, received: receivedCount, dropped: dropped)
     }
+}
+
+/// The events of a subscription, one at a time, over the batches the reader thread hands over.
+public struct ALEEventStream: AsyncSequence, Sendable {
+    public typealias Element = ALEEvent
+    let batches: AsyncStream<[ALEEvent]>
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: AsyncStream<[ALEEvent]>.AsyncIterator
+        var batch: [ALEEvent] = []
+        var index = 0
+
+        public mutating func next() async -> ALEEvent? {
+            while index >= batch.count {
+                guard let b = await inner.next() else { return nil }
+                batch = b
+                index = 0
+            }
+            defer { index += 1 }
+            return batch[index]
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: batches.makeAsyncIterator()) }
 }

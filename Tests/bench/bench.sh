@@ -40,8 +40,14 @@ for i in 1 2 3; do
   sleep 0.5; kill -INT "$tail_pid"; wait "$tail_pid" || true; tail_pid=
   echo "                    $(cat "$work/tail.txt")"
 done
-echo -n "UDP connect, no lfp : "; "$work/loadgen" udp "$port" 2 200000 "$parent/plain"
-echo -n "UDP connect, lfp    : "; "$work/loadgen" udp "$port" 2 200000 "$parent/bench"
+echo -n "UDP connect, no lfp        : "; "$work/loadgen" udp "$port" 2 200000 "$parent/plain"
+echo -n "UDP connect, lfp, no tail  : "; "$work/loadgen" udp "$port" 2 200000 "$parent/bench"
+# every UDP connect() is a new ALE flow: AUTH_CONNECT + FLOW_ESTABLISHED, 800k events per run
+"$LFP" events --follow --stats > /dev/null 2> "$work/tail.txt" & tail_pid=$!
+sleep 0.5
+echo -n "UDP connect, lfp + tail    : "; "$work/loadgen" udp "$port" 2 200000 "$parent/bench"
+sleep 1; kill -INT "$tail_pid"; wait "$tail_pid" || true; tail_pid=
+echo "                             $(cat "$work/tail.txt")"
 
 echo
 echo "== 2. per-program cost (kernel BPF stats, TCP run above repeated with stats on)"
