@@ -76,11 +76,15 @@ bench: deps all
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 	./Tests/bench/bench.sh .build/release/lfp
 
+# swift-format ships with the toolchain; clang-format comes from Debian (apt-get install clang-format).
+C_SOURCES := bpf/*.c bpf/lib/*.h $(ABI) Sources/KernelABI/*.c Sources/CLibBPF/*.h
 format:
-	clang-format -i bpf/*.c bpf/lib/*.h $(ABI)
+	swift-format format -i -r Sources Tests Package.swift
+	@if command -v clang-format >/dev/null; then clang-format -i $(C_SOURCES); else echo "clang-format not installed: C sources left as they are"; fi
 
 lint:
-	clang-format --dry-run -Werror bpf/*.c bpf/lib/*.h $(ABI)
+	swift-format lint --strict -r Sources Tests Package.swift
+	@if command -v clang-format >/dev/null; then clang-format --dry-run -Werror $(C_SOURCES); else echo "clang-format not installed: C sources not checked"; fi
 
 clean:
 	rm -rf $(BUILD_DIR) .build

@@ -8,7 +8,7 @@ let package = Package(
     name: "lfp",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "lfp", targets: ["lfp"]),
+        .executable(name: "lfp", targets: ["lfp"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -20,29 +20,39 @@ let package = Package(
         // The one contract between bpf/ and Swift: structs, enums and capacities.
         .target(name: "KernelABI", path: "Sources/KernelABI"),
         // libbpf, as installed by `make deps` (libbpf-dev).
-        .systemLibrary(name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf",
-                       providers: [.apt(["libbpf-dev"])]),
+        .systemLibrary(
+            name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]),
         // FWPM vocabulary, policy files, validation, reference arbitration (pure Swift).
-        .target(name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
-                exclude: ["README.md"]),
+        .target(
+            name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]),
         // FWPM filters -> kernel map images (pure, deterministic).
         .target(name: "PolicyCompiler", dependencies: ["FilterModel", "KernelABI"]),
         // The only module that talks to libbpf and the bpf() syscall.
-        .target(name: "BPFKit", dependencies: [
-            "CLibBPF", "KernelABI", .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "BPFKit",
+            dependencies: [
+                "CLibBPF", "KernelABI", .product(name: "Logging", package: "swift-log"),
+            ]),
         // The engine: committed policy, workloads (cgroups + links), event subscriptions.
-        .target(name: "FilterEngine", dependencies: [
-            "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .executableTarget(name: "lfp", dependencies: [
-            "FilterEngine", "FilterModel",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .testTarget(name: "FilterModelTests", dependencies: [
-            "FilterModel", .product(name: "PropertyBased", package: "swift-property-based"),
-        ]),
+        .target(
+            name: "FilterEngine",
+            dependencies: [
+                "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "lfp",
+            dependencies: [
+                "FilterEngine", "FilterModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(
+            name: "FilterModelTests",
+            dependencies: [
+                "FilterModel", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
         .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "FilterModel", "KernelABI"]),
         .testTarget(name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "BPFKit", "KernelABI"]),
     ],

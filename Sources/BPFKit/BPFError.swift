@@ -1,6 +1,7 @@
 import CLibBPF
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Every failure of libbpf, the bpf() syscall and the few raw syscalls BPFKit makes, as one
@@ -88,8 +89,9 @@ func bpfCall(_ operation: String, _ object: String?, _ body: () -> Int32) throws
 func bpfPointer<T>(_ operation: String, _ object: String?, _ body: () -> T?) throws -> T {
     errno = 0
     guard let p = body() else {
-        throw BPFError(operation: operation, object: object, code: errno == 0 ? EINVAL : errno,
-                       log: LibBPFLog.shared.take())
+        throw BPFError(
+            operation: operation, object: object, code: errno == 0 ? EINVAL : errno,
+            log: LibBPFLog.shared.take())
     }
     return p
 }

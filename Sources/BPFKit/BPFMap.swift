@@ -44,8 +44,10 @@ public final class BPFMap {
     }
 
     /// Create an unpinned map. The caller owns it.
-    static func create(type: bpf_map_type, name: String, keySize: UInt32, valueSize: UInt32,
-                              maxEntries: UInt32) throws -> BPFMap {
+    static func create(
+        type: bpf_map_type, name: String, keySize: UInt32, valueSize: UInt32,
+        maxEntries: UInt32
+    ) throws -> BPFMap {
         let fd = try bpfCall("bpf_map_create", name) {
             bpf_map_create(type, name, keySize, valueSize, maxEntries, nil)
         }
@@ -69,8 +71,9 @@ public final class BPFMap {
 
     public func lookup<K: BitwiseCopyable, V: BitwiseCopyable>(key: K, as: V.Type) throws -> V? {
         var k = key
-        let v = UnsafeMutableRawPointer.allocate(byteCount: max(valueSize, MemoryLayout<V>.size),
-                                                 alignment: 8)
+        let v = UnsafeMutableRawPointer.allocate(
+            byteCount: max(valueSize, MemoryLayout<V>.size),
+            alignment: 8)
         defer { v.deallocate() }
         let r = bpf_map_lookup_elem(fd, &k, v)
         if r == -ENOENT || (r == -1 && errno == ENOENT) { return nil }

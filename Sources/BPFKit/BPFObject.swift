@@ -34,8 +34,9 @@ public final class BPFObject {
         do {
             try bpfCall("bpf_object__load", (path as NSString).lastPathComponent) { bpf_object__load(handle) }
         } catch let e as BPFError where e.log?.contains("couldn't reuse pinned map") == true {
-            throw BPFError(operation: e.operation, object: e.object, code: e.code, log: e.log,
-                           hint: "a map pinned under \(pinRoot) was made by another lfp version: detach every workload and remove \(pinRoot)")
+            throw BPFError(
+                operation: e.operation, object: e.object, code: e.code, log: e.log,
+                hint: "a map pinned under \(pinRoot) was made by another lfp version: detach every workload and remove \(pinRoot)")
         }
     }
 
@@ -43,8 +44,9 @@ public final class BPFObject {
 
     public func map(_ name: String) throws -> BPFMap {
         let m = try bpfPointer("bpf_object__find_map_by_name", name) { bpf_object__find_map_by_name(handle, name) }
-        return BPFMap(borrowedFD: bpf_map__fd(m), name: name, valueSize: Int(bpf_map__value_size(m)),
-                      owner: self)
+        return BPFMap(
+            borrowedFD: bpf_map__fd(m), name: name, valueSize: Int(bpf_map__value_size(m)),
+            owner: self)
     }
 
     public func program(_ name: String) throws -> BPFProgram {
@@ -111,7 +113,7 @@ public final class BPFProgram {
         let link = try bpfPointer("bpf_program__attach_cgroup", name) {
             bpf_program__attach_cgroup(handle, cgroupFD)
         }
-        defer { bpf_link__destroy(link) } // the pin keeps the link alive
+        defer { bpf_link__destroy(link) }  // the pin keeps the link alive
         try bpfCall("bpf_link__pin", pinPath) { bpf_link__pin(link, pinPath) }
         return BPFLink(pinPath: pinPath)
     }

@@ -28,20 +28,24 @@ public final class RingBufferReader: @unchecked Sendable {
     ///   - handler: called on the reader thread for every record, in ring order.
     ///   - onRoundEnd: called on the reader thread after each drain round, so a consumer can
     ///     hand over a whole batch at once instead of synchronising per record.
-    public init(ring: BPFMap, pollTimeoutMs: Int32 = 50, handler: @escaping Handler,
-                onRoundEnd: (() -> Void)? = nil) throws {
+    public init(
+        ring: BPFMap, pollTimeoutMs: Int32 = 50, handler: @escaping Handler,
+        onRoundEnd: (() -> Void)? = nil
+    ) throws {
         self.ring = ring
         self.box = Box(handler)
         self.onRoundEnd = onRoundEnd
         self.pollTimeoutMs = pollTimeoutMs
         let ctx = Unmanaged.passUnretained(box).toOpaque()
         rb = try bpfPointer("ring_buffer__new", ring.name) {
-            ring_buffer__new(ring.fd, { ctx, data, size in
-                guard let ctx, let data else { return 0 }
-                let box = Unmanaged<Box>.fromOpaque(ctx).takeUnretainedValue()
-                box.handler(UnsafeRawBufferPointer(start: data, count: size))
-                return 0
-            }, ctx, nil)
+            ring_buffer__new(
+                ring.fd,
+                { ctx, data, size in
+                    guard let ctx, let data else { return 0 }
+                    let box = Unmanaged<Box>.fromOpaque(ctx).takeUnretainedValue()
+                    box.handler(UnsafeRawBufferPointer(start: data, count: size))
+                    return 0
+                }, ctx, nil)
         }
     }
 
@@ -60,7 +64,7 @@ public final class RingBufferReader: @unchecked Sendable {
                 _ = ring_buffer__consume(rb)
                 onRoundEnd?()
             }
-            _ = ring_buffer__consume(rb) // what arrived before stop() is still delivered
+            _ = ring_buffer__consume(rb)  // what arrived before stop() is still delivered
             onRoundEnd?()
             finished.signal()
         }

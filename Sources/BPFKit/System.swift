@@ -64,7 +64,7 @@ public enum CgroupV2 {
 
     public static func isCgroup2(_ path: String) -> Bool {
         var st = statfs()
-        return statfs(path, &st) == 0 && st.f_type == 0x6367_7270 // CGROUP2_SUPER_MAGIC
+        return statfs(path, &st) == 0 && st.f_type == 0x6367_7270  // CGROUP2_SUPER_MAGIC
     }
 
     /// Open a cgroup directory for attaching.
@@ -98,7 +98,7 @@ public enum CgroupV2 {
             try? "1".write(toFile: path + "/cgroup.kill", atomically: false, encoding: .utf8)
         }
         var lastError: Int32 = 0
-        for _ in 0..<200 { // a killed task leaves the cgroup asynchronously
+        for _ in 0..<200 {  // a killed task leaves the cgroup asynchronously
             if rmdir(path) == 0 || errno == ENOENT { return }
             lastError = errno
             usleep(5_000)

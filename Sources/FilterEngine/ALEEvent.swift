@@ -42,12 +42,14 @@ public struct ALEEvent: Sendable, Encodable {
     public var ipVersion: String { isV6 ? "FWP_IP_VERSION_V6" : "FWP_IP_VERSION_V4" }
     public var ipProtocol: UInt8 { raw.protocol }
     public var localAddress: String? {
-        UInt32(raw.evflags) & LFP_EVF_LOCAL_ADDR == 0 ? nil
+        UInt32(raw.evflags) & LFP_EVF_LOCAL_ADDR == 0
+            ? nil
             : withUnsafeBytes(of: raw.local_addr_be) { ALEEvent.format(address: $0, v6: isV6) }
     }
     public var localPort: UInt16? { UInt32(raw.evflags) & LFP_EVF_LOCAL_PORT == 0 ? nil : raw.local_port }
     public var remoteAddress: String? {
-        UInt32(raw.evflags) & LFP_EVF_REMOTE == 0 ? nil
+        UInt32(raw.evflags) & LFP_EVF_REMOTE == 0
+            ? nil
             : withUnsafeBytes(of: raw.remote_addr_be) { ALEEvent.format(address: $0, v6: isV6) }
     }
     public var remotePort: UInt16? { UInt32(raw.evflags) & LFP_EVF_REMOTE == 0 ? nil : raw.remote_port }
@@ -85,9 +87,9 @@ public struct ALEEvent: Sendable, Encodable {
 
     enum CodingKeys: String, CodingKey {
         case sequence, timestampNs, layer, actionType, filterId, transportEndpointHandle,
-             parentEndpointHandle, processId, threadId, userId, groupId, cgroupId, processName,
-             ipVersion, ipProtocol, localAddress, localPort, remoteAddress, remotePort, errno,
-             conditionFlags, policyGeneration, workload, workloadId
+            parentEndpointHandle, processId, threadId, userId, groupId, cgroupId, processName,
+            ipVersion, ipProtocol, localAddress, localPort, remoteAddress, remotePort, errno,
+            conditionFlags, policyGeneration, workload, workloadId
     }
 
     public func encode(to encoder: Encoder) throws {

@@ -34,7 +34,7 @@ public struct EngineConfiguration: Sendable {
         let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "lfp").resolvingSymlinksInPath()
         var candidates = [exe.deletingLastPathComponent().appendingPathComponent("lfp.bpf.o").path]
         var dir = exe.deletingLastPathComponent()
-        for _ in 0..<5 { // .build/<triple>/debug/lfp -> repo root
+        for _ in 0..<5 {  // .build/<triple>/debug/lfp -> repo root
             candidates.append(dir.appendingPathComponent("bpf/build/lfp.bpf.o").path)
             dir = dir.deletingLastPathComponent()
         }

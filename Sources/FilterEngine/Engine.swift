@@ -54,8 +54,8 @@ public final class Engine {
     @discardableResult
     public func commit(_ policy: Policy) throws -> Commit {
         let bfe = BaseFilteringEngine()
-        let ids = try bfe.load(policy)                  // validation: FWP_E_* errors
-        let image = try PolicyCompiler.compile(bfe)     // kernel limits: CompileError
+        let ids = try bfe.load(policy)  // validation: FWP_E_* errors
+        let image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
         try requireRoot("lfp policy load")
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
@@ -70,16 +70,19 @@ public final class Engine {
         for (layer, range) in image.ranges.enumerated() {
             try maps.layers.update(key: slot * UInt32(LFP_LAYER_COUNT.rawValue) + UInt32(layer), value: range)
         }
-        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), active_slot: slot,
-                              generation: previous.generation + 1)
+        let next = lfp_config(
+            abi_version: UInt32(LFP_ABI_VERSION), active_slot: slot,
+            generation: previous.generation + 1)
         try maps.config.update(key: UInt32(0), value: next)
         do {
-            let committed = CommittedPolicy(generation: next.generation, committedAt: Date(),
-                                            policy: bfe.snapshot().exportJSON())
+            let committed = CommittedPolicy(
+                generation: next.generation, committedAt: Date(),
+                policy: bfe.snapshot().exportJSON())
             try JSONEncoder.lfp.encode(committed).write(to: URL(fileURLWithPath: config.policyFile), options: .atomic)
         } catch {
-            try? maps.config.update(key: UInt32(0), value: previous) // put the old policy back
-            throw EngineError("could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
+            try? maps.config.update(key: UInt32(0), value: previous)  // put the old policy back
+            throw EngineError(
+                "could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
         }
         logger.info("policy committed", metadata: ["generation": "\(next.generation)", "rules": "\(image.rules.count)"])
         return Commit(generation: next.generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes)
@@ -107,7 +110,7 @@ public final class Engine {
         let maps = try KernelMaps.open(config, create: true)
         let registry = WorkloadNames(engine: self)
         return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { batch in
-            var names: [UInt32: String?] = [:] // one registry lookup per workload per batch
+            var names: [UInt32: String?] = [:]  // one registry lookup per workload per batch
             for i in batch.indices {
                 let id = batch[i].workloadId
                 guard id != 0 else { continue }
@@ -121,7 +124,7 @@ public final class Engine {
 struct CommittedPolicy: Codable {
     var generation: UInt64
     var committedAt: Date
-    var policy: String // the policy file (JSON) as exported by the BFE, filterIds included
+    var policy: String  // the policy file (JSON) as exported by the BFE, filterIds included
 }
 
 /// Workload id (in every event, computed by the kernel at emit time) -> name. Names come from

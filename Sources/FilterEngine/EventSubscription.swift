@@ -25,13 +25,15 @@ public final class EventSubscription: @unchecked Sendable {
     /// Totals for this subscription's ring: every event the kernel tried to put in it was
     /// either received here or counted as dropped.
     public struct Accounting: Sendable, Equatable {
-        public var submitted: UInt64 // sequence numbers handed out
+        public var submitted: UInt64  // sequence numbers handed out
         public var received: UInt64
-        public var dropped: UInt64   // per-CPU drop counters, summed
+        public var dropped: UInt64  // per-CPU drop counters, summed
     }
 
-    init(config: EngineConfiguration, maps: KernelMaps, ringBytes: UInt32, pollTimeoutMs: Int32,
-         decorate: @escaping @Sendable (inout [ALEEvent]) -> Void) throws {
+    init(
+        config: EngineConfiguration, maps: KernelMaps, ringBytes: UInt32, pollTimeoutMs: Int32,
+        decorate: @escaping @Sendable (inout [ALEEvent]) -> Void
+    ) throws {
         self.maps = maps
         try FileManager.default.createDirectory(atPath: config.subscriberLocks, withIntermediateDirectories: true)
         var claimed: (UInt32, Int32)?
@@ -66,16 +68,19 @@ public final class EventSubscription: @unchecked Sendable {
         let cont = continuation!
         pending.reserveCapacity(4096)
         do {
-            let reader = try RingBufferReader(ring: ring, pollTimeoutMs: pollTimeoutMs, handler: { [unowned self] raw in
-                if let e = ALEEvent(record: raw) { self.pending.append(e) }
-            }, onRoundEnd: { [unowned self] in
-                guard !self.pending.isEmpty else { return }
-                var batch = self.pending
-                self.pending.removeAll(keepingCapacity: true)
-                decorate(&batch)
-                self.countReceived(batch.count)
-                cont.yield(batch)
-            })
+            let reader = try RingBufferReader(
+                ring: ring, pollTimeoutMs: pollTimeoutMs,
+                handler: { [unowned self] raw in
+                    if let e = ALEEvent(record: raw) { self.pending.append(e) }
+                },
+                onRoundEnd: { [unowned self] in
+                    guard !self.pending.isEmpty else { return }
+                    var batch = self.pending
+                    self.pending.removeAll(keepingCapacity: true)
+                    decorate(&batch)
+                    self.countReceived(batch.count)
+                    cont.yield(batch)
+                })
             self.reader = reader
             try maps.subs.update(key: slot, mapFD: ring.fd)
             reader.start()
@@ -103,7 +108,7 @@ public final class EventSubscription: @unchecked Sendable {
         cancelled = true
         lock.unlock()
         try? maps.subs.delete(key: slot)
-        usleep(20_000) // a program that looked the ring up just before the delete finishes its write
+        usleep(20_000)  // a program that looked the ring up just before the delete finishes its write
         reader?.stop()
         finish()
         let totals = try? accounting()

@@ -10,8 +10,8 @@ public struct EngineStatus: Encodable, Sendable {
         public var cgroupPath: String
         public var cgroupId: UInt64
         public var createdByLfp: Bool
-        public var programs: [String]   // links pinned right now
-        public var healthy: Bool        // every expected link pinned and the cgroup present
+        public var programs: [String]  // links pinned right now
+        public var healthy: Bool  // every expected link pinned and the cgroup present
     }
     public struct MapFill: Encodable, Sendable {
         public var name: String
@@ -42,14 +42,18 @@ public struct EngineStatus: Encodable, Sendable {
         lines.append("policy generation: \(policyGeneration)\(kernelStatePresent ? "" : " (no kernel state: nothing loaded or attached)")")
         lines.append("workloads: \(workloads.isEmpty ? "none" : "")")
         for w in workloads {
-            lines.append("  \(w.name)  cgroup=\(w.cgroupPath) id=\(w.cgroupId)\(w.createdByLfp ? " (lfp run)" : "")  programs=\(w.programs.count)\(w.healthy ? "" : "  DEGRADED")")
+            lines.append(
+                "  \(w.name)  cgroup=\(w.cgroupPath) id=\(w.cgroupId)\(w.createdByLfp ? " (lfp run)" : "")  programs=\(w.programs.count)\(w.healthy ? "" : "  DEGRADED")"
+            )
         }
         lines.append("maps:")
         for m in maps { lines.append("  \(m.name): \(m.used)/\(m.capacity)") }
         lines.append("classifications: \(classifications) (permit \(permits), block \(blocks))")
         lines.append("events: delivered \(eventsDelivered), dropped \(eventsDropped), with no subscriber \(eventsWithoutSubscriber)")
         for s in subscribers {
-            lines.append("  subscriber slot \(s.slot): submitted \(s.submitted), dropped \(s.dropped) (per CPU: \(s.droppedPerCPU.map(String.init).joined(separator: " ")))")
+            lines.append(
+                "  subscriber slot \(s.slot): submitted \(s.submitted), dropped \(s.dropped) (per CPU: \(s.droppedPerCPU.map(String.init).joined(separator: " ")))"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -59,14 +63,16 @@ extension Engine {
     public func status() throws -> EngineStatus {
         let ws = workloads().map { w -> EngineStatus.WorkloadStatus in
             let pins = ((try? FileManager.default.contentsOfDirectory(atPath: linkDirectory(w.name))) ?? []).sorted()
-            return .init(name: w.name, cgroupPath: w.cgroupPath, cgroupId: w.cgroupId, createdByLfp: w.ownsCgroup,
-                         programs: pins,
-                         healthy: Set(pins) == Set(w.programs) && FileManager.default.fileExists(atPath: w.cgroupPath))
+            return .init(
+                name: w.name, cgroupPath: w.cgroupPath, cgroupId: w.cgroupId, createdByLfp: w.ownsCgroup,
+                programs: pins,
+                healthy: Set(pins) == Set(w.programs) && FileManager.default.fileExists(atPath: w.cgroupPath))
         }
         guard FileManager.default.fileExists(atPath: config.mapsDirectory + "/lfp_config") else {
-            return EngineStatus(workloads: ws, policyGeneration: 0, kernelStatePresent: false, maps: [],
-                                classifications: 0, permits: 0, blocks: 0, eventsDelivered: 0,
-                                eventsWithoutSubscriber: 0, eventsDropped: 0, subscribers: [])
+            return EngineStatus(
+                workloads: ws, policyGeneration: 0, kernelStatePresent: false, maps: [],
+                classifications: 0, permits: 0, blocks: 0, eventsDelivered: 0,
+                eventsWithoutSubscriber: 0, eventsDropped: 0, subscribers: [])
         }
         try requireRoot("lfp status")
         let maps = try KernelMaps.open(config, create: false)
@@ -83,15 +89,19 @@ extension Engine {
             let d = perCPU.reduce(0, &+)
             dropped &+= d
             if try maps.subs.lookup(key: slot, as: UInt32.self) != nil {
-                subscribers.append(.init(slot: slot, submitted: try maps.subSeq.lookup(key: slot, as: UInt64.self) ?? 0,
-                                         dropped: d, droppedPerCPU: perCPU))
+                subscribers.append(
+                    .init(
+                        slot: slot, submitted: try maps.subSeq.lookup(key: slot, as: UInt64.self) ?? 0,
+                        dropped: d, droppedPerCPU: perCPU))
             }
         }
         return EngineStatus(
             workloads: ws, policyGeneration: cfg.generation, kernelStatePresent: true,
-            maps: [.init(name: "lfp_rules (active slot)", used: used, capacity: Int(LFP_MAX_RULES)),
-                   .init(name: "lfp_subs", used: subscribers.count, capacity: Int(LFP_MAX_SUBSCRIBERS)),
-                   .init(name: "lfp_workloads", used: ws.count, capacity: 4096)],
+            maps: [
+                .init(name: "lfp_rules (active slot)", used: used, capacity: Int(LFP_MAX_RULES)),
+                .init(name: "lfp_subs", used: subscribers.count, capacity: Int(LFP_MAX_SUBSCRIBERS)),
+                .init(name: "lfp_workloads", used: ws.count, capacity: 4096),
+            ],
             classifications: try maps.stat(LFP_STAT_CLASSIFY), permits: try maps.stat(LFP_STAT_PERMIT),
             blocks: try maps.stat(LFP_STAT_BLOCK), eventsDelivered: try maps.stat(LFP_STAT_EVENTS),
             eventsWithoutSubscriber: try maps.stat(LFP_STAT_NO_SUBSCRIBER), eventsDropped: dropped,

@@ -15,7 +15,8 @@ public struct Workload: Codable, Sendable, Equatable {
 
 extension Engine {
     static func validateWorkloadName(_ name: String) throws {
-        let ok = !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
+        let ok =
+            !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
             && !name.hasPrefix(".")
         guard ok else {
             throw EngineError("invalid workload name '\(name)': use 1-64 letters, digits, '-', '_' or '.'")
@@ -63,7 +64,7 @@ extension Engine {
         let cgfd = try CgroupV2.open(path)
         defer { close(cgfd) }
         let dir = linkDirectory(name)
-        try? FileManager.default.removeItem(atPath: dir) // a stale empty dir from a crash
+        try? FileManager.default.removeItem(atPath: dir)  // a stale empty dir from a crash
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var links: [BPFLink] = []
         let hooks = object.programs.filter { !$0.isIterator }
@@ -71,8 +72,9 @@ extension Engine {
             for program in hooks {
                 links.append(try program.attachCgroup(fd: cgfd, pinPath: dir + "/" + program.name))
             }
-            let w = Workload(name: name, cgroupPath: path, cgroupId: try CgroupV2.id(of: path),
-                             ownsCgroup: ownsCgroup, programs: hooks.map(\.name), attachedAt: Date())
+            let w = Workload(
+                name: name, cgroupPath: path, cgroupId: try CgroupV2.id(of: path),
+                ownsCgroup: ownsCgroup, programs: hooks.map(\.name), attachedAt: Date())
             let maps = try KernelMaps.open(config, create: false)
             // LFP_CONDITION_WORKLOAD names this cgroup from now on.
             try maps.workloads.update(key: w.cgroupId, value: workloadID(name))
@@ -97,10 +99,12 @@ extension Engine {
         let path = config.workloadNameHistory
         let known = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
         guard !known.contains(name) else { return }
-        if let h = FileHandle(forWritingAtPath: path) ?? {
-            FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
-        }() {
+        if let h = FileHandle(forWritingAtPath: path)
+            ?? {
+                FileManager.default.createFile(atPath: path, contents: nil)
+                return FileHandle(forWritingAtPath: path)
+            }()
+        {
             h.seekToEndOfFile()
             h.write(Data((name + "\n").utf8))
             try? h.close()
@@ -154,8 +158,10 @@ extension Engine {
 
     /// Start `executable` inside `cgroup` and wait for it. The shell moves itself into the
     /// cgroup before exec, so the command's very first socket is already under lfp.
-    public static func spawn(inCgroup cgroup: String, executable: String, arguments: [String],
-                             environment: [String: String]? = nil) throws -> Int32 {
+    public static func spawn(
+        inCgroup cgroup: String, executable: String, arguments: [String],
+        environment: [String: String]? = nil
+    ) throws -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup, executable] + arguments

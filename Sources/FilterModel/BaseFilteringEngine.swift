@@ -69,9 +69,11 @@ public struct FilterEnumTemplate: Sendable {
     public var actionMask: UInt32
     public var calloutKey: UUID?
 
-    public init(providerKey: UUID? = nil, layerKey: Layer? = nil, enumType: EnumType = .overlapping,
-                flags: Flags = [], conditions: [FilterCondition] = [], actionMask: UInt32 = 0xFFFF_FFFF,
-                calloutKey: UUID? = nil) {
+    public init(
+        providerKey: UUID? = nil, layerKey: Layer? = nil, enumType: EnumType = .overlapping,
+        flags: Flags = [], conditions: [FilterCondition] = [], actionMask: UInt32 = 0xFFFF_FFFF,
+        calloutKey: UUID? = nil
+    ) {
         self.providerKey = providerKey
         self.layerKey = layerKey
         self.enumType = enumType
@@ -447,8 +449,12 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             throw FWPError(.invalidFlags, "FWPM_FILTER_FLAG_PERSISTENT and FWPM_FILTER_FLAG_BOOTTIME cannot be combined", unconfirmedCode: true)
         }
         if f.flags.contains(.permitIfCalloutUnregistered)
-            && f.action.type != .calloutTerminating && f.action.type != .calloutUnknown {
-            throw FWPError(.invalidFlags, "FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED needs FWP_ACTION_CALLOUT_TERMINATING or FWP_ACTION_CALLOUT_UNKNOWN, not \(f.action.type.name)", unconfirmedCode: true)
+            && f.action.type != .calloutTerminating && f.action.type != .calloutUnknown
+        {
+            throw FWPError(
+                .invalidFlags,
+                "FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED needs FWP_ACTION_CALLOUT_TERMINATING or FWP_ACTION_CALLOUT_UNKNOWN, not \(f.action.type.name)",
+                unconfirmedCode: true)
         }
         if st.flags.contains(.dynamic) && (f.flags.contains(.persistent) || f.flags.contains(.bootTime)) {
             throw FWPError(.dynamicSessionInProgress, "a dynamic session cannot add persistent or boot-time filters", unconfirmedCode: true)
@@ -465,7 +471,9 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         guard let sl = w.sublayers[f.subLayerKey] else {
             throw FWPError(.sublayerNotFound, "sublayer \(f.subLayerKey.lowerString) does not exist")
         }
-        let lt: ObjectLifetime = st.flags.contains(.dynamic) ? .dynamic(h)
+        let lt: ObjectLifetime =
+            st.flags.contains(.dynamic)
+            ? .dynamic(h)
             : ((f.flags.contains(.persistent) || f.flags.contains(.bootTime)) ? .persistent : .staticObject)
         var provider: Stored<Provider>?
         if let pk = f.providerKey {
@@ -482,7 +490,9 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                 throw FWPError(.calloutNotFound, "callout \(ck.lowerString) has no FWPM_CALLOUT0 object (FwpmCalloutAdd0)")
             }
             guard c.object.applicableLayer == f.layerKey else {
-                throw FWPError(.incompatibleLayer, "callout \(ck.lowerString) applies to \(c.object.applicableLayer.name), the filter is at \(f.layerKey.name)", unconfirmedCode: true)
+                throw FWPError(
+                    .incompatibleLayer, "callout \(ck.lowerString) applies to \(c.object.applicableLayer.name), the filter is at \(f.layerKey.name)",
+                    unconfirmedCode: true)
             }
             callout = c
         } else {
@@ -583,7 +593,8 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         try write(session) { w, h, st in
             guard let p = w.providers[key] else { throw FWPError(.providerNotFound, "provider \(key.lowerString) does not exist") }
             try checkDelete(p.lifetime, h, st, what: "provider \(key.lowerString)")
-            let used = w.filters.values.contains { $0.object.providerKey == key }
+            let used =
+                w.filters.values.contains { $0.object.providerKey == key }
                 || w.sublayers.values.contains { $0.object.providerKey == key }
                 || w.callouts.values.contains { $0.object.providerKey == key }
                 || w.contexts.values.contains { $0.object.providerKey == key }
@@ -762,7 +773,9 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                 do { return try body() } catch let e as FWPError {
                     if e.code == .policySyntax { throw e }
                     let members = ["displayData", "filterCondition", "flags", "weight", "action", "subLayerKey", "providerKey", "layerKey"]
-                    let startsWithMember = members.contains { e.message.hasPrefix($0 + ".") || e.message.hasPrefix($0 + "[") || e.message.hasPrefix($0 + ":") || e.message.hasPrefix($0 + " ") }
+                    let startsWithMember = members.contains {
+                        e.message.hasPrefix($0 + ".") || e.message.hasPrefix($0 + "[") || e.message.hasPrefix($0 + ":") || e.message.hasPrefix($0 + " ")
+                    }
                     throw e.prefixed(startsWithMember ? "\(path)." : "\(path): ")
                 }
             }
@@ -869,9 +882,10 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         locked {
             let store = committed
             let vals = values.normalized()
-            var result = ClassifyResult(layer: layer, actionType: .permit, filterId: 0, filterKey: nil, filterName: nil,
-                                        subLayerKey: nil, subLayerName: nil, hard: false, veto: false, absorb: false,
-                                        calloutInvocations: [:], trace: [])
+            var result = ClassifyResult(
+                layer: layer, actionType: .permit, filterId: 0, filterKey: nil, filterName: nil,
+                subLayerKey: nil, subLayerName: nil, hard: false, veto: false, absorb: false,
+                calloutInvocations: [:], trace: [])
             var decided: ActionType? = nil
             var right = true  // FWPS_RIGHT_ACTION_WRITE held
             func decide(_ a: ActionType, _ f: Filter, _ sl: Sublayer, absorb: Bool) {
@@ -884,14 +898,16 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                 result.absorb = absorb && a == .block
             }
             for (sl, filters) in arbitrationOrder(layer: layer, store: store, includeDisabled: true) {
-                var st = SublayerTrace(subLayerKey: sl.subLayerKey, subLayerName: sl.displayData.name ?? "",
-                                       weight: sl.weight, entries: [], result: nil)
+                var st = SublayerTrace(
+                    subLayerKey: sl.subLayerKey, subLayerName: sl.displayData.name ?? "",
+                    weight: sl.weight, entries: [], result: nil)
                 var terminated = false
                 for f in filters {
-                    var e = TraceEntry(filterId: f.filterId, filterKey: f.filterKey, filterName: f.name,
-                                       effectiveWeight: f.effectiveWeight, action: f.action.type,
-                                       calloutKey: f.action.calloutKey, outcome: .skipped, calloutResult: nil,
-                                       effectiveAction: nil, rightBefore: right, rightAfter: right, note: "")
+                    var e = TraceEntry(
+                        filterId: f.filterId, filterKey: f.filterKey, filterName: f.name,
+                        effectiveWeight: f.effectiveWeight, action: f.action.type,
+                        calloutKey: f.action.calloutKey, outcome: .skipped, calloutResult: nil,
+                        effectiveAction: nil, rightBefore: right, rightAfter: right, note: "")
                     defer { e.rightAfter = right; st.entries.append(e) }
                     if terminated { e.note = "an earlier filter of this sublayer terminated it"; continue }
                     if f.flags.contains(.disabled) { e.outcome = .disabled; continue }
@@ -930,8 +946,9 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                             break
                         }
                         let ctx = f.flags.contains(.hasProviderContext) ? f.providerContextKey.flatMap { store.contexts[$0]?.object } : nil
-                        let req = CalloutClassifyRequest(layer: layer, values: vals, filter: f, providerContext: ctx,
-                                                         rights: right ? .actionWrite : [], currentAction: decided)
+                        let req = CalloutClassifyRequest(
+                            layer: layer, values: vals, filter: f, providerContext: ctx,
+                            rights: right ? .actionWrite : [], currentAction: decided)
                         let out = impl.classify(req)
                         result.calloutInvocations[ck, default: 0] += 1
                         e.calloutResult = out.actionType

@@ -92,8 +92,10 @@ public final class ScriptedCallout: Callout, @unchecked Sendable {
     private var _rightsSeen: [ClassifyRights] = []
     private var _notifications: [(CalloutNotifyType, UUID?)] = []
 
-    public init(calloutKey: UUID, returns: ActionType, clearsRight: Bool = false, absorb: Bool = false,
-                withoutRight: WithoutRight = .write, notifyResults: [CalloutNotifyType: Bool] = [:]) {
+    public init(
+        calloutKey: UUID, returns: ActionType, clearsRight: Bool = false, absorb: Bool = false,
+        withoutRight: WithoutRight = .write, notifyResults: [CalloutNotifyType: Bool] = [:]
+    ) {
         self.calloutKey = calloutKey
         self.returns = returns
         self.clearsRight = clearsRight

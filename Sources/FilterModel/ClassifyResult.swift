@@ -27,7 +27,7 @@ public struct ClassifyResult: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case layer, actionType, filterId, filterKey, filterName, subLayerKey, subLayerName, hard, veto, absorb,
-             calloutInvocations, trace
+            calloutInvocations, trace
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -62,7 +62,8 @@ public struct ClassifyResult: Encodable, Sendable {
         if filterId == 0 {
             out += " (layer default: no filter decided)\n"
         } else {
-            out += " by filter \(filterId) '\(filterName ?? "")' \(filterKey?.lowerString ?? "") in sublayer '\(subLayerName ?? "")' \(subLayerKey?.lowerString ?? "")\n"
+            out +=
+                " by filter \(filterId) '\(filterName ?? "")' \(filterKey?.lowerString ?? "") in sublayer '\(subLayerName ?? "")' \(subLayerKey?.lowerString ?? "")\n"
         }
         out += "  \(hard ? "hard" : "soft") decision\(veto ? ", VETO" : "")\(absorb ? ", absorbed (silent)" : "")\n"
         for s in trace {
@@ -138,7 +139,7 @@ public struct TraceEntry: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case filterId, filterKey, filterName, effectiveWeight, action, calloutKey, outcome, calloutResult,
-             effectiveAction, rightBefore, rightAfter, note
+            effectiveAction, rightBefore, rightAfter, note
     }
 
     public func encode(to encoder: Encoder) throws {

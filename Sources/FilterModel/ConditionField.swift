@@ -210,15 +210,15 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         case .ipProtocol, .ipLocalAddressType, .ipDestinationAddressType, .alePromiscuousMode: return .uint8
         case .ipLocalInterface, .ipArrivalInterface, .ipNexthopInterface, .lfpCgroupId: return .uint64
         case .aleAppId, .aleOriginalAppId, .peerName, .aleEffectiveName, .aleSecurityAttributeFqbnValue,
-             .lfpWorkload:
+            .lfpWorkload:
             return .byteBlob
         case .aleUserId, .aleRemoteUserId, .aleRemoteMachineId: return .securityDescriptor
         case .alePackageId: return .sid
         case .flags, .direction, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
-             .localInterfaceProfileId, .compartmentId, .reauthorizeReason, .arrivalInterfaceIndex,
-             .arrivalInterfaceType, .arrivalTunnelType, .arrivalInterfaceProfileId, .nexthopInterfaceIndex,
-             .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId, .nexthopSubInterfaceIndex,
-             .currentProfileId, .aleSioFirewallSystemPort, .aleNapContext, .lfpUid, .lfpGid:
+            .localInterfaceProfileId, .compartmentId, .reauthorizeReason, .arrivalInterfaceIndex,
+            .arrivalInterfaceType, .arrivalTunnelType, .arrivalInterfaceProfileId, .nexthopInterfaceIndex,
+            .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId, .nexthopSubInterfaceIndex,
+            .currentProfileId, .aleSioFirewallSystemPort, .aleNapContext, .lfpUid, .lfpGid:
             return .uint32
         }
     }
@@ -234,31 +234,39 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         let extra: Set<ConditionField>
         switch layer.kind {
         case .resourceAssignment:
-            extra = [.ipLocalPort, .ipProtocol, .alePromiscuousMode, .interfaceType, .tunnelType,
-                     .localInterfaceProfileId]
+            extra = [
+                .ipLocalPort, .ipProtocol, .alePromiscuousMode, .interfaceType, .tunnelType,
+                .localInterfaceProfileId,
+            ]
         case .authListen:
             extra = [.ipLocalPort, .interfaceType, .tunnelType, .localInterfaceProfileId]
         case .authRecvAccept:
-            extra = [.ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
-                     .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
-                     .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
-                     .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
-                     .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
-                     .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
-                     .nexthopSubInterfaceIndex, .currentProfileId, .aleSioFirewallSystemPort, .aleNapContext]
+            extra = [
+                .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
+                .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
+                .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
+                .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
+                .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
+                .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
+                .nexthopSubInterfaceIndex, .currentProfileId, .aleSioFirewallSystemPort, .aleNapContext,
+            ]
         case .authConnect:
-            extra = [.ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
-                     .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
-                     .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
-                     .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
-                     .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
-                     .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
-                     .nexthopSubInterfaceIndex, .currentProfileId, .ipDestinationAddressType, .peerName,
-                     .aleOriginalAppId, .aleEffectiveName]
+            extra = [
+                .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
+                .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
+                .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
+                .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
+                .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
+                .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
+                .nexthopSubInterfaceIndex, .currentProfileId, .ipDestinationAddressType, .peerName,
+                .aleOriginalAppId, .aleEffectiveName,
+            ]
         case .flowEstablished:
-            extra = [.ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .ipDestinationAddressType,
-                     .aleRemoteUserId, .aleRemoteMachineId, .direction, .interfaceType, .tunnelType,
-                     .aleOriginalAppId]
+            extra = [
+                .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .ipDestinationAddressType,
+                .aleRemoteUserId, .aleRemoteMachineId, .direction, .interfaceType, .tunnelType,
+                .aleOriginalAppId,
+            ]
         case .resourceRelease:
             extra = [.ipLocalPort, .ipProtocol]
         case .endpointClosure:
@@ -270,20 +278,27 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
     /// What Linux supplies for this field (the table in README.md).
     public var linuxSource: LinuxSource {
         switch self {
-        case .ipLocalAddress: return .kernel("local IP address of the socket (host order for v4; v4-mapped at the V6 layers for dual-stack sockets); FWP_EMPTY when unbound")
+        case .ipLocalAddress:
+            return .kernel("local IP address of the socket (host order for v4; v4-mapped at the V6 layers for dual-stack sockets); FWP_EMPTY when unbound")
         case .ipRemoteAddress: return .kernel("remote IP address (connect/sendmsg destination, accept source)")
         case .ipLocalPort: return .kernel("local port; for ICMP the ICMP type (FWPM_CONDITION_ICMP_TYPE)")
         case .ipRemotePort: return .kernel("remote port; for ICMP the ICMP code (FWPM_CONDITION_ICMP_CODE)")
         case .ipProtocol: return .kernel("IP protocol number of the socket (IPPROTO_TCP 6, IPPROTO_UDP 17, ...)")
-        case .ipLocalAddressType: return .kernel("NL_ADDRESS_TYPE of the local address, derived from the address (0 unspecified, 1 unicast, 2 anycast, 3 multicast, 4 broadcast)")
+        case .ipLocalAddressType:
+            return .kernel("NL_ADDRESS_TYPE of the local address, derived from the address (0 unspecified, 1 unicast, 2 anycast, 3 multicast, 4 broadcast)")
         case .ipDestinationAddressType: return .kernel("NL_ADDRESS_TYPE of the destination address, derived from the address")
         case .ipLocalInterface: return .kernel("ifindex of the bound/outgoing interface (Linux has no interface LUID), as FWP_UINT64")
         case .aleAppId: return .kernel("canonical absolute path of the process executable (/proc/PID/exe), UTF-8, case preserved")
-        case .aleUserId: return .kernel("the socket owner's credentials: uid and gids, matched against a security descriptor whose SIDs are S-1-22-1-UID / S-1-22-2-GID")
-        case .flags: return .kernel("FWP_CONDITION_FLAG_* bits lfp can observe: IS_LOOPBACK, IS_REAUTHORIZE, IS_WILDCARD_BIND, IS_RAW_ENDPOINT, IS_IMPLICIT_BIND, IS_REASSEMBLED; others are never set")
+        case .aleUserId:
+            return .kernel("the socket owner's credentials: uid and gids, matched against a security descriptor whose SIDs are S-1-22-1-UID / S-1-22-2-GID")
+        case .flags:
+            return .kernel(
+                "FWP_CONDITION_FLAG_* bits lfp can observe: IS_LOOPBACK, IS_REAUTHORIZE, IS_WILDCARD_BIND, IS_RAW_ENDPOINT, IS_IMPLICIT_BIND, IS_REASSEMBLED; others are never set"
+            )
         case .direction: return .kernel("FWP_DIRECTION_OUTBOUND (0) or FWP_DIRECTION_INBOUND (1) of the connection")
         case .interfaceIndex, .arrivalInterfaceIndex: return .kernel("ifindex of the interface the packet arrived on")
-        case .reauthorizeReason: return .kernel("FWP_CONDITION_REAUTHORIZE_REASON_* bits set by lfp when it re-classifies an established flow (policy change, classify completion)")
+        case .reauthorizeReason:
+            return .kernel("FWP_CONDITION_REAUTHORIZE_REASON_* bits set by lfp when it re-classifies an established flow (policy change, classify completion)")
         case .peerName: return .userspace("host name the application resolved for the remote address, from lfp's resolver cache; not visible to the eBPF path")
         case .lfpUid: return .kernel("uid of the socket owner")
         case .lfpGid: return .kernel("primary gid of the socket owner")
@@ -297,10 +312,10 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         case .aleSioFirewallSystemPort, .aleNapContext: return .unsupported("Windows-internal field")
         case .aleEffectiveName: return .unsupported("no effective-name attribution on Linux")
         case .interfaceType, .tunnelType, .arrivalInterfaceType, .arrivalTunnelType, .nexthopInterfaceType,
-             .nexthopTunnelType:
+            .nexthopTunnelType:
             return .unsupported("IANA interface/tunnel types are not exposed at the socket hooks")
         case .subInterfaceIndex, .nexthopSubInterfaceIndex, .ipArrivalInterface, .ipNexthopInterface,
-             .nexthopInterfaceIndex:
+            .nexthopInterfaceIndex:
             return .unsupported("next-hop/sub-interface data is not known at the socket hooks")
         case .localInterfaceProfileId, .arrivalInterfaceProfileId, .nexthopInterfaceProfileId, .currentProfileId:
             return .unsupported("Linux has no network location profiles (public/private/domain)")

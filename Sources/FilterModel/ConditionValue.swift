@@ -160,7 +160,10 @@ extension FilterCondition {
         default: typeOK = vt == fieldType
         }
         guard typeOK else {
-            throw FWPError(.typeMismatch, "\(f.name) at \(layer.name) takes \(fieldType.name)\(f.isAddress ? (layer.isV6 ? " or FWP_V6_ADDR_MASK" : " or FWP_V4_ADDR_MASK") : ""), not \(vt.name)")
+            throw FWPError(
+                .typeMismatch,
+                "\(f.name) at \(layer.name) takes \(fieldType.name)\(f.isAddress ? (layer.isV6 ? " or FWP_V6_ADDR_MASK" : " or FWP_V4_ADDR_MASK") : ""), not \(vt.name)"
+            )
         }
         // Match type against value type (R3.8).
         let mtOK: Bool
@@ -174,7 +177,9 @@ extension FilterCondition {
         case .range: mtOK = false
         }
         guard mtOK else {
-            throw FWPError(.matchTypeMismatch, "\(matchType.name) cannot be used with \(vt.name)\(matchType == .equalCaseInsensitive ? " (it needs FWP_UNICODE_STRING_TYPE)" : "")")
+            throw FWPError(
+                .matchTypeMismatch,
+                "\(matchType.name) cannot be used with \(vt.name)\(matchType == .equalCaseInsensitive ? " (it needs FWP_UNICODE_STRING_TYPE)" : "")")
         }
         switch v {
         case .v6AddrMask(let a, let p):
@@ -228,7 +233,9 @@ enum ConditionMatcher {
         let v = incoming ?? .empty
         let c = cond.conditionValue
         if case .empty = c {
-            let isEmpty: Bool = { if case .empty = v { return true }; return false }()
+            let isEmpty: Bool = {
+                if case .empty = v { return true }; return false
+            }()
             return cond.matchType == .notEqual ? !isEmpty : isEmpty
         }
         if case .empty = v { return false }  // R3.12: a typed condition never matches an empty field
@@ -298,7 +305,9 @@ enum ConditionMatcher {
     static func groups(_ conditions: [FilterCondition]) -> [Group] {
         var out: [Group] = []
         for c in conditions {
-            if let i = out.firstIndex(where: { $0.field == c.fieldKey }) { out[i].conditions.append(c) } else {
+            if let i = out.firstIndex(where: { $0.field == c.fieldKey }) {
+                out[i].conditions.append(c)
+            } else {
                 out.append(Group(field: c.fieldKey, conditions: [c]))
             }
         }

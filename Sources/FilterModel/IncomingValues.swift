@@ -72,8 +72,12 @@ public struct IncomingValues: Hashable, Sendable, CustomStringConvertible {
         switch field.dataType(at: layer) {
         case .uint8:
             var table: [(String, UInt32)] = []
-            if field == .ipProtocol { table = ConditionFlagNames.protocols.map { ($0.0, UInt32($0.1)) } + [("TCP", 6), ("UDP", 17), ("ICMP", 1), ("ICMPV6", 58)] }
-            if field == .ipLocalAddressType || field == .ipDestinationAddressType { table = ConditionFlagNames.addressTypes.map { ($0.0.uppercased(), UInt32($0.1)) } }
+            if field == .ipProtocol {
+                table = ConditionFlagNames.protocols.map { ($0.0, UInt32($0.1)) } + [("TCP", 6), ("UDP", 17), ("ICMP", 1), ("ICMPV6", 58)]
+            }
+            if field == .ipLocalAddressType || field == .ipDestinationAddressType {
+                table = ConditionFlagNames.addressTypes.map { ($0.0.uppercased(), UInt32($0.1)) }
+            }
             if let n = NumberText.parse(t), n <= 0xFF { return .uint8(UInt8(n)) }
             if let e = table.first(where: { $0.0 == t.uppercased() }) { return .uint8(UInt8(e.1)) }
             throw bad("expected an FWP_UINT8, got '\(t)'")

@@ -85,8 +85,10 @@ public enum Layer: String, CaseIterable, Hashable, Sendable, Codable, Comparable
             return
         }
         let up = t.uppercased()
-        for l in Layer.allCases where l.rawValue == up || l.rawValue == "FWPM_LAYER_" + up
-            || l.rawValue == "FWPM_LAYER_ALE_" + up {
+        for l in Layer.allCases
+        where l.rawValue == up || l.rawValue == "FWPM_LAYER_" + up
+            || l.rawValue == "FWPM_LAYER_ALE_" + up
+        {
             self = l
             return
         }

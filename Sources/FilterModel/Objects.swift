@@ -112,8 +112,10 @@ public struct Provider: Hashable, Sendable {
     public var providerData: [UInt8]?
     public var serviceName: String?
 
-    public init(providerKey: UUID = UUID.zero, displayData: DisplayData, flags: ObjectFlags = [],
-                providerData: [UInt8]? = nil, serviceName: String? = nil) {
+    public init(
+        providerKey: UUID = UUID.zero, displayData: DisplayData, flags: ObjectFlags = [],
+        providerData: [UInt8]? = nil, serviceName: String? = nil
+    ) {
         self.providerKey = providerKey
         self.displayData = displayData
         self.flags = flags
@@ -131,8 +133,10 @@ public struct Sublayer: Hashable, Sendable {
     public var providerData: [UInt8]?
     public var weight: UInt16
 
-    public init(subLayerKey: UUID = UUID.zero, displayData: DisplayData, flags: ObjectFlags = [],
-                providerKey: UUID? = nil, providerData: [UInt8]? = nil, weight: UInt16) {
+    public init(
+        subLayerKey: UUID = UUID.zero, displayData: DisplayData, flags: ObjectFlags = [],
+        providerKey: UUID? = nil, providerData: [UInt8]? = nil, weight: UInt16
+    ) {
         self.subLayerKey = subLayerKey
         self.displayData = displayData
         self.flags = flags
@@ -147,10 +151,12 @@ public struct Sublayer: Hashable, Sendable {
     public static let universalWeight: UInt16 = 0x8000
 
     /// The built-in FWPM_SUBLAYER_UNIVERSAL object.
-    public static let universal = Sublayer(subLayerKey: universalKey,
-                                           displayData: DisplayData(name: "FWPM_SUBLAYER_UNIVERSAL",
-                                                                    description: "WFP built-in universal sublayer"),
-                                           weight: universalWeight)
+    public static let universal = Sublayer(
+        subLayerKey: universalKey,
+        displayData: DisplayData(
+            name: "FWPM_SUBLAYER_UNIVERSAL",
+            description: "WFP built-in universal sublayer"),
+        weight: universalWeight)
 }
 
 /// FWPM_CALLOUT0: the management object (R5.2). The runtime implementation is a `Callout`.
@@ -164,8 +170,10 @@ public struct CalloutObject: Hashable, Sendable {
     /// Output: the runtime id BFE assigned.
     public var calloutId: UInt32
 
-    public init(calloutKey: UUID = UUID.zero, displayData: DisplayData, flags: CalloutFlags = [],
-                providerKey: UUID? = nil, providerData: [UInt8]? = nil, applicableLayer: Layer, calloutId: UInt32 = 0) {
+    public init(
+        calloutKey: UUID = UUID.zero, displayData: DisplayData, flags: CalloutFlags = [],
+        providerKey: UUID? = nil, providerData: [UInt8]? = nil, applicableLayer: Layer, calloutId: UInt32 = 0
+    ) {
         self.calloutKey = calloutKey
         self.displayData = displayData
         self.flags = flags
@@ -189,9 +197,11 @@ public struct ProviderContext: Hashable, Sendable {
     /// Output: the runtime id.
     public var providerContextId: UInt64
 
-    public init(providerContextKey: UUID = UUID.zero, displayData: DisplayData, flags: ObjectFlags = [],
-                providerKey: UUID? = nil, providerData: [UInt8]? = nil, type: String = "FWPM_GENERAL_CONTEXT",
-                dataBuffer: [UInt8] = [], providerContextId: UInt64 = 0) {
+    public init(
+        providerContextKey: UUID = UUID.zero, displayData: DisplayData, flags: ObjectFlags = [],
+        providerKey: UUID? = nil, providerData: [UInt8]? = nil, type: String = "FWPM_GENERAL_CONTEXT",
+        dataBuffer: [UInt8] = [], providerContextId: UInt64 = 0
+    ) {
         self.providerContextKey = providerContextKey
         self.displayData = displayData
         self.flags = flags
@@ -245,11 +255,13 @@ public struct Filter: Hashable, Sendable {
     /// Output: FWP_UINT64 weight the engine sorts on; ignored on add.
     public var effectiveWeight: UInt64
 
-    public init(filterKey: UUID = UUID.zero, displayData: DisplayData, flags: FilterFlags = [],
-                providerKey: UUID? = nil, providerData: [UInt8]? = nil, layerKey: Layer,
-                subLayerKey: UUID = UUID.zero, weight: ConditionValue = .empty,
-                filterCondition: [FilterCondition] = [], action: FilterAction, rawContext: UInt64 = 0,
-                providerContextKey: UUID? = nil, filterId: UInt64 = 0, effectiveWeight: UInt64 = 0) {
+    public init(
+        filterKey: UUID = UUID.zero, displayData: DisplayData, flags: FilterFlags = [],
+        providerKey: UUID? = nil, providerData: [UInt8]? = nil, layerKey: Layer,
+        subLayerKey: UUID = UUID.zero, weight: ConditionValue = .empty,
+        filterCondition: [FilterCondition] = [], action: FilterAction, rawContext: UInt64 = 0,
+        providerContextKey: UUID? = nil, filterId: UInt64 = 0, effectiveWeight: UInt64 = 0
+    ) {
         self.filterKey = filterKey
         self.displayData = displayData
         self.flags = flags

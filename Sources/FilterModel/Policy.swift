@@ -11,8 +11,10 @@ public struct Policy: Hashable, Sendable {
     public var providerContexts: [ProviderContext] = []
     public var filters: [Filter] = []
 
-    public init(providers: [Provider] = [], sublayers: [Sublayer] = [], callouts: [CalloutObject] = [],
-                providerContexts: [ProviderContext] = [], filters: [Filter] = []) {
+    public init(
+        providers: [Provider] = [], sublayers: [Sublayer] = [], callouts: [CalloutObject] = [],
+        providerContexts: [ProviderContext] = [], filters: [Filter] = []
+    ) {
         self.providers = providers
         self.sublayers = sublayers
         self.callouts = callouts
@@ -226,7 +228,10 @@ struct PolicyReader {
         return Provider(
             providerKey: try guid(m["providerKey"], path(p, "providerKey")) ?? .zero,
             displayData: try display(m["displayData"], path(p, "displayData")),
-            flags: ObjectFlags(rawValue: try flags(m["flags"], path(p, "flags"), table: [("FWPM_PROVIDER_FLAG_PERSISTENT", 0x1), ("FWPM_PROVIDER_FLAG_DISABLED", 0x10)], prefix: "FWPM_PROVIDER_FLAG_")),
+            flags: ObjectFlags(
+                rawValue: try flags(
+                    m["flags"], path(p, "flags"), table: [("FWPM_PROVIDER_FLAG_PERSISTENT", 0x1), ("FWPM_PROVIDER_FLAG_DISABLED", 0x10)],
+                    prefix: "FWPM_PROVIDER_FLAG_")),
             providerData: try bytes(m["providerData"], path(p, "providerData")),
             serviceName: isNull(m["serviceName"]) ? nil : try text(m["serviceName"]!, path(p, "serviceName")))
     }
@@ -237,7 +242,8 @@ struct PolicyReader {
         return Sublayer(
             subLayerKey: try guid(m["subLayerKey"], path(p, "subLayerKey")) ?? .zero,
             displayData: try display(m["displayData"], path(p, "displayData")),
-            flags: ObjectFlags(rawValue: try flags(m["flags"], path(p, "flags"), table: [("FWPM_SUBLAYER_FLAG_PERSISTENT", 0x1)], prefix: "FWPM_SUBLAYER_FLAG_")),
+            flags: ObjectFlags(
+                rawValue: try flags(m["flags"], path(p, "flags"), table: [("FWPM_SUBLAYER_FLAG_PERSISTENT", 0x1)], prefix: "FWPM_SUBLAYER_FLAG_")),
             providerKey: try guid(m["providerKey"], path(p, "providerKey")),
             providerData: try bytes(m["providerData"], path(p, "providerData")),
             weight: UInt16(w))
@@ -256,22 +262,30 @@ struct PolicyReader {
     }
 
     func providerContext(_ n: Node, _ p: String) throws -> ProviderContext {
-        let m = try mapping(n, p, allowed: ["providerContextKey", "displayData", "flags", "providerKey", "providerData", "type", "dataBuffer", "providerContextId"])
+        let m = try mapping(
+            n, p, allowed: ["providerContextKey", "displayData", "flags", "providerKey", "providerData", "type", "dataBuffer", "providerContextId"])
         return ProviderContext(
             providerContextKey: try guid(m["providerContextKey"], path(p, "providerContextKey")) ?? .zero,
             displayData: try display(m["displayData"], path(p, "displayData")),
-            flags: ObjectFlags(rawValue: try flags(m["flags"], path(p, "flags"), table: [("FWPM_PROVIDER_CONTEXT_FLAG_PERSISTENT", 0x1)], prefix: "FWPM_PROVIDER_CONTEXT_FLAG_")),
+            flags: ObjectFlags(
+                rawValue: try flags(
+                    m["flags"], path(p, "flags"), table: [("FWPM_PROVIDER_CONTEXT_FLAG_PERSISTENT", 0x1)], prefix: "FWPM_PROVIDER_CONTEXT_FLAG_")),
             providerKey: try guid(m["providerKey"], path(p, "providerKey")),
             providerData: try bytes(m["providerData"], path(p, "providerData")),
             type: isNull(m["type"]) ? "FWPM_GENERAL_CONTEXT" : try text(m["type"]!, path(p, "type")),
             dataBuffer: try bytes(m["dataBuffer"], path(p, "dataBuffer")) ?? [],
-            providerContextId: isNull(m["providerContextId"]) ? 0 : try number(m["providerContextId"]!, path(p, "providerContextId"), max: UInt64.max, typeName: "UINT64"))
+            providerContextId: isNull(m["providerContextId"])
+                ? 0 : try number(m["providerContextId"]!, path(p, "providerContextId"), max: UInt64.max, typeName: "UINT64"))
     }
 
     func filter(_ n: Node, _ p: String) throws -> Filter {
-        let m = try mapping(n, p, allowed: ["filterKey", "displayData", "flags", "providerKey", "providerData", "layerKey",
-                                            "subLayerKey", "weight", "numFilterConditions", "filterCondition", "action",
-                                            "rawContext", "providerContextKey", "filterId", "effectiveWeight", "reserved"])
+        let m = try mapping(
+            n, p,
+            allowed: [
+                "filterKey", "displayData", "flags", "providerKey", "providerData", "layerKey",
+                "subLayerKey", "weight", "numFilterConditions", "filterCondition", "action",
+                "rawContext", "providerContextKey", "filterId", "effectiveWeight", "reserved",
+            ])
         let lp = path(p, "layerKey")
         let layer = try self.layer(m["layerKey"], lp)
         var fl = try flags(m["flags"], path(p, "flags"), table: FilterFlags.names, prefix: "FWPM_FILTER_FLAG_")
@@ -398,9 +412,13 @@ struct PolicyReader {
 
     /// `{ type: FWP_X, x: ... }` (FWP_VALUE0 / FWP_CONDITION_VALUE0).
     func typedValue(_ n: Node, _ p: String, field: ConditionField?, layer: Layer?) throws -> ConditionValue {
-        let m = try mapping(n, p, allowed: ["type", "uint8", "uint16", "uint32", "uint64", "byteArray16", "v4AddrMask",
-                                            "v6AddrMask", "rangeValue", "byteBlob", "sd", "sid", "int8", "int16",
-                                            "int32", "int64", "float32", "double64", "unicodeString"])
+        let m = try mapping(
+            n, p,
+            allowed: [
+                "type", "uint8", "uint16", "uint32", "uint64", "byteArray16", "v4AddrMask",
+                "v6AddrMask", "rangeValue", "byteBlob", "sd", "sid", "int8", "int16",
+                "int32", "int64", "float32", "double64", "unicodeString",
+            ])
         guard let tn = m["type"], !isNull(tn) else { throw syntax(path(p, "type"), "is required") }
         let tname = try text(tn, path(p, "type"))
         guard let type = DataType(name: tname) else { throw syntax(path(p, "type"), "unknown data type '\(tname)'") }
@@ -432,7 +450,10 @@ struct PolicyReader {
         switch type {
         case .uint8:
             if let f = field, f == .ipProtocol, let t = v.scalar?.string,
-               let e = ConditionFlagNames.protocols.first(where: { $0.0 == t.uppercased() }) { return .uint8(e.1) }
+                let e = ConditionFlagNames.protocols.first(where: { $0.0 == t.uppercased() })
+            {
+                return .uint8(e.1)
+            }
             return .uint8(UInt8(try number(v, mp, max: 0xFF, typeName: "FWP_UINT8")))
         case .uint16:
             return .uint16(UInt16(try number(v, mp, max: 0xFFFF, typeName: "FWP_UINT16")))
@@ -440,9 +461,12 @@ struct PolicyReader {
             let t = try text(v, mp)
             if isAddr, let a = IPText.parseV4(t) { return .uint32(a) }
             if let f = field {
-                let table: [(String, UInt32)]? = f == .flags ? ConditionFlagNames.flags
-                    : f == .reauthorizeReason ? ConditionFlagNames.reauthorizeReasons
-                    : f == .direction ? ConditionFlagNames.directions : nil
+                let table: [(String, UInt32)]? =
+                    f == .flags
+                    ? ConditionFlagNames.flags
+                    : f == .reauthorizeReason
+                        ? ConditionFlagNames.reauthorizeReasons
+                        : f == .direction ? ConditionFlagNames.directions : nil
                 if let table = table, NumberText.parse(t) == nil {
                     guard let b = ConditionFlagNames.parseBits(t, table: table) else { throw syntax(mp, "unknown flag in '\(t)'") }
                     return .uint32(b)
@@ -558,8 +582,9 @@ struct PolicyReader {
         if t.uppercased() == "FWP_EMPTY" { return .empty }
         if matchType == .range, field.dataType(at: layer).isUnsignedInteger, let dash = t.firstIndex(of: "-") {
             let lo = String(t[..<dash]), hi = String(t[t.index(after: dash)...])
-            return .range(low: try shorthand(lo, p, field: field, layer: layer, matchType: .equal),
-                          high: try shorthand(hi, p, field: field, layer: layer, matchType: .equal))
+            return .range(
+                low: try shorthand(lo, p, field: field, layer: layer, matchType: .equal),
+                high: try shorthand(hi, p, field: field, layer: layer, matchType: .equal))
         }
         switch ft {
         case .uint32 where field.isAddress:

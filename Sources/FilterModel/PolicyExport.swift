@@ -92,7 +92,8 @@ enum Export {
 
     static func bytes(_ b: [UInt8]) -> PNode {
         if let s = String(bytes: b, encoding: .utf8), !s.isEmpty,
-           s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) {
+            s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+        {
             return .str(s)
         }
         return .seq(b.map { num($0) })
@@ -161,10 +162,17 @@ enum Export {
         if !f.subLayerKey.isZero { kv.append(("subLayerKey", guid(f.subLayerKey))) }
         kv.append(("weight", value(f.weight, field: nil, layer: f.layerKey)))
         if !f.filterCondition.isEmpty {
-            kv.append(("filterCondition", .seq(f.filterCondition.map { c in
-                .map([("fieldKey", .str(c.fieldKey.name)), ("matchType", .str(c.matchType.name)),
-                      ("conditionValue", value(c.conditionValue, field: c.fieldKey, layer: f.layerKey))])
-            })))
+            kv.append(
+                (
+                    "filterCondition",
+                    .seq(
+                        f.filterCondition.map { c in
+                            .map([
+                                ("fieldKey", .str(c.fieldKey.name)), ("matchType", .str(c.matchType.name)),
+                                ("conditionValue", value(c.conditionValue, field: c.fieldKey, layer: f.layerKey)),
+                            ])
+                        })
+                ))
         }
         var act: [(String, PNode)] = [("type", .str(f.action.type.name))]
         if let ck = f.action.calloutKey { act.append(("calloutKey", guid(ck))) }
@@ -172,7 +180,9 @@ enum Export {
             act.append(("lfpBlockErrno", BlockErrno.name(of: e).map { .str($0) } ?? .num(String(e))))
         }
         kv.append(("action", .map(act)))
-        if let pc = f.providerContextKey { kv.append(("providerContextKey", guid(pc))) } else if f.rawContext != 0 {
+        if let pc = f.providerContextKey {
+            kv.append(("providerContextKey", guid(pc)))
+        } else if f.rawContext != 0 {
             kv.append(("rawContext", num(f.rawContext)))
         }
         if f.filterId != 0 { kv.append(("filterId", num(f.filterId))) }
@@ -202,8 +212,12 @@ enum Export {
         case .v6AddrMask(let a, let p):
             return typed(.v6AddrMask, "v6AddrMask", .map([("addr", .str(IPText.formatV6(a))), ("prefixLength", num(p))]))
         case .range(let lo, let hi):
-            return typed(.range, "rangeValue", .map([("valueLow", value(lo, field: field, layer: layer)),
-                                                      ("valueHigh", value(hi, field: field, layer: layer))]))
+            return typed(
+                .range, "rangeValue",
+                .map([
+                    ("valueLow", value(lo, field: field, layer: layer)),
+                    ("valueHigh", value(hi, field: field, layer: layer)),
+                ]))
         case .byteBlob(let b): return typed(.byteBlob, "byteBlob", bytes(b))
         case .securityDescriptor(let acl): return typed(.securityDescriptor, "sd", .str(acl.sddl))
         }

@@ -162,8 +162,10 @@ public struct UserACL: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Builds the SDDL for a set of uids/gids (allow ACEs only, or deny-then-allow).
-    public static func make(allowUIDs: [UInt32] = [], allowGIDs: [UInt32] = [], denyUIDs: [UInt32] = [],
-                            denyGIDs: [UInt32] = []) -> UserACL {
+    public static func make(
+        allowUIDs: [UInt32] = [], allowGIDs: [UInt32] = [], denyUIDs: [UInt32] = [],
+        denyGIDs: [UInt32] = []
+    ) -> UserACL {
         var s = "D:"
         for u in denyUIDs { s += "(D;;CC;;;S-1-22-1-\(u))" }
         for g in denyGIDs { s += "(D;;CC;;;S-1-22-2-\(g))" }

@@ -86,7 +86,9 @@ public enum IPText {
                 while j < 8 && w[j] == 0 { j += 1 }
                 if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
                 i = j
-            } else { i += 1 }
+            } else {
+                i += 1
+            }
         }
         func hex(_ r: ArraySlice<UInt16>) -> String { r.map { String($0, radix: 16) }.joined(separator: ":") }
         if bestStart < 0 { return hex(w[0..<8]) }

@@ -47,7 +47,12 @@ public enum FilterWeight {
             guard case .range(let lo, let hi) = v else { return 1 }
             if let a = lo.integer, let b = hi.integer {
                 let bits: UInt64
-                switch lo { case .uint8: bits = 8; case .uint16: bits = 16; case .uint32: bits = 32; default: bits = 64 }
+                switch lo {
+                case .uint8: bits = 8;
+                case .uint16: bits = 16;
+                case .uint32: bits = 32;
+                default: bits = 64
+                }
                 let w = b >= a ? b - a : 0
                 let used = UInt64(64 - w.leadingZeroBitCount)
                 return 1 + (bits - min(used, bits)) * 1023 / bits

@@ -18,16 +18,19 @@ public enum PolicyCompiler {
             for (index, entry) in order.enumerated() {
                 for filter in entry.filters {
                     guard enforcingKinds.contains(layer.kind) else {
-                        image.notes.append(.init(filterId: filter.filterId, filterName: filter.displayData.name ?? "",
-                                                 reason: "\(layer.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
+                        image.notes.append(
+                            .init(
+                                filterId: filter.filterId, filterName: filter.displayData.name ?? "",
+                                reason: "\(layer.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
                         continue
                     }
                     image.rules += try compile(filter, sublayer: UInt16(index), notes: &image.notes)
                 }
             }
             guard image.rules.count <= Int(LFP_MAX_RULES) else {
-                throw CompileError(code: .outOfBounds,
-                                   message: "the policy compiles to \(image.rules.count) kernel rules; the kernel holds at most \(LFP_MAX_RULES)")
+                throw CompileError(
+                    code: .outOfBounds,
+                    message: "the policy compiles to \(image.rules.count) kernel rules; the kernel holds at most \(LFP_MAX_RULES)")
             }
             image.ranges[Int(layer.kernelID)] = lfp_layer_range(start: start, count: UInt32(image.rules.count) - start)
         }
@@ -50,10 +53,10 @@ public enum PolicyCompiler {
         switch filter.action.type {
         case .block:
             rule.action = UInt8(LFP_ACTION_BLOCK.rawValue)
-            rule.flags = UInt8(LFP_RULE_HARD) // a static block clears the write right (R1.13)
+            rule.flags = UInt8(LFP_RULE_HARD)  // a static block clears the write right (R1.13)
         case .permit:
             rule.action = UInt8(LFP_ACTION_PERMIT.rawValue)
-            if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) } // R1.14
+            if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) }  // R1.14
         case .calloutTerminating, .calloutUnknown:
             // No callout is registered in the kernel: WFP substitutes a block, or a permit with
             // PERMIT_IF_CALLOUT_UNREGISTERED (R5.6). Hardness as in FilterModel (Q7): the block is
@@ -66,20 +69,23 @@ public enum PolicyCompiler {
                 rule.flags = UInt8(LFP_RULE_HARD)
             }
         case .calloutInspection:
-            notes.append(.init(filterId: filter.filterId, filterName: name,
-                               reason: "inspection callout: never decides, and no callout is registered in the kernel"))
+            notes.append(
+                .init(
+                    filterId: filter.filterId, filterName: name,
+                    reason: "inspection callout: never decides, and no callout is registered in the kernel"))
             return []
         default:
-            throw CompileError(code: .invalidActionType,
-                               message: "filter '\(name)': action \(filter.action.type.name) cannot be enforced in the kernel")
+            throw CompileError(
+                code: .invalidActionType,
+                message: "filter '\(name)': action \(filter.action.type.name) cannot be enforced in the kernel")
         }
         // Each field group is an OR of alternatives; each alternative a CNF (AND of OR-groups).
         var perGroup: [[CNF]] = []
         for group in groups(filter.filterCondition) {
             let cnfs = try group.map { try compile($0, layer: filter.layerKey, filter: name) }
-            if cnfs.contains(where: \.isEmpty) { continue }           // an always-true alternative
+            if cnfs.contains(where: \.isEmpty) { continue }  // an always-true alternative
             if cnfs.allSatisfy({ $0.count == 1 }) {
-                perGroup.append([[cnfs.flatMap { $0[0] }]])           // one OR-group: the usual case
+                perGroup.append([[cnfs.flatMap { $0[0] }]])  // one OR-group: the usual case
             } else {
                 perGroup.append(cnfs)
             }
@@ -88,8 +94,9 @@ public enum PolicyCompiler {
         for alternatives in perGroup {
             combos = combos.flatMap { prefix in alternatives.map { prefix + $0 } }
             guard combos.count <= maxRulesPerFilter else {
-                throw CompileError(code: .outOfBounds,
-                                   message: "filter '\(name)' expands to more than \(maxRulesPerFilter) kernel rules")
+                throw CompileError(
+                    code: .outOfBounds,
+                    message: "filter '\(name)' expands to more than \(maxRulesPerFilter) kernel rules")
             }
         }
         return try combos.map { cnf in
@@ -100,8 +107,9 @@ public enum PolicyCompiler {
                 conds += g
             }
             guard conds.count <= Int(LFP_MAX_CONDS) else {
-                throw CompileError(code: .outOfBounds,
-                                   message: "filter '\(name)' needs \(conds.count) kernel conditions; a kernel rule holds at most \(LFP_MAX_CONDS)")
+                throw CompileError(
+                    code: .outOfBounds,
+                    message: "filter '\(name)' needs \(conds.count) kernel conditions; a kernel rule holds at most \(LFP_MAX_CONDS)")
             }
             var r = rule
             r.ncond = UInt16(conds.count)

@@ -63,7 +63,9 @@ extension PolicyCompiler {
             return try compileAppID(bytes, match: c.matchType, fail: fail)
         }
         guard let field = kernelField(c.fieldKey) else {
-            throw fail("is not supported by the kernel fast path yet (supported: addresses, ports, protocol, FLAGS, ALE_USER_ID, LFP_CONDITION_*); `lfp classify` evaluates it")
+            throw fail(
+                "is not supported by the kernel fast path yet (supported: addresses, ports, protocol, FLAGS, ALE_USER_ID, LFP_CONDITION_*); `lfp classify` evaluates it"
+            )
         }
         var k = lfp_cond()
         k.field = UInt8(field.rawValue)
@@ -78,7 +80,7 @@ extension PolicyCompiler {
         var negate = false
         if c.fieldKey == .lfpWorkload, case .byteBlob(let bytes) = c.conditionValue {
             var name = bytes
-            while name.last == 0 { name.removeLast() } // as FilterModel: trailing NULs are not part of the text
+            while name.last == 0 { name.removeLast() }  // as FilterModel: trailing NULs are not part of the text
             value = U128(UInt64(workloadID(String(decoding: name, as: UTF8.self))))
         } else if let v = scalar(c.conditionValue) {
             value = v
@@ -152,7 +154,9 @@ extension PolicyCompiler {
         let path = String(decoding: b, as: UTF8.self)
         var st = stat()
         guard stat(path, &st) == 0 else {
-            throw fail("names \(path), which does not exist here: the kernel matches executables by file identity, so the file must exist when the policy is committed")
+            throw fail(
+                "names \(path), which does not exist here: the kernel matches executables by file identity, so the file must exist when the policy is committed"
+            )
         }
         // kernel dev_t is MAJOR << 20 | MINOR; userspace's st_dev uses the glibc encoding
         let d = UInt64(st.st_dev)
@@ -182,11 +186,12 @@ extension PolicyCompiler {
             return k
         }
         if acl.deniesEveryone { return [[never(LFP_FIELD_UID)]] }
-        var out: CNF = acl.deniedUIDs.sorted().map { [eq(LFP_FIELD_UID, $0, negate: true)] }
+        var out: CNF =
+            acl.deniedUIDs.sorted().map { [eq(LFP_FIELD_UID, $0, negate: true)] }
             + acl.deniedGIDs.sorted().map { [eq(LFP_FIELD_GID, $0, negate: true)] }
         if acl.allowsEveryone { return out }
         let allows = acl.allowedUIDs.sorted().map { eq(LFP_FIELD_UID, $0) } + acl.allowedGIDs.sorted().map { eq(LFP_FIELD_GID, $0) }
-        out.append(allows.isEmpty ? [never(LFP_FIELD_UID)] : allows) // an empty DACL grants nobody
+        out.append(allows.isEmpty ? [never(LFP_FIELD_UID)] : allows)  // an empty DACL grants nobody
         return out
     }
 }

@@ -8,10 +8,10 @@ struct ClassifyCommand: ParsableCommand {
         commandName: "classify",
         abstract: "Explain a verdict: evaluate incoming values against a policy and print the arbitration trace.",
         discussion: """
-        Example: lfp classify --layer FWPM_LAYER_ALE_AUTH_CONNECT_V4 \\
-                   --field FWPM_CONDITION_IP_REMOTE_ADDRESS=10.1.2.3 --field FWPM_CONDITION_IP_REMOTE_PORT=22
-        Without --policy, the committed policy is used.
-        """)
+            Example: lfp classify --layer FWPM_LAYER_ALE_AUTH_CONNECT_V4 \\
+                       --field FWPM_CONDITION_IP_REMOTE_ADDRESS=10.1.2.3 --field FWPM_CONDITION_IP_REMOTE_PORT=22
+            Without --policy, the committed policy is used.
+            """)
     @Option(help: "Policy file to evaluate instead of the committed policy.") var policy: String?
     @Option(help: "Layer (FWPM_LAYER_* name or GUID).") var layer: String
     @Option(name: .customLong("field"), help: "NAME=VALUE, NAME an FWPM_CONDITION_* constant; repeatable.")

@@ -8,9 +8,9 @@ struct EventsCommand: AsyncParsableCommand {
         commandName: "events",
         abstract: "Tail ALE events (every workload, every lfp process).",
         discussion: """
-        Without --follow, prints the events that arrive within --duration seconds (default 1) or until --count.
-        lfp keeps no event history yet: a tail sees events from the moment it starts.
-        """)
+            Without --follow, prints the events that arrive within --duration seconds (default 1) or until --count.
+            lfp keeps no event history yet: a tail sees events from the moment it starts.
+            """)
     @Flag(name: .shortAndLong, help: "Keep printing until interrupted.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
     @Option(help: "Only this workload's events.") var workload: String?

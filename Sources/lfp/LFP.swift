@@ -8,11 +8,13 @@ struct LFP: AsyncParsableCommand {
         commandName: "lfp",
         abstract: "The Linux Filtering Platform: WFP's filtering model, enforced by eBPF at cgroup hooks.",
         discussion: """
-        Policies are FWPM-shaped files (YAML or JSON). Programs attach per workload (a cgroup v2).
-        State: pins under $LFP_BPFFS_ROOT (/sys/fs/bpf/lfp), runtime files under $LFP_STATE_DIR (/run/lfp).
-        """,
-        subcommands: [PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
-                      EventsCommand.self, StatusCommand.self, ClassifyCommand.self])
+            Policies are FWPM-shaped files (YAML or JSON). Programs attach per workload (a cgroup v2).
+            State: pins under $LFP_BPFFS_ROOT (/sys/fs/bpf/lfp), runtime files under $LFP_STATE_DIR (/run/lfp).
+            """,
+        subcommands: [
+            PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
+            EventsCommand.self, StatusCommand.self, ClassifyCommand.self,
+        ])
 }
 
 /// Print data as pretty JSON (objects) or one object per line (streams).

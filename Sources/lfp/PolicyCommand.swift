@@ -19,8 +19,10 @@ struct PolicyCommand: ParsableCommand {
             let commit = try Engine().commit(policy)
             if json {
                 struct Out: Encodable { var generation: UInt64; var filterIds: [UInt64]; var kernelRules: Int; var notes: [String] }
-                try printJSON(Out(generation: commit.generation, filterIds: commit.filterIds,
-                                  kernelRules: commit.kernelRules, notes: commit.notes.map(\.description)))
+                try printJSON(
+                    Out(
+                        generation: commit.generation, filterIds: commit.filterIds,
+                        kernelRules: commit.kernelRules, notes: commit.notes.map(\.description)))
             } else {
                 print("committed policy generation \(commit.generation): \(commit.filterIds.count) filters, \(commit.kernelRules) kernel rules")
                 for n in commit.notes { print("note: \(n)") }

@@ -7,6 +7,7 @@
 import Foundation
 import Testing
 import Yams
+
 @testable import FilterModel
 
 enum Fixtures {
@@ -46,7 +47,7 @@ final class FixtureRunner {
     let bfe = BaseFilteringEngine()
     var sessions: [String: SessionHandle] = [:]
     var policySession: SessionHandle?
-    var names: [String: UUID] = [:]          // filters, sublayers, providers, callouts by displayData.name
+    var names: [String: UUID] = [:]  // filters, sublayers, providers, callouts by displayData.name
     var callouts: [UUID: ScriptedCallout] = [:]
     var autoStart: Set<String> = []
     var services: [String: Bool] = [:]
@@ -137,8 +138,9 @@ final class FixtureRunner {
         if let m = r["notifyFn"]?.mapping {
             for (k, v) in m { if let t = notifyType(k.string!) { notify[t] = v.string == "STATUS_SUCCESS" } }
         }
-        let c = ScriptedCallout(calloutKey: key, returns: returns, clearsRight: r["clearsRight"]?.bool ?? false,
-                                absorb: r["absorb"]?.bool ?? false, withoutRight: without, notifyResults: notify)
+        let c = ScriptedCallout(
+            calloutKey: key, returns: returns, clearsRight: r["clearsRight"]?.bool ?? false,
+            absorb: r["absorb"]?.bool ?? false, withoutRight: without, notifyResults: notify)
         callouts[key] = c
         return c
     }
@@ -225,7 +227,9 @@ final class FixtureRunner {
             try body()
             if !isSuccess(want) { fail("\(w) (\(s["op"]!.string!)): expected \(want!), it succeeded", loc) }
         } catch let e as FWPError {
-            if isSuccess(want) { fail("\(w) (\(s["op"]!.string!)): unexpected \(e)", loc) } else if e.code.name != want {
+            if isSuccess(want) {
+                fail("\(w) (\(s["op"]!.string!)): unexpected \(e)", loc)
+            } else if e.code.name != want {
                 fail("\(w) (\(s["op"]!.string!)): expected \(want!), got \(e)", loc)
             }
         } catch {
@@ -310,7 +314,8 @@ final class FixtureRunner {
         case "FwpmFilterGetById0", "FwpmFilterGetByKey0":
             let k = try key(s["filter"]!.string!)
             outcome(s, w, loc) {
-                let f = op == "FwpmFilterGetById0"
+                let f =
+                    op == "FwpmFilterGetById0"
                     ? try bfe.filter(id: try bfe.filter(key: k, session: session(s)).filterId, session: session(s))
                     : try bfe.filter(key: k, session: session(s))
                 try checkFilter(f, s["expect"], w, loc)
@@ -351,7 +356,9 @@ final class FixtureRunner {
                 for (g, n) in zip(got, want) {
                     if let t = n["notifyType"]?.string, notifyType(t) != g.1 { fail("\(w): notify type \(g.1) != \(t)", loc) }
                     if let fk = n["filterKey"] {
-                        if fk.null != nil { if g.2 != nil { fail("\(w): DELETE_FILTER must carry a NULL filterKey", loc) } } else if g.2 != UUID(uuidString: fk.string!) {
+                        if fk.null != nil {
+                            if g.2 != nil { fail("\(w): DELETE_FILTER must carry a NULL filterKey", loc) }
+                        } else if g.2 != UUID(uuidString: fk.string!) {
                             fail("\(w): notify filterKey \(String(describing: g.2)) != \(fk.string!)", loc)
                         }
                     }
@@ -366,8 +373,12 @@ final class FixtureRunner {
             if let exact = ew.string, let v = UInt64(exact) {
                 if f.effectiveWeight != v { fail("\(w): effectiveWeight \(f.effectiveWeight) != \(v)", loc) }
             } else {
-                if let mn = ew["min"]?.string.flatMap(parseNum), f.effectiveWeight < mn { fail("\(w): effectiveWeight 0x\(String(f.effectiveWeight, radix: 16)) below min", loc) }
-                if let mx = ew["max"]?.string.flatMap(parseNum), f.effectiveWeight > mx { fail("\(w): effectiveWeight 0x\(String(f.effectiveWeight, radix: 16)) above max", loc) }
+                if let mn = ew["min"]?.string.flatMap(parseNum), f.effectiveWeight < mn {
+                    fail("\(w): effectiveWeight 0x\(String(f.effectiveWeight, radix: 16)) below min", loc)
+                }
+                if let mx = ew["max"]?.string.flatMap(parseNum), f.effectiveWeight > mx {
+                    fail("\(w): effectiveWeight 0x\(String(f.effectiveWeight, radix: 16)) above max", loc)
+                }
                 if let gt = ew["greaterThan"]?.string {
                     let other = try bfe.filter(key: try key(gt))
                     if f.effectiveWeight <= other.effectiveWeight { fail("\(w): effectiveWeight not above \(gt)'s", loc) }
@@ -402,10 +413,12 @@ final class FixtureRunner {
             }
         }
         if let conds = t["filterCondition"] {
-            let dummy = Node([(Node("displayData"), Node([(Node("name"), Node("template"))])),
-                              (Node("layerKey"), Node(tpl.layerKey?.name ?? "FWPM_LAYER_ALE_AUTH_CONNECT_V4")),
-                              (Node("filterCondition"), conds),
-                              (Node("action"), Node([(Node("type"), Node("FWP_ACTION_BLOCK"))]))])
+            let dummy = Node([
+                (Node("displayData"), Node([(Node("name"), Node("template"))])),
+                (Node("layerKey"), Node(tpl.layerKey?.name ?? "FWPM_LAYER_ALE_AUTH_CONNECT_V4")),
+                (Node("filterCondition"), conds),
+                (Node("action"), Node([(Node("type"), Node("FWP_ACTION_BLOCK"))])),
+            ])
             tpl.conditions = try wrap("filters", dummy).filters[0].filterCondition
         }
         if let m = t["actionMask"]?.string {

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import Yams
+
 @testable import FilterModel
 
 @Suite("Vocabulary")
@@ -81,24 +82,24 @@ struct VocabularyTests {
 @Suite("Policy files")
 struct PolicyFileTests {
     static let example = """
-    sublayers:
-      - subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
-        displayData: { name: egress-guard }
-        weight: 0x8000
-    filters:
-      - displayData: { name: block ssh out }
-        layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-        subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
-        weight: { type: FWP_UINT64, uint64: 100 }
-        filterCondition:
-          - fieldKey: FWPM_CONDITION_IP_REMOTE_PORT
-            matchType: FWP_MATCH_EQUAL
-            conditionValue: { type: FWP_UINT16, uint16: 22 }
-          - fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS
-            matchType: FWP_MATCH_EQUAL
-            conditionValue: { type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 10.0.0.0, mask: 255.0.0.0 } }
-        action: { type: FWP_ACTION_BLOCK }
-    """
+        sublayers:
+          - subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
+            displayData: { name: egress-guard }
+            weight: 0x8000
+        filters:
+          - displayData: { name: block ssh out }
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+            subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
+            weight: { type: FWP_UINT64, uint64: 100 }
+            filterCondition:
+              - fieldKey: FWPM_CONDITION_IP_REMOTE_PORT
+                matchType: FWP_MATCH_EQUAL
+                conditionValue: { type: FWP_UINT16, uint16: 22 }
+              - fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS
+                matchType: FWP_MATCH_EQUAL
+                conditionValue: { type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 10.0.0.0, mask: 255.0.0.0 } }
+            action: { type: FWP_ACTION_BLOCK }
+        """
 
     @Test("The issue's example parses, loads and classifies")
     func example() throws {
@@ -118,52 +119,62 @@ struct PolicyFileTests {
             do { _ = try Policy.parse(text); return "" } catch { return "\(error)" }
         }
         let bad = """
-        filters:
-          - { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: b }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
-          - displayData: { name: c }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            action: { type: FWP_ACTION_BLOCK }
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUALS, conditionValue: { type: FWP_UINT16, uint16: 22 } }
-        """
+            filters:
+              - { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: b }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
+              - displayData: { name: c }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                action: { type: FWP_ACTION_BLOCK }
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUALS, conditionValue: { type: FWP_UINT16, uint16: 22 } }
+            """
         #expect(msg(bad) == "filters[2].filterCondition[0].matchType: unknown match type 'FWP_MATCH_EQUALS'")
         #expect(msg("filters: [ { displayData: { name: a }, layerKey: X, action: { type: FWP_ACTION_BLOCK } } ]") == "filters[0].layerKey: unknown layer 'X'")
-        #expect(msg("filters: [ { displayData: { name: a }, layerKey: 47474747-0000-4000-8000-000000000001, action: FWP_ACTION_BLOCK } ]").hasPrefix("FWP_E_LAYER_NOT_FOUND: filters[0].layerKey"))
+        #expect(
+            msg("filters: [ { displayData: { name: a }, layerKey: 47474747-0000-4000-8000-000000000001, action: FWP_ACTION_BLOCK } ]").hasPrefix(
+                "FWP_E_LAYER_NOT_FOUND: filters[0].layerKey"))
         #expect(msg("filterz: []").hasPrefix("filterz: unknown key 'filterz'"))
         #expect(msg("sublayers: [ { displayData: { name: s }, weight: 70000 } ]") == "sublayers[0].weight: 70000 does not fit the UINT16 sublayer weight")
-        #expect(msg("filters: [ { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK }, filterCondition: [ { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, conditionValue: { type: FWP_UINT16, uint32: 1 } } ] } ]")
+        #expect(
+            msg(
+                "filters: [ { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK }, filterCondition: [ { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, conditionValue: { type: FWP_UINT16, uint32: 1 } } ] } ]"
+            )
             .hasPrefix("filters[0].filterCondition[0].conditionValue.uint32: member 'uint32' does not belong to type FWP_UINT16"))
-        #expect(msg("filters: [ { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK }, filterCondition: [ { fieldKey: FWPM_CONDITION_NOPE, conditionValue: 1 } ] } ]")
+        #expect(
+            msg(
+                "filters: [ { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK }, filterCondition: [ { fieldKey: FWPM_CONDITION_NOPE, conditionValue: 1 } ] } ]"
+            )
             .hasPrefix("FWP_E_CONDITION_NOT_FOUND: filters[0].filterCondition[0].fieldKey"))
         // JSON gets JSONPath-style paths and JSON syntax errors.
-        #expect(msg(#"{"filters": [{"displayData": {"name": "a"}, "layerKey": "FWPM_LAYER_ALE_AUTH_CONNECT_V4", "action": {"type": "FWP_ACTION_BLOKC"}}]}"#)
-            == "$.filters[0].action.type: unknown action type 'FWP_ACTION_BLOKC'")
+        #expect(
+            msg(#"{"filters": [{"displayData": {"name": "a"}, "layerKey": "FWPM_LAYER_ALE_AUTH_CONNECT_V4", "action": {"type": "FWP_ACTION_BLOKC"}}]}"#)
+                == "$.filters[0].action.type: unknown action type 'FWP_ACTION_BLOKC'")
         #expect(msg(#"{"filters": [}"#).contains("JSON syntax error"))
     }
 
     @Test("Shorthands are accepted in addition to typed values")
     func shorthands() throws {
-        let p = try Policy.parse("""
-        filters:
-          - displayData: { name: s }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            weight: 7
-            action: FWP_ACTION_PERMIT
-            flags: FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS, conditionValue: 10.0.0.0/8 }
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_RANGE, conditionValue: 400-443 }
-              - { fieldKey: FWPM_CONDITION_FLAGS, matchType: FWP_MATCH_FLAGS_ANY_SET, conditionValue: IS_LOOPBACK|0x4 }
-              - { fieldKey: FWPM_CONDITION_ALE_USER_ID, conditionValue: "D:(A;;CC;;;S-1-22-1-1000)" }
-              - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, conditionValue: tcp }
-          - displayData: { name: v6 }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V6
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS, conditionValue: fd00::/8 }
-              - { fieldKey: FWPM_CONDITION_IP_LOCAL_ADDRESS, conditionValue: { type: FWP_BYTE_ARRAY16_TYPE, byteArray16: "::1" } }
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        let p = try Policy.parse(
+            """
+            filters:
+              - displayData: { name: s }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                weight: 7
+                action: FWP_ACTION_PERMIT
+                flags: FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS, conditionValue: 10.0.0.0/8 }
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_RANGE, conditionValue: 400-443 }
+                  - { fieldKey: FWPM_CONDITION_FLAGS, matchType: FWP_MATCH_FLAGS_ANY_SET, conditionValue: IS_LOOPBACK|0x4 }
+                  - { fieldKey: FWPM_CONDITION_ALE_USER_ID, conditionValue: "D:(A;;CC;;;S-1-22-1-1000)" }
+                  - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, conditionValue: tcp }
+              - displayData: { name: v6 }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V6
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS, conditionValue: fd00::/8 }
+                  - { fieldKey: FWPM_CONDITION_IP_LOCAL_ADDRESS, conditionValue: { type: FWP_BYTE_ARRAY16_TYPE, byteArray16: "::1" } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let c = p.filters[0].filterCondition
         #expect(p.filters[0].weight == .uint64(7))
         #expect(p.filters[0].flags == .clearActionRight)
@@ -219,12 +230,14 @@ struct PolicyFileTests {
 struct ClassifyOutputTests {
     @Test("CLI assignments parse the way WFP writes values")
     func incoming() throws {
-        let v = try IncomingValues.parse(layer: .authConnectV4, assignments: [
-            "FWPM_CONDITION_IP_REMOTE_PORT=22", "FWPM_CONDITION_IP_REMOTE_ADDRESS=10.1.2.3",
-            "FWPM_CONDITION_ALE_APP_ID=/usr/bin/curl", "FWPM_CONDITION_ALE_USER_ID=1000",
-            "FWPM_CONDITION_FLAGS=FWP_CONDITION_FLAG_IS_LOOPBACK|FWP_CONDITION_FLAG_IS_REAUTHORIZE",
-            "FWPM_CONDITION_IP_PROTOCOL=tcp", "FWPM_CONDITION_ICMP_TYPE=8", "LFP_CONDITION_CGROUP_ID=0x10",
-        ])
+        let v = try IncomingValues.parse(
+            layer: .authConnectV4,
+            assignments: [
+                "FWPM_CONDITION_IP_REMOTE_PORT=22", "FWPM_CONDITION_IP_REMOTE_ADDRESS=10.1.2.3",
+                "FWPM_CONDITION_ALE_APP_ID=/usr/bin/curl", "FWPM_CONDITION_ALE_USER_ID=1000",
+                "FWPM_CONDITION_FLAGS=FWP_CONDITION_FLAG_IS_LOOPBACK|FWP_CONDITION_FLAG_IS_REAUTHORIZE",
+                "FWPM_CONDITION_IP_PROTOCOL=tcp", "FWPM_CONDITION_ICMP_TYPE=8", "LFP_CONDITION_CGROUP_ID=0x10",
+            ])
         #expect(v[.ipRemotePort] == .uint16(22))
         #expect(v[.ipRemoteAddress] == .uint32(0x0A01_0203))
         #expect(v[.aleAppId] == .byteBlob(Array("/usr/bin/curl".utf8)))
@@ -243,8 +256,10 @@ struct ClassifyOutputTests {
     @Test("LFP_CONDITION_UID and ALE_USER_ID stay consistent")
     func uidConsistency() throws {
         let bfe = BaseFilteringEngine()
-        try bfe.addFilter(Filter(displayData: DisplayData(name: "uid"), layerKey: .authConnectV4,
-                                 filterCondition: [FilterCondition(fieldKey: .lfpUid, conditionValue: .uint32(1000))], action: .block))
+        try bfe.addFilter(
+            Filter(
+                displayData: DisplayData(name: "uid"), layerKey: .authConnectV4,
+                filterCondition: [FilterCondition(fieldKey: .lfpUid, conditionValue: .uint32(1000))], action: .block))
         let r = bfe.classify(layer: .authConnectV4, values: try IncomingValues.parse(layer: .authConnectV4, assignments: ["FWPM_CONDITION_ALE_USER_ID=1000:5"]))
         #expect(r.actionType == .block)
     }
@@ -253,7 +268,10 @@ struct ClassifyOutputTests {
     func json() throws {
         let bfe = BaseFilteringEngine()
         try bfe.load(try Policy.parse(PolicyFileTests.example))
-        let r = bfe.classify(layer: .authConnectV4, values: try IncomingValues.parse(layer: .authConnectV4, assignments: ["FWPM_CONDITION_IP_REMOTE_PORT=22", "FWPM_CONDITION_IP_REMOTE_ADDRESS=10.9.9.9"]))
+        let r = bfe.classify(
+            layer: .authConnectV4,
+            values: try IncomingValues.parse(
+                layer: .authConnectV4, assignments: ["FWPM_CONDITION_IP_REMOTE_PORT=22", "FWPM_CONDITION_IP_REMOTE_ADDRESS=10.9.9.9"]))
         let obj = try JSONSerialization.jsonObject(with: Data(r.jsonString().utf8)) as! [String: Any]
         #expect(obj["actionType"] as? String == "FWP_ACTION_BLOCK")
         #expect((obj["filterId"] as? NSNumber)?.uint64Value == r.filterId)
@@ -300,7 +318,8 @@ struct WeightTests {
         let b = try bfe.addSublayer(Sublayer(displayData: DisplayData(name: "B"), weight: 0x100))
         let c = try bfe.addSublayer(Sublayer(displayData: DisplayData(name: "C"), weight: 0x200))
         for (sl, n, wt) in [(b, "b1", 5), (a, "a1", 5), (a, "a2", 5), (a, "a3", 9), (c, "c1", 1)] {
-            try bfe.addFilter(Filter(displayData: DisplayData(name: n), layerKey: .authConnectV4, subLayerKey: sl, weight: .uint64(UInt64(wt)), action: .permit))
+            try bfe.addFilter(
+                Filter(displayData: DisplayData(name: n), layerKey: .authConnectV4, subLayerKey: sl, weight: .uint64(UInt64(wt)), action: .permit))
         }
         let order = bfe.arbitrationOrder(layer: .authConnectV4)
         #expect(order.map { $0.sublayer.displayData.name! } == ["C", "A", "B"])
@@ -318,7 +337,8 @@ struct WeightTests {
         try bfe.addFilter(filter("y", layer: .authConnectV6))
         #expect(try bfe.filters(matching: FilterEnumTemplate(layerKey: .authConnectV6)).map(\.name) == ["y"])
         #expect(try bfe.filters(matching: FilterEnumTemplate(providerKey: PK)).isEmpty)
-        let t = FilterEnumTemplate(layerKey: .authConnectV4, enumType: .fullyContained, conditions: [FilterCondition(fieldKey: .ipRemotePort, conditionValue: .uint16(1))])
+        let t = FilterEnumTemplate(
+            layerKey: .authConnectV4, enumType: .fullyContained, conditions: [FilterCondition(fieldKey: .ipRemotePort, conditionValue: .uint16(1))])
         #expect(try bfe.filters(matching: t).map(\.name) == ["x"])
         let t2 = FilterEnumTemplate(conditions: [FilterCondition(fieldKey: .ipRemotePort, conditionValue: .uint16(2))])
         #expect(try bfe.filters(matching: t2).map(\.name) == ["y"])

@@ -3,6 +3,7 @@
 import Foundation
 import PropertyBased
 import Testing
+
 @testable import FilterModel
 
 /// Builds a random policy from a list of numbers: up to 3 sublayers, filters with static or
@@ -51,9 +52,11 @@ struct RandomPolicy {
             if (s >> 9) % 2 == 1 { conds.append(FilterCondition(fieldKey: .ipRemotePort, conditionValue: .uint16(UInt16((s >> 10) % 4)))) }
             if (s >> 12) % 4 == 1 { conds.append(FilterCondition(fieldKey: .ipProtocol, conditionValue: .uint8((s >> 14) % 2 == 0 ? 6 : 17))) }
             let weight: ConditionValue = (s >> 15) % 3 == 0 ? .empty : ((s >> 15) % 3 == 1 ? .uint64((s >> 17) % 8) : .uint8(UInt8((s >> 17) % 3)))
-            p.filters.append(Filter(filterKey: UUID(uuidString: String(format: "00000000-0000-4000-8000-%012x", 0x300 + i))!,
-                                    displayData: DisplayData(name: "F\(i)"), flags: flags, layerKey: .authConnectV4,
-                                    subLayerKey: sl, weight: weight, filterCondition: conds, action: action))
+            p.filters.append(
+                Filter(
+                    filterKey: UUID(uuidString: String(format: "00000000-0000-4000-8000-%012x", 0x300 + i))!,
+                    displayData: DisplayData(name: "F\(i)"), flags: flags, layerKey: .authConnectV4,
+                    subLayerKey: sl, weight: weight, filterCondition: conds, action: action))
         }
         policy = p
         callouts = cs
@@ -99,15 +102,20 @@ struct PropertyTests {
             let before = bfe.classify(layer: .authConnectV4, values: v)
             // Find a sublayer in which a static filter matches.
             let order = bfe.arbitrationOrder(layer: .authConnectV4)
-            guard let sl = order.first(where: { o in
-                o.filters.contains { ($0.action.type == .permit || $0.action.type == .block) && ConditionMatcher.filterMatches($0.filterCondition, v) }
-            }) else { return }
+            guard
+                let sl = order.first(where: { o in
+                    o.filters.contains { ($0.action.type == .permit || $0.action.type == .block) && ConditionMatcher.filterMatches($0.filterCondition, v) }
+                })
+            else { return }
             var x = RandomPolicy([UInt64(kind) << 2]).policy.filters[0]
             x.subLayerKey = sl.sublayer.subLayerKey
             x.filterKey = UUID()
             x.weight = .uint64(0)  // lowest weight; ties go to the older filterId
             x.filterCondition = []
-            if order.flatMap(\.filters).contains(where: { $0.effectiveWeight == 0 && $0.subLayerKey == sl.sublayer.subLayerKey && ConditionMatcher.filterMatches($0.filterCondition, v) && !($0.action.type == .permit || $0.action.type == .block) }) {
+            if order.flatMap(\.filters).contains(where: {
+                $0.effectiveWeight == 0 && $0.subLayerKey == sl.sublayer.subLayerKey && ConditionMatcher.filterMatches($0.filterCondition, v)
+                    && !($0.action.type == .permit || $0.action.type == .block)
+            }) {
                 return  // a callout filter at weight 0 could be the one continuing; keep the property crisp
             }
             try bfe.addFilter(x)
@@ -129,7 +137,7 @@ struct PropertyTests {
             for e in r.trace.flatMap(\.entries) {
                 #expect(e.rightBefore == right, "the trace carries the right from filter to filter")
                 if right && !e.rightAfter, e.outcome == .decided { hardAction = e.effectiveAction }
-                #expect(!( !e.rightBefore && e.rightAfter), "a cleared right never comes back")
+                #expect(!(!e.rightBefore && e.rightAfter), "a cleared right never comes back")
                 right = e.rightAfter
             }
             if hardAction == .block { #expect(r.actionType == .block) }

@@ -4,6 +4,7 @@
 // lfp choice rather than proven Windows behaviour.
 
 import Testing
+
 @testable import FilterModel
 
 @Suite("Reference cases")
@@ -25,7 +26,6 @@ struct ReferenceCaseTests {
 
     @Test("C05 Nothing matches: layer default (R1.19, R1.9) (policy)")
     func caseC05() throws { try FixtureRunner.run("C05") }
-
 
     // MARK: b-sublayers.yaml
 
@@ -68,7 +68,6 @@ struct ReferenceCaseTests {
     @Test("C18 No cross-layer arbitration (R1.6, R7.6) [static probes only; kernel steps skipped]")
     func caseC18() throws { try FixtureRunner.run("C18") }
 
-
     // MARK: c-callouts.yaml
 
     @Test("C19 Terminating callout added but never registered (R4.11, R5.6) (policy)")
@@ -86,7 +85,9 @@ struct ReferenceCaseTests {
     @Test("C22b PERMIT_IF_CALLOUT_UNREGISTERED fails open (variant without F2) (R5.6, R1.15) (policy)")
     func caseC22b() throws { try FixtureRunner.run("C22b") }
 
-    @Test("C23 Unregister blocked by outstanding flow context (R5.7, R5.14, R5.15)", .disabled("kernel only: needs FwpsCalloutUnregisterById0, FwpsFlowAssociateContext0, FwpsFlowRemoveContext0, connect"))
+    @Test(
+        "C23 Unregister blocked by outstanding flow context (R5.7, R5.14, R5.15)",
+        .disabled("kernel only: needs FwpsCalloutUnregisterById0, FwpsFlowAssociateContext0, FwpsFlowRemoveContext0, connect"))
     func caseC23() throws { try FixtureRunner.run("C23") }
 
     @Test("C24 Duplicate registration and flow-context misuse (R5.5, R5.14)", .disabled("kernel only: needs FwpsFlowAssociateContext0, connect"))
@@ -94,7 +95,6 @@ struct ReferenceCaseTests {
 
     @Test("C25 notifyFn sequencing and veto of an add (R4.13, R5.8, R5.9, R5.10) [BFE steps run on the model]")
     func caseC25() throws { try FixtureRunner.run("C25") }
-
 
     // MARK: d-conditions.yaml
 
@@ -200,7 +200,6 @@ struct ReferenceCaseTests {
     @Test("C37 App ID equality is exact bytes (R3.8, R3.15)")
     func caseC37() throws { try FixtureRunner.run("C37") }
 
-
     // MARK: e-weights.yaml
 
     @Test("C38 UINT8 range beats any auto or explicit-below-2^60 weight (R2.2, R2.3, R2.5)")
@@ -223,7 +222,6 @@ struct ReferenceCaseTests {
 
     @Test("C42 Default sublayer (R4.9) (policy)")
     func caseC42() throws { try FixtureRunner.run("C42") }
-
 
     // MARK: f-invalid.yaml
 
@@ -284,10 +282,11 @@ struct ReferenceCaseTests {
     @Test("C49 Deleting referenced or foreign objects (R5.4, R8.4, R8.5) [BFE steps run on the model]")
     func caseC49() throws { try FixtureRunner.run("C49") }
 
-
     // MARK: g-pend.yaml
 
-    @Test("C50 Pend at connect, complete with PERMIT (R6.2, R6.3, R6.5, R1.21, R3.19, R7.6)", .disabled("kernel only: needs FwpsCompleteOperation0, connect, observe"))
+    @Test(
+        "C50 Pend at connect, complete with PERMIT (R6.2, R6.3, R6.5, R1.21, R3.19, R7.6)",
+        .disabled("kernel only: needs FwpsCompleteOperation0, connect, observe"))
     func caseC50() throws { try FixtureRunner.run("C50") }
 
     @Test("C51 Pend at connect, complete with BLOCK (R6.5, R1.21, R8.20) (policy)", .disabled("kernel only: needs FwpsCompleteOperation0, connect, observe"))
@@ -299,10 +298,14 @@ struct ReferenceCaseTests {
     @Test("C53 Pend without the write right is refused by policy (R6.3, R1.17, R1.18) [static probes only; kernel steps skipped]")
     func caseC53() throws { try FixtureRunner.run("C53") }
 
-    @Test("C54a Pend at RECV_ACCEPT completes via re-injection, not reauthorization (allow path) (R6.7)", .disabled("kernel only: needs FwpsCompleteOperation0, FwpsInjectTransportReceiveAsync0, inboundSyn, listen"))
+    @Test(
+        "C54a Pend at RECV_ACCEPT completes via re-injection, not reauthorization (allow path) (R6.7)",
+        .disabled("kernel only: needs FwpsCompleteOperation0, FwpsInjectTransportReceiveAsync0, inboundSyn, listen"))
     func caseC54a() throws { try FixtureRunner.run("C54a") }
 
-    @Test("C54b Pend at RECV_ACCEPT completes via re-injection, not reauthorization (deny path) (R6.7)", .disabled("kernel only: needs FwpsCompleteOperation0, FwpsFreeCloneNetBufferList0, inboundSyn, listen"))
+    @Test(
+        "C54b Pend at RECV_ACCEPT completes via re-injection, not reauthorization (deny path) (R6.7)",
+        .disabled("kernel only: needs FwpsCompleteOperation0, FwpsFreeCloneNetBufferList0, inboundSyn, listen"))
     func caseC54b() throws { try FixtureRunner.run("C54b") }
 
     @Test("C55 Pend at RESOURCE_ASSIGNMENT and AUTH_LISTEN (R6.1, R6.2, R6.6)", .disabled("kernel only: needs FwpsCompleteOperation0, bind, listen"))
@@ -311,12 +314,15 @@ struct ReferenceCaseTests {
     @Test("C56 Layers that cannot pend (R6.1, R6.8)", .disabled("kernel only: needs connect"))
     func caseC56() throws { try FixtureRunner.run("C56") }
 
-    @Test("C57a Pend endpoint closure with FwpsPendClassify0 (R6.8, R6.9, R5.16)", .disabled("kernel only: needs FwpsCompleteClassify0, FwpsReleaseClassifyHandle0, close, connect, observe"))
+    @Test(
+        "C57a Pend endpoint closure with FwpsPendClassify0 (R6.8, R6.9, R5.16)",
+        .disabled("kernel only: needs FwpsCompleteClassify0, FwpsReleaseClassifyHandle0, close, connect, observe"))
     func caseC57a() throws { try FixtureRunner.run("C57a") }
 
-    @Test("C57b Pend endpoint closure with FwpsPendClassify0 (completed with a NULL classifyOut) (R6.8, R6.9, R5.16)", .disabled("kernel only: needs FwpsCompleteClassify0, FwpsReleaseClassifyHandle0, close, connect, observe"))
+    @Test(
+        "C57b Pend endpoint closure with FwpsPendClassify0 (completed with a NULL classifyOut) (R6.8, R6.9, R5.16)",
+        .disabled("kernel only: needs FwpsCompleteClassify0, FwpsReleaseClassifyHandle0, close, connect, observe"))
     func caseC57b() throws { try FixtureRunner.run("C57b") }
-
 
     // MARK: h-lifetime.yaml
 
@@ -326,12 +332,13 @@ struct ReferenceCaseTests {
     @Test("C59 UDP socket talking to three peers (R7.3, R7.6, R7.7)", .disabled("kernel only: needs close, observe, sendto, socket"))
     func caseC59() throws { try FixtureRunner.run("C59") }
 
-    @Test("C60 TCP listener with two accepted connections (R7.3, R7.4) (policy)", .disabled("kernel only: needs bind, close, inboundConnect, listen, observe, socket"))
+    @Test(
+        "C60 TCP listener with two accepted connections (R7.3, R7.4) (policy)",
+        .disabled("kernel only: needs bind, close, inboundConnect, listen, observe, socket"))
     func caseC60() throws { try FixtureRunner.run("C60") }
 
     @Test("C61 Assignment/release accounting under failures (R7.2) (policy)", .disabled("kernel only: needs bind, close, socket"))
     func caseC61() throws { try FixtureRunner.run("C61") }
-
 
     // MARK: i-sessions.yaml
 

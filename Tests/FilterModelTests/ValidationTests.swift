@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+
 @testable import FilterModel
 
 let SL = UUID(uuidString: "11111111-1111-4111-8111-111111111111")!
@@ -18,15 +19,20 @@ func baseEngine() throws -> BaseFilteringEngine {
     return bfe
 }
 
-func filter(_ name: String? = "F", layer: Layer = L4, flags: FilterFlags = [], action: FilterAction = .block,
-            weight: ConditionValue = .uint64(10), _ conds: [FilterCondition] = []) -> Filter {
-    Filter(displayData: DisplayData(name: name), flags: flags, layerKey: layer, subLayerKey: SL, weight: weight,
-           filterCondition: conds, action: action)
+func filter(
+    _ name: String? = "F", layer: Layer = L4, flags: FilterFlags = [], action: FilterAction = .block,
+    weight: ConditionValue = .uint64(10), _ conds: [FilterCondition] = []
+) -> Filter {
+    Filter(
+        displayData: DisplayData(name: name), flags: flags, layerKey: layer, subLayerKey: SL, weight: weight,
+        filterCondition: conds, action: action)
 }
 
 /// Expects `body` to throw `code` and the committed objects to stay as they were.
-func expectRefused(_ code: FWPErrorCode, _ bfe: BaseFilteringEngine, sourceLocation: SourceLocation = #_sourceLocation,
-                   _ body: () throws -> Void) {
+func expectRefused(
+    _ code: FWPErrorCode, _ bfe: BaseFilteringEngine, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) {
     let before = bfe.snapshot()
     do {
         try body()
@@ -138,16 +144,26 @@ struct ValidationTests {
         expectRefused(.conditionNotFound, bfe) { try add(FilterCondition(fieldKey: .ipProtocol, conditionValue: .uint8(6)), layer: .authListenV4) }
         expectRefused(.conditionNotFound, bfe) { try add(FilterCondition(fieldKey: .compartmentId, conditionValue: .uint32(1))) }
         expectRefused(.typeMismatch, bfe) { try add(FilterCondition(fieldKey: .ipRemotePort, conditionValue: .uint32(443))) }
-        expectRefused(.typeMismatch, bfe) { try add(FilterCondition(fieldKey: .ipRemoteAddress, conditionValue: .v6AddrMask(addr: Array(repeating: 0, count: 16), prefixLength: 8))) }
+        expectRefused(.typeMismatch, bfe) {
+            try add(FilterCondition(fieldKey: .ipRemoteAddress, conditionValue: .v6AddrMask(addr: Array(repeating: 0, count: 16), prefixLength: 8)))
+        }
         expectRefused(.matchTypeMismatch, bfe) { try add(FilterCondition(fieldKey: .aleAppId, matchType: .equalCaseInsensitive, conditionValue: .blob("/x"))) }
         expectRefused(.matchTypeMismatch, bfe) { try add(FilterCondition(fieldKey: .aleAppId, matchType: .flagsAnySet, conditionValue: .blob("/x"))) }
         expectRefused(.matchTypeMismatch, bfe) { try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .prefix, conditionValue: .uint16(1))) }
         expectRefused(.matchTypeMismatch, bfe) { try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .range, conditionValue: .uint16(1))) }
-        expectRefused(.matchTypeMismatch, bfe) { try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .equal, conditionValue: .range(low: .uint16(1), high: .uint16(2)))) }
-        expectRefused(.invalidRange, bfe) { try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .range, conditionValue: .range(low: .uint16(500), high: .uint16(400)))) }
-        expectRefused(.invalidRange, bfe) { try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .range, conditionValue: .range(low: .uint16(1), high: .uint32(2)))) }
+        expectRefused(.matchTypeMismatch, bfe) {
+            try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .equal, conditionValue: .range(low: .uint16(1), high: .uint16(2))))
+        }
+        expectRefused(.invalidRange, bfe) {
+            try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .range, conditionValue: .range(low: .uint16(500), high: .uint16(400))))
+        }
+        expectRefused(.invalidRange, bfe) {
+            try add(FilterCondition(fieldKey: .ipRemotePort, matchType: .range, conditionValue: .range(low: .uint16(1), high: .uint32(2))))
+        }
         expectRefused(.invalidNetMask, bfe) {
-            try add(FilterCondition(fieldKey: .ipRemoteAddress, conditionValue: .v6AddrMask(addr: Array(repeating: 0, count: 16), prefixLength: 129)), layer: .authConnectV6)
+            try add(
+                FilterCondition(fieldKey: .ipRemoteAddress, conditionValue: .v6AddrMask(addr: Array(repeating: 0, count: 16), prefixLength: 129)),
+                layer: .authConnectV6)
         }
         expectRefused(.matchTypeMismatch, bfe) { try add(FilterCondition(fieldKey: .ipRemoteAddress, matchType: .greater, conditionValue: .empty)) }
         // Accepted forms.
@@ -232,7 +248,8 @@ struct ValidationTests {
         #expect(bfe.snapshot().isEmpty)
     }
 
-    @Test("Callout registration: STATUS_FWP_ALREADY_EXISTS, STATUS_FWP_CALLOUT_NOT_FOUND; notifyFn veto is FWP_E_CALLOUT_NOTIFICATION_FAILED (R4.13, R5.5, R5.7)")
+    @Test(
+        "Callout registration: STATUS_FWP_ALREADY_EXISTS, STATUS_FWP_CALLOUT_NOT_FOUND; notifyFn veto is FWP_E_CALLOUT_NOTIFICATION_FAILED (R4.13, R5.5, R5.7)")
     func registration() throws {
         let bfe = try baseEngine()
         let c = ScriptedCallout(calloutKey: CT, returns: .permit, notifyResults: [.addFilter: false])
@@ -266,12 +283,12 @@ struct ValidationTests {
     func loadAllOrNothing() throws {
         let bfe = BaseFilteringEngine()
         let text = """
-        sublayers:
-          - { subLayerKey: 11111111-1111-4111-8111-111111111111, displayData: { name: S }, weight: 0x100 }
-        filters:
-          - { displayData: { name: ok }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
-          - { layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
-        """
+            sublayers:
+              - { subLayerKey: 11111111-1111-4111-8111-111111111111, displayData: { name: S }, weight: 0x100 }
+            filters:
+              - { displayData: { name: ok }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
+              - { layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
+            """
         let p = try Policy.parse(text)
         do {
             try bfe.load(p)

@@ -11,8 +11,10 @@ struct CLITests {
     /// The lfp executable built next to this test bundle.
     static var lfp: String {
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [dir.appendingPathComponent("lfp").path,
-                          dir.deletingLastPathComponent().appendingPathComponent("lfp").path]
+        let candidates = [
+            dir.appendingPathComponent("lfp").path,
+            dir.deletingLastPathComponent().appendingPathComponent("lfp").path,
+        ]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
     }
 
@@ -39,13 +41,16 @@ struct CLITests {
         let out = o.fileHandleForReading.readDataToEndOfFile()
         let err = e.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
-                      stderr: String(decoding: err, as: UTF8.self))
+        return Result(
+            status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
+            stderr: String(decoding: err, as: UTF8.self))
     }
 
     static func env(_ fx: KernelFixture) -> [String: String] {
-        ["LFP_BPFFS_ROOT": fx.config.bpffsRoot, "LFP_STATE_DIR": fx.config.stateDirectory,
-         "LFP_CGROUP_PARENT": fx.cgroupParent, "LFP_BPF_OBJECT": fx.config.objectPath]
+        [
+            "LFP_BPFFS_ROOT": fx.config.bpffsRoot, "LFP_STATE_DIR": fx.config.stateDirectory,
+            "LFP_CGROUP_PARENT": fx.cgroupParent, "LFP_BPF_OBJECT": fx.config.objectPath,
+        ]
     }
 
     static func write(_ text: String) throws -> String {
@@ -55,13 +60,13 @@ struct CLITests {
     }
 
     static let good = """
-    filters:
-      - displayData: { name: block-9 }
-        layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-        filterCondition:
-          - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 9 } }
-        action: { type: FWP_ACTION_BLOCK }
-    """
+        filters:
+          - displayData: { name: block-9 }
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+            filterCondition:
+              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 9 } }
+            action: { type: FWP_ACTION_BLOCK }
+        """
 
     @Test("bad input: one precise message, non-zero exit, committed policy unchanged")
     func badInput() throws {
@@ -77,10 +82,12 @@ struct CLITests {
             (Self.good.replacingOccurrences(of: "FWP_MATCH_EQUAL", with: "FWP_MATCH_EQUALS"), "unknown match type"),
             (Self.good.replacingOccurrences(of: "AUTH_CONNECT_V4", with: "AUTH_CONNECT_V5"), "FWP_E_LAYER_NOT_FOUND"),
             (Self.good.replacingOccurrences(of: "{ name: block-9 }", with: "{ description: x }"), "FWP_E_NULL_DISPLAY_NAME"),
-            (Self.good.replacingOccurrences(of: "FWPM_CONDITION_IP_REMOTE_PORT", with: "FWPM_CONDITION_ALE_APP_ID")
-                .replacingOccurrences(of: "FWP_MATCH_EQUAL", with: "FWP_MATCH_PREFIX")
-                .replacingOccurrences(of: "{ type: FWP_UINT16, uint16: 9 }", with: "{ type: FWP_BYTE_BLOB_TYPE, byteBlob: /curl }"),
-             "not supported by the kernel"),
+            (
+                Self.good.replacingOccurrences(of: "FWPM_CONDITION_IP_REMOTE_PORT", with: "FWPM_CONDITION_ALE_APP_ID")
+                    .replacingOccurrences(of: "FWP_MATCH_EQUAL", with: "FWP_MATCH_PREFIX")
+                    .replacingOccurrences(of: "{ type: FWP_UINT16, uint16: 9 }", with: "{ type: FWP_BYTE_BLOB_TYPE, byteBlob: /curl }"),
+                "not supported by the kernel"
+            ),
             ("filters: [ { displayData: { name: x }", "YAML syntax error: line 2"),
         ]
         for (text, needle) in cases {
@@ -139,8 +146,10 @@ struct CLITests {
         #expect(obj["actionType"] as? String == "FWP_ACTION_BLOCK")
         #expect(obj["workload"] as? String == "cli")
         #expect(obj["remotePort"] as? Int == 9 && obj["errno"] as? String == "EPERM")
-        for key in ["filterId", "transportEndpointHandle", "processId", "userId", "cgroupId", "processName",
-                    "ipProtocol", "remoteAddress", "timestampNs", "sequence"] {
+        for key in [
+            "filterId", "transportEndpointHandle", "processId", "userId", "cgroupId", "processName",
+            "ipProtocol", "remoteAddress", "timestampNs", "sequence",
+        ] {
             #expect(obj[key] != nil, "JSON has \(key)")
         }
     }

@@ -24,7 +24,7 @@ struct DifferentialTests {
         var rng = DiffRNG(seed: Self.seed)
         var workload: Workload? = nil
         var compared = 0, blocked = 0
-        var deciders = Set<String>() // "policy:filter name" that decided some probe
+        var deciders = Set<String>()  // "policy:filter name" that decided some probe
         for index in 0..<Self.policies {
             let spec = DiffPolicy.generate(&rng, index: index)
             let yaml = spec.yaml
@@ -60,8 +60,9 @@ struct DifferentialTests {
                 let ev = evs[0]
                 // The incoming values the kernel classified, as the model takes them: the event
                 // reports them (protocol, flags, uid, gid, cgroup), the probe the remote endpoint.
-                #expect(ev.ipProtocol == 6 && ev.conditionFlags == 0x1 /* FWP_CONDITION_FLAG_IS_LOOPBACK */,
-                        "kernel incoming values: protocol \(ev.ipProtocol) flags 0x\(String(ev.conditionFlags, radix: 16))\n\(context())")
+                #expect(
+                    ev.ipProtocol == 6 && ev.conditionFlags == 0x1 /* FWP_CONDITION_FLAG_IS_LOOPBACK */,
+                    "kernel incoming values: protocol \(ev.ipProtocol) flags 0x\(String(ev.conditionFlags, radix: 16))\n\(context())")
                 #expect(ev.localAddress == nil && ev.localPort == nil, "an unbound socket's local endpoint is FWP_EMPTY\n\(context())")
                 let assignments = [
                     "FWPM_CONDITION_IP_REMOTE_ADDRESS=\(probe.address)",
@@ -80,8 +81,9 @@ struct DifferentialTests {
                 let kernelBlocks = result.errno == EPERM
                 let message = "\(context())model: \(verdict.render())with \(values)"
                 #expect(kernelBlocks == modelBlocks, "verdict differs (EPERM \(kernelBlocks), model block \(modelBlocks))\n\(message)")
-                #expect(ev.actionType == verdict.actionType.name && ev.filterId == verdict.filterId,
-                        "event \(ev.actionType) filter \(ev.filterId) vs model \(verdict.actionType.name) filter \(verdict.filterId)\n\(message)")
+                #expect(
+                    ev.actionType == verdict.actionType.name && ev.filterId == verdict.filterId,
+                    "event \(ev.actionType) filter \(ev.filterId) vs model \(verdict.actionType.name) filter \(verdict.filterId)\n\(message)")
                 #expect(ev.isBlock == kernelBlocks, "the event and the connect() result disagree\n\(message)")
                 if result.errno != nil && result.errno != EPERM {
                     #expect([ECONNREFUSED, ENETUNREACH].contains(result.errno!), "unexpected connect error\n\(message)")
@@ -105,7 +107,7 @@ struct DifferentialTests {
 struct DiffRNG: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 { // SplitMix64
+    mutating func next() -> UInt64 {  // SplitMix64
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -156,7 +158,7 @@ struct DiffPolicy {
                 case 0, 1: y += "    weight: { type: FWP_UINT64, uint64: \(rng.pick([0, 1, 2, 10, 1000, rng.int(1 << 20)])) }\n"
                 case 2: y += "    weight: { type: FWP_UINT8, uint8: \(rng.int(0...15)) }\n"
                 case 3: y += "    weight: { type: FWP_EMPTY }\n"
-                default: break // no weight: FWP_EMPTY as well
+                default: break  // no weight: FWP_EMPTY as well
                 }
                 let block = rng.chance(50)
                 if !block && rng.chance(35) { y += "    flags: [FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT]\n" }
@@ -199,18 +201,20 @@ struct DiffPolicy {
             let a = port(), b = rng.chance(20) ? a : min(65535, a + rng.pick([0, 1, 5, 100, 5000]))
             edgePorts.formUnion([a - 1, a, a + 1, b - 1, b, b + 1])
             inside(ports: [a, b, (a + b) / 2])
-            return c("IP_REMOTE_PORT", "RANGE",
-                     "{ type: FWP_RANGE_TYPE, rangeValue: { valueLow: \(u16(a)), valueHigh: \(u16(b)) } }")
+            return c(
+                "IP_REMOTE_PORT", "RANGE",
+                "{ type: FWP_RANGE_TYPE, rangeValue: { valueLow: \(u16(a)), valueHigh: \(u16(b)) } }")
         case 5, 6:
-            let bits = rng.pick([12, 16, 24, 30, 32]) // not /8: all of loopback
+            let bits = rng.pick([12, 16, 24, 30, 32])  // not /8: all of loopback
             let mask: UInt32 = bits == 32 ? .max : ~(UInt32.max >> UInt32(bits))
             let a = rng.pick(baseAddresses)
             let net = a & mask, bcast = net | ~mask
             edgeAddresses.formUnion([a, net, net &+ 1, bcast, bcast &- 1, net &- 1, bcast &+ 1])
             let equal = rng.chance(80)
             inside(addrs: equal ? [a, net &+ 1, bcast &- 1] : [net &- 1, bcast &+ 1])
-            return c("IP_REMOTE_ADDRESS", equal ? "EQUAL" : "NOT_EQUAL",
-                     "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: \(Self.ip(a)), mask: \(Self.ip(mask)) } }")
+            return c(
+                "IP_REMOTE_ADDRESS", equal ? "EQUAL" : "NOT_EQUAL",
+                "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: \(Self.ip(a)), mask: \(Self.ip(mask)) } }")
         case 7, 8:
             let a = rng.pick(baseAddresses)
             edgeAddresses.formUnion([a - 1, a, a + 1])
@@ -224,14 +228,19 @@ struct DiffPolicy {
             // 'diff', to loopback): they switch whole filters on or off, kernel and model alike
             switch rng.int(3) {
             case 0:
-                return c("FLAGS", rng.pick(["FLAGS_ALL_SET", "FLAGS_NONE_SET", "FLAGS_ANY_SET"]),
-                         "{ type: FWP_UINT32, uint32: \(rng.pick(["FWP_CONDITION_FLAG_IS_LOOPBACK", "FWP_CONDITION_FLAG_IS_REAUTHORIZE"])) }")
+                return c(
+                    "FLAGS", rng.pick(["FLAGS_ALL_SET", "FLAGS_NONE_SET", "FLAGS_ANY_SET"]),
+                    "{ type: FWP_UINT32, uint32: \(rng.pick(["FWP_CONDITION_FLAG_IS_LOOPBACK", "FWP_CONDITION_FLAG_IS_REAUTHORIZE"])) }")
             case 1:
-                let sddl = rng.pick(["D:(A;;CC;;;S-1-22-1-0)", "D:(A;;CC;;;S-1-22-1-1000)", "D:(D;;CC;;;S-1-22-2-0)(A;;CC;;;WD)",
-                                     "D:(A;;CC;;;S-1-22-2-0)"])
-                return "{ fieldKey: FWPM_CONDITION_ALE_USER_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(sddl)' } }"
+                let sddl = rng.pick([
+                    "D:(A;;CC;;;S-1-22-1-0)", "D:(A;;CC;;;S-1-22-1-1000)", "D:(D;;CC;;;S-1-22-2-0)(A;;CC;;;WD)",
+                    "D:(A;;CC;;;S-1-22-2-0)",
+                ])
+                return
+                    "{ fieldKey: FWPM_CONDITION_ALE_USER_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(sddl)' } }"
             default:
-                return "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_\(rng.chance(70) ? "EQUAL" : "NOT_EQUAL"), conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: \(rng.pick(["diff", "other"])) } }"
+                return
+                    "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_\(rng.chance(70) ? "EQUAL" : "NOT_EQUAL"), conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: \(rng.pick(["diff", "other"])) } }"
             }
         }
     }
@@ -254,7 +263,9 @@ struct DiffPolicy {
         var out: [Probe] = []
         while out.count < count {
             var port = rng.chance(85) ? rng.pick(ports) : rng.int(1...65535)
-            var addr: UInt32 = rng.chance(85) ? rng.pick(addrs)
+            var addr: UInt32 =
+                rng.chance(85)
+                ? rng.pick(addrs)
                 : 0x7F00_0000 | UInt32(rng.int(0...255)) << 16 | UInt32(rng.int(0...255)) << 8 | UInt32(rng.int(1...254))
             if rng.chance(50), !hints.isEmpty {
                 let h = rng.pick(hints)

@@ -9,37 +9,38 @@ import Testing
 struct FastPathTests {
     static func policy(blockPort: UInt16, permitPort: UInt16, v6: Bool) -> String {
         let sfx = v6 ? "V6" : "V4"
-        let addr = v6
+        let addr =
+            v6
             ? "{ type: FWP_V6_ADDR_MASK, v6AddrMask: { addr: '::1', prefixLength: 128 } }"
             : "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 127.0.0.0, mask: 255.0.0.0 } }"
         return """
-        sublayers:
-          - subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
-            displayData: { name: guard }
-            weight: 0x8000
-        filters:
-          - displayData: { name: block-port }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(sfx)
-            subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
-            weight: { type: FWP_UINT64, uint64: 100 }
-            filterCondition:
-              - fieldKey: FWPM_CONDITION_IP_REMOTE_PORT
-                matchType: FWP_MATCH_EQUAL
-                conditionValue: { type: FWP_UINT16, uint16: \(blockPort) }
-              - fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS
-                matchType: FWP_MATCH_EQUAL
-                conditionValue: \(addr)
-            action: { type: FWP_ACTION_BLOCK }
-          - displayData: { name: permit-port }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(sfx)
-            subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
-            weight: { type: FWP_UINT64, uint64: 50 }
-            filterCondition:
-              - fieldKey: FWPM_CONDITION_IP_REMOTE_PORT
-                matchType: FWP_MATCH_RANGE
-                conditionValue: { type: FWP_RANGE_TYPE, rangeValue: { valueLow: { type: FWP_UINT16, uint16: \(permitPort) }, valueHigh: { type: FWP_UINT16, uint16: \(permitPort) } } }
-            action: { type: FWP_ACTION_PERMIT }
-        """
+            sublayers:
+              - subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
+                displayData: { name: guard }
+                weight: 0x8000
+            filters:
+              - displayData: { name: block-port }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(sfx)
+                subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
+                weight: { type: FWP_UINT64, uint64: 100 }
+                filterCondition:
+                  - fieldKey: FWPM_CONDITION_IP_REMOTE_PORT
+                    matchType: FWP_MATCH_EQUAL
+                    conditionValue: { type: FWP_UINT16, uint16: \(blockPort) }
+                  - fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS
+                    matchType: FWP_MATCH_EQUAL
+                    conditionValue: \(addr)
+                action: { type: FWP_ACTION_BLOCK }
+              - displayData: { name: permit-port }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(sfx)
+                subLayerKey: 6f1c2b1e-8d0a-4e57-9d1c-2f8b7d3a0001
+                weight: { type: FWP_UINT64, uint64: 50 }
+                filterCondition:
+                  - fieldKey: FWPM_CONDITION_IP_REMOTE_PORT
+                    matchType: FWP_MATCH_RANGE
+                    conditionValue: { type: FWP_RANGE_TYPE, rangeValue: { valueLow: { type: FWP_UINT16, uint16: \(permitPort) }, valueHigh: { type: FWP_UINT16, uint16: \(permitPort) } } }
+                action: { type: FWP_ACTION_PERMIT }
+            """
     }
 
     /// TCP connect blocked and permitted, with the exact event sequence per endpoint.
@@ -52,10 +53,12 @@ struct FastPathTests {
         let w = try fx.workload("client")
         let sub = try fx.engine.subscribe()
         let host = v6 ? "::1" : "127.0.0.1"
-        let results = try fx.runClient(in: w, [
-            ["family": v6 ? 6 : 4, "addr": host, "port": Int(blocked.port)],
-            ["family": v6 ? 6 : 4, "addr": host, "port": Int(allowed.port)],
-        ])
+        let results = try fx.runClient(
+            in: w,
+            [
+                ["family": v6 ? 6 : 4, "addr": host, "port": Int(blocked.port)],
+                ["family": v6 ? 6 : 4, "addr": host, "port": Int(allowed.port)],
+            ])
         #expect(results[0].errno == EPERM && results[0].stage == "connect")
         #expect(results[1].ok == true)
 
@@ -71,8 +74,10 @@ struct FastPathTests {
         // blocked: no bind, no flow, no closure (never authorized); permitted: the full lifetime
         let expected = [
             b.transportEndpointHandle: ["RESOURCE_ASSIGNMENT", "AUTH_CONNECT", "RESOURCE_RELEASE"],
-            p.transportEndpointHandle: ["RESOURCE_ASSIGNMENT", "AUTH_CONNECT", "RESOURCE_ASSIGNMENT", "FLOW_ESTABLISHED",
-                                        "ENDPOINT_CLOSURE", "RESOURCE_RELEASE"],
+            p.transportEndpointHandle: [
+                "RESOURCE_ASSIGNMENT", "AUTH_CONNECT", "RESOURCE_ASSIGNMENT", "FLOW_ESTABLISHED",
+                "ENDPOINT_CLOSURE", "RESOURCE_RELEASE",
+            ],
         ]
         for (handle, names) in expected {
             let seq = mine.filter { $0.transportEndpointHandle == handle }.compactMap(\.layer)
@@ -114,14 +119,15 @@ struct FastPathTests {
         let copy = fx.config.stateDirectory + "/python-copy"
         try FileManager.default.createDirectory(atPath: fx.config.stateDirectory, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: real, toPath: copy)
-        let ids = try fx.commit("""
-        filters:
-          - displayData: { name: no-python }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: '\(KernelFixture.python)' } }
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: no-python }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: '\(KernelFixture.python)' } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let w = try fx.workload("apps")
         let sub = try fx.engine.subscribe()
         let blocked = try fx.runClient(in: w, [["addr": "127.0.0.1", "port": Int(l.port)]])
@@ -133,8 +139,10 @@ struct FastPathTests {
         #expect(connects.map(\.actionType) == ["FWP_ACTION_BLOCK", "FWP_ACTION_PERMIT"])
         #expect(connects.first?.filterId == ids["no-python"])
         // the model agrees for the path it was given
-        let model = try fx.engine.committedEngine().classify(layer: .authConnectV4, values: try IncomingValues.parse(
-            layer: .authConnectV4, assignments: ["FWPM_CONDITION_ALE_APP_ID=\(KernelFixture.python)"]))
+        let model = try fx.engine.committedEngine().classify(
+            layer: .authConnectV4,
+            values: try IncomingValues.parse(
+                layer: .authConnectV4, assignments: ["FWPM_CONDITION_ALE_APP_ID=\(KernelFixture.python)"]))
         #expect(model.filterId == ids["no-python"])
     }
 
@@ -144,14 +152,15 @@ struct FastPathTests {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
         let l = try Listener()
-        let ids = try fx.commit("""
-        filters:
-          - displayData: { name: refuse }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(l.port) } }
-            action: { type: FWP_ACTION_BLOCK, lfpBlockErrno: ECONNREFUSED }
-        """)
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: refuse }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(l.port) } }
+                action: { type: FWP_ACTION_BLOCK, lfpBlockErrno: ECONNREFUSED }
+            """)
         let w = try fx.workload("errno")
         let sub = try fx.engine.subscribe()
         let r = try fx.runClient(in: w, [["addr": "127.0.0.1", "port": Int(l.port)]])
@@ -167,27 +176,30 @@ struct FastPathTests {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
         let sfx = v6 ? "V6" : "V4"
-        let ids = try fx.commit("""
-        filters:
-          - displayData: { name: no-udp }
-            layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 17 } }
-            action: { type: FWP_ACTION_BLOCK }
-          - displayData: { name: no-low-ports }
-            layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_LOCAL_PORT, matchType: FWP_MATCH_RANGE, conditionValue: { type: FWP_RANGE_TYPE, rangeValue: { valueLow: { type: FWP_UINT16, uint16: 1 }, valueHigh: { type: FWP_UINT16, uint16: 30000 } } } }
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: no-udp }
+                layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 17 } }
+                action: { type: FWP_ACTION_BLOCK }
+              - displayData: { name: no-low-ports }
+                layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_\(sfx)
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_LOCAL_PORT, matchType: FWP_MATCH_RANGE, conditionValue: { type: FWP_RANGE_TYPE, rangeValue: { valueLow: { type: FWP_UINT16, uint16: 1 }, valueHigh: { type: FWP_UINT16, uint16: 30000 } } } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let w = try fx.workload("binder")
         let sub = try fx.engine.subscribe()
         let fam = v6 ? 6 : 4, host = v6 ? "::1" : "127.0.0.1"
-        let results = try fx.runClient(in: w, [
-            ["family": fam, "type": "udp", "op": "none"],
-            ["family": fam, "op": "listen", "bind": host, "bindPort": 20999],
-            ["family": fam, "op": "listen", "bind": host, "bindPort": 0],
-        ])
+        let results = try fx.runClient(
+            in: w,
+            [
+                ["family": fam, "type": "udp", "op": "none"],
+                ["family": fam, "op": "listen", "bind": host, "bindPort": 20999],
+                ["family": fam, "op": "listen", "bind": host, "bindPort": 0],
+            ])
         #expect(results[0].errno == EPERM && results[0].stage == "socket")
         #expect(results[1].errno == EPERM && results[1].stage == "bind")
         #expect(results[2].ok == true)
@@ -235,13 +247,14 @@ struct FastPathTests {
         let l = try Listener()
         _ = try fx.commit(Self.policy(blockPort: l.port, permitPort: 1, v6: false))
         let before = try #require(try fx.engine.committedPolicy()).generation
-        let bad = try Policy.parse("""
-        filters:
-          - displayData: { name: bad }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            weight: { type: FWP_UINT8, uint8: 16 }
-            action: { type: FWP_ACTION_PERMIT }
-        """, sourceName: "bad")
+        let bad = try Policy.parse(
+            """
+            filters:
+              - displayData: { name: bad }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                weight: { type: FWP_UINT8, uint8: 16 }
+                action: { type: FWP_ACTION_PERMIT }
+            """, sourceName: "bad")
         #expect(throws: FWPError.self) { try fx.engine.commit(bad) }
         #expect(try fx.engine.committedPolicy()?.generation == before)
         let w = try fx.workload("still")

@@ -47,14 +47,16 @@ struct LifetimeTests {
         let w = try fx.workload("server")
         let sub = try fx.engine.subscribe()
         let host = v6 ? "::1" : "127.0.0.1"
-        let py = try PyProc(cgroup: w.cgroupPath, script: """
-        import socket, sys
-        s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
-        s.bind((sys.argv[1], 0)); s.listen(8); print(s.getsockname()[1])
-        for _ in range(2):
-            c, _ = s.accept(); c.close()
-        s.close(); print('done')
-        """, args: [host])
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+                s.bind((sys.argv[1], 0)); s.listen(8); print(s.getsockname()[1])
+                for _ in range(2):
+                    c, _ = s.accept(); c.close()
+                s.close(); print('done')
+                """, args: [host])
         let port = try #require(py.readLine().flatMap(UInt16.init))
         var clientPorts: [UInt16] = []
         for _ in 0..<2 {
@@ -68,18 +70,24 @@ struct LifetimeTests {
         let events = await fx.collect(sub) { Self.releases($0, 3) }
         let listen = try #require(events.first { $0.layer == Self.layer("AUTH_LISTEN", v6) }, "\(events.map { $0.render() })")
         let L = listen.transportEndpointHandle
-        #expect(Self.steps(events, handle: L) == ["RESOURCE_ASSIGNMENT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT", "AUTH_LISTEN:PERMIT",
-                                                  "AUTH_RECV_ACCEPT:PERMIT", "AUTH_RECV_ACCEPT:PERMIT",
-                                                  "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE"],
-                "listener: \(events.map { $0.render() })")
+        #expect(
+            Self.steps(events, handle: L) == [
+                "RESOURCE_ASSIGNMENT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT", "AUTH_LISTEN:PERMIT",
+                "AUTH_RECV_ACCEPT:PERMIT", "AUTH_RECV_ACCEPT:PERMIT",
+                "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE",
+            ],
+            "listener: \(events.map { $0.render() })")
         let accepts = events.filter { $0.layer == Self.layer("AUTH_RECV_ACCEPT", v6) }
         #expect(Set(accepts.compactMap(\.remotePort)) == Set(clientPorts))
         let children = Set(events.filter { $0.parentEndpointHandle == L }.map(\.transportEndpointHandle))
         #expect(children.count == 2, "accepted connections carry the listener as parent")
         for c in children {
-            #expect(Self.steps(events, handle: c) == ["RESOURCE_ASSIGNMENT:PERMIT^\(L)", "FLOW_ESTABLISHED:NONE^\(L)",
-                                                      "ENDPOINT_CLOSURE:NONE^\(L)", "RESOURCE_RELEASE:NONE^\(L)"],
-                    "child \(c): \(events.map { $0.render() })")
+            #expect(
+                Self.steps(events, handle: c) == [
+                    "RESOURCE_ASSIGNMENT:PERMIT^\(L)", "FLOW_ESTABLISHED:NONE^\(L)",
+                    "ENDPOINT_CLOSURE:NONE^\(L)", "RESOURCE_RELEASE:NONE^\(L)",
+                ],
+                "child \(c): \(events.map { $0.render() })")
         }
     }
 
@@ -92,33 +100,38 @@ struct LifetimeTests {
         let peers = try (0..<3).map { _ in try Listener(v6: v6, udp: true) }
         let sub = try fx.engine.subscribe()
         let host = v6 ? "::1" : "127.0.0.1"
-        let replier = Thread { // the first peer answers the first datagram it gets
+        let replier = Thread {  // the first peer answers the first datagram it gets
             var buf = [UInt8](repeating: 0, count: 64)
             var from = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = withUnsafeMutablePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(peers[0].fd, &buf, buf.count, 0, $0, &len) } }
+            let n = withUnsafeMutablePointer(to: &from) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(peers[0].fd, &buf, buf.count, 0, $0, &len) }
+            }
             if n > 0 {
                 _ = withUnsafePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(peers[0].fd, "pong", 4, 0, $0, len) } }
             }
         }
         replier.start()
-        let py = try PyProc(cgroup: w.cgroupPath, script: """
-        import socket, sys
-        host = sys.argv[1]; ports = [int(p) for p in sys.argv[2:]]
-        s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM)
-        for p in [ports[0], ports[1], ports[2], ports[0]]:
-            s.sendto(b'ping', (host, p))
-        s.settimeout(3); print(s.recv(16).decode()); s.close()
-        """, args: [host] + peers.map { String($0.port) })
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                host = sys.argv[1]; ports = [int(p) for p in sys.argv[2:]]
+                s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM)
+                for p in [ports[0], ports[1], ports[2], ports[0]]:
+                    s.sendto(b'ping', (host, p))
+                s.settimeout(3); print(s.recv(16).decode()); s.close()
+                """, args: [host] + peers.map { String($0.port) })
         let (out, status) = py.finish()
         #expect(status == 0 && out.contains("pong"))
         let events = await fx.collect(sub) { Self.releases($0, 1) }
         let handle = try #require(events.first { $0.layer?.kind == .resourceRelease }?.transportEndpointHandle)
-        #expect(Self.steps(events, handle: handle) == [
-            "RESOURCE_ASSIGNMENT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT",
-            "AUTH_CONNECT:PERMIT", "FLOW_ESTABLISHED:NONE", "AUTH_CONNECT:PERMIT", "FLOW_ESTABLISHED:NONE",
-            "AUTH_CONNECT:PERMIT", "FLOW_ESTABLISHED:NONE", "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE",
-        ], "\(events.map { $0.render() })")
+        #expect(
+            Self.steps(events, handle: handle) == [
+                "RESOURCE_ASSIGNMENT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT",
+                "AUTH_CONNECT:PERMIT", "FLOW_ESTABLISHED:NONE", "AUTH_CONNECT:PERMIT", "FLOW_ESTABLISHED:NONE",
+                "AUTH_CONNECT:PERMIT", "FLOW_ESTABLISHED:NONE", "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE",
+            ], "\(events.map { $0.render() })")
         let connects = events.filter { $0.layer == Self.layer("AUTH_CONNECT", v6) }
         #expect(connects.compactMap(\.remotePort) == peers.map(\.port), "one AUTH_CONNECT per new peer, in order")
         let bind = events.filter { $0.layer == Self.layer("RESOURCE_ASSIGNMENT", v6) }.last
@@ -136,15 +149,22 @@ struct LifetimeTests {
         let sub = try fx.engine.subscribe()
         let closed = Net.freePort(v6: v6)
         let fam = v6 ? 6 : 4
-        let r = try fx.runClient(in: w, [["family": fam, "addr": v6 ? "::1" : "127.0.0.1", "port": Int(closed)],
-                                         ["family": fam, "op": "none"]])
+        let r = try fx.runClient(
+            in: w,
+            [
+                ["family": fam, "addr": v6 ? "::1" : "127.0.0.1", "port": Int(closed)],
+                ["family": fam, "op": "none"],
+            ])
         #expect(r[0].errno == ECONNREFUSED)
         let events = await fx.collect(sub) { Self.releases($0, 2) }
         let handles = events.filter { $0.layer == Self.layer("RESOURCE_RELEASE", v6) }.map(\.transportEndpointHandle)
         try #require(handles.count == 2)
-        #expect(Self.steps(events, handle: handles[0]) == ["RESOURCE_ASSIGNMENT:PERMIT", "AUTH_CONNECT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT",
-                                                           "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE"],
-                "refused: closure because AUTH_CONNECT authorized it; no FLOW_ESTABLISHED")
+        #expect(
+            Self.steps(events, handle: handles[0]) == [
+                "RESOURCE_ASSIGNMENT:PERMIT", "AUTH_CONNECT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT",
+                "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE",
+            ],
+            "refused: closure because AUTH_CONNECT authorized it; no FLOW_ESTABLISHED")
         #expect(Self.steps(events, handle: handles[1]) == ["RESOURCE_ASSIGNMENT:PERMIT", "RESOURCE_RELEASE:NONE"], "unused")
     }
 
@@ -153,12 +173,13 @@ struct LifetimeTests {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
         let host = v6 ? "::1" : "127.0.0.1"
-        let ids = try fx.commit("""
-        filters:
-          - displayData: { name: no-listen }
-            layerKey: FWPM_LAYER_ALE_AUTH_LISTEN_\(v6 ? "V6" : "V4")
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: no-listen }
+                layerKey: FWPM_LAYER_ALE_AUTH_LISTEN_\(v6 ? "V6" : "V4")
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let w = try fx.workload("listener")
         let sub = try fx.engine.subscribe()
         let py = try PyProc(cgroup: w.cgroupPath, script: Self.listenOnce, args: [host])
@@ -179,14 +200,15 @@ struct LifetimeTests {
     func blockedInbound(v6: Bool) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
-        let ids = try fx.commit("""
-        filters:
-          - displayData: { name: no-inbound }
-            layerKey: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_\(v6 ? "V6" : "V4")
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 6 } }
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: no-inbound }
+                layerKey: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_\(v6 ? "V6" : "V4")
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 6 } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let w = try fx.workload("inbound")
         let sub = try fx.engine.subscribe()
         let host = v6 ? "::1" : "127.0.0.1"
@@ -209,28 +231,31 @@ struct LifetimeTests {
         defer { fx.cleanup() }
         let host = v6 ? "::1" : "127.0.0.1"
         let peers = try (0..<3).map { _ in try Listener(v6: v6, udp: true) }
-        let ids = try fx.commit("""
-        filters:
-          - displayData: { name: no-peer-2 }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(v6 ? "V6" : "V4")
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(peers[1].port) } }
-              - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 17 } }
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: no-peer-2 }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_\(v6 ? "V6" : "V4")
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(peers[1].port) } }
+                  - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 17 } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let w = try fx.workload("udpblock")
         let sub = try fx.engine.subscribe()
-        let py = try PyProc(cgroup: w.cgroupPath, script: """
-        import socket, sys
-        host = sys.argv[1]
-        s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM); out = []
-        for p in sys.argv[2:]:
-            try:
-                s.sendto(b'x', (host, int(p))); out.append('ok')
-            except PermissionError:
-                out.append('EPERM')
-        print(' '.join(out)); s.close()
-        """, args: [host] + [peers[0].port, peers[1].port, peers[1].port, peers[2].port].map(String.init))
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                host = sys.argv[1]
+                s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM); out = []
+                for p in sys.argv[2:]:
+                    try:
+                        s.sendto(b'x', (host, int(p))); out.append('ok')
+                    except PermissionError:
+                        out.append('EPERM')
+                print(' '.join(out)); s.close()
+                """, args: [host] + [peers[0].port, peers[1].port, peers[1].port, peers[2].port].map(String.init))
         let (out, _) = py.finish()
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "ok EPERM EPERM ok")
         let events = await fx.collect(sub) { Self.releases($0, 1) }
@@ -246,14 +271,16 @@ struct LifetimeTests {
         _ = try fx.commit("filters: []")
         let cg = fx.cgroupParent + "/old"
         try CgroupV2.create(cg)
-        let py = try PyProc(cgroup: cg, script: """
-        import socket, sys
-        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
-        print(l.getsockname()[1], u.getsockname()[1])
-        import time; time.sleep(3.0)
-        l.close(); u.close(); print('closed')
-        """)
+        let py = try PyProc(
+            cgroup: cg,
+            script: """
+                import socket, sys
+                l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
+                print(l.getsockname()[1], u.getsockname()[1])
+                import time; time.sleep(3.0)
+                l.close(); u.close(); print('closed')
+                """)
         let ports = try #require(py.readLine()).split(separator: " ").compactMap { UInt16($0) }
         let sub = try fx.engine.subscribe()
         try fx.engine.attach(workload: "old", cgroupPath: cg)
@@ -261,11 +288,12 @@ struct LifetimeTests {
         #expect(out.contains("closed"))
         let events = await fx.collect(sub) { Self.releases($0, 2) }
         for port in ports {
-            let found = try #require(events.first { $0.layer == .resourceAssignmentV4 && $0.localPort == port },
-                                     "swept socket on port \(port): \(events.map { $0.render() })")
+            let found = try #require(
+                events.first { $0.layer == .resourceAssignmentV4 && $0.localPort == port },
+                "swept socket on port \(port): \(events.map { $0.render() })")
             #expect(found.actionType == "FWP_ACTION_NONE")
-            #expect(Self.steps(events, handle: found.transportEndpointHandle) ==
-                    ["RESOURCE_ASSIGNMENT:NONE", "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE"])
+            #expect(
+                Self.steps(events, handle: found.transportEndpointHandle) == ["RESOURCE_ASSIGNMENT:NONE", "ENDPOINT_CLOSURE:NONE", "RESOURCE_RELEASE:NONE"])
         }
     }
 
@@ -273,7 +301,7 @@ struct LifetimeTests {
         var a = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return withUnsafeBytes(of: a) { raw in UInt16(raw[2]) << 8 | UInt16(raw[3]) } // sin_port / sin6_port, network order
+        return withUnsafeBytes(of: a) { raw in UInt16(raw[2]) << 8 | UInt16(raw[3]) }  // sin_port / sin6_port, network order
     }
 }
 

@@ -15,17 +15,18 @@ struct StressTests {
     func hundredThousandConnects() async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
-        _ = try fx.commit("""
-        filters:
-          - displayData: { name: never-matches }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 1 } }
-            action: { type: FWP_ACTION_BLOCK }
-        """)
+        _ = try fx.commit(
+            """
+            filters:
+              - displayData: { name: never-matches }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 1 } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
         let w = try fx.workload("stress")
-        let closed = Net.freePort() // refused connects: the full lifetime, no TIME_WAIT, no acceptor
-        let sub = try fx.engine.subscribe() // default ring size (LFP_RING_BYTES)
+        let closed = Net.freePort()  // refused connects: the full lifetime, no TIME_WAIT, no acceptor
+        let sub = try fx.engine.subscribe()  // default ring size (LFP_RING_BYTES)
         let counter = Task { () -> (Int, Set<UInt64>, UInt64) in
             var connects = 0, total = 0
             var maxSeq: UInt64 = 0
@@ -40,18 +41,20 @@ struct StressTests {
         }
         let start = Date()
         let procs = try (0..<Self.processes).map { _ in
-            try PyProc(cgroup: w.cgroupPath, script: """
-            import socket, sys
-            port, n = int(sys.argv[1]), int(sys.argv[2]); refused = 0
-            for _ in range(n):
-                s = socket.socket()
-                try:
-                    s.connect(('127.0.0.1', port))
-                except ConnectionRefusedError:
-                    refused += 1
-                s.close()
-            print(refused)
-            """, args: [String(closed), String(Self.connectsPerProcess)])
+            try PyProc(
+                cgroup: w.cgroupPath,
+                script: """
+                    import socket, sys
+                    port, n = int(sys.argv[1]), int(sys.argv[2]); refused = 0
+                    for _ in range(n):
+                        s = socket.socket()
+                        try:
+                            s.connect(('127.0.0.1', port))
+                        except ConnectionRefusedError:
+                            refused += 1
+                        s.close()
+                    print(refused)
+                    """, args: [String(closed), String(Self.connectsPerProcess)])
         }
         var refused = 0
         for p in procs {
@@ -60,12 +63,14 @@ struct StressTests {
             refused += Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         }
         let elapsed = Date().timeIntervalSince(start)
-        try await Task.sleep(nanoseconds: 300_000_000) // closures land after the last close
+        try await Task.sleep(nanoseconds: 300_000_000)  // closures land after the last close
         sub.cancel()
         let (connects, seqs, maxSeq) = await counter.value
         let acc = try sub.accounting()
         let total = Self.processes * Self.connectsPerProcess
-        print("stress: \(total) connects in \(String(format: "%.2f", elapsed)) s (\(Int(Double(total) / elapsed))/s); events submitted \(acc.submitted), received \(acc.received), dropped \(acc.dropped)")
+        print(
+            "stress: \(total) connects in \(String(format: "%.2f", elapsed)) s (\(Int(Double(total) / elapsed))/s); events submitted \(acc.submitted), received \(acc.received), dropped \(acc.dropped)"
+        )
         #expect(refused == total)
         #expect(acc.submitted == acc.received + acc.dropped, "every sequence number is accounted for")
         #expect(acc.dropped == 0, "no drops with the default ring at this rate")

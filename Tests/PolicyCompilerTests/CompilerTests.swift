@@ -28,16 +28,18 @@ private func compileYAML(_ yaml: String) throws -> (image: PolicyImage, bfe: Bas
 }
 
 /// A policy with one filter at `layer` carrying `conditions` (YAML flow mappings).
-private func oneFilter(_ conditions: [String], layer: String = "FWPM_LAYER_ALE_AUTH_CONNECT_V4",
-                       name: String = "F", action: String = "FWP_ACTION_BLOCK") -> String {
+private func oneFilter(
+    _ conditions: [String], layer: String = "FWPM_LAYER_ALE_AUTH_CONNECT_V4",
+    name: String = "F", action: String = "FWP_ACTION_BLOCK"
+) -> String {
     var y = """
-    filters:
-      - displayData: { name: \(name) }
-        layerKey: \(layer)
-        weight: { type: FWP_UINT64, uint64: 10 }
-        action: { type: \(action) }
+        filters:
+          - displayData: { name: \(name) }
+            layerKey: \(layer)
+            weight: { type: FWP_UINT64, uint64: 10 }
+            action: { type: \(action) }
 
-    """
+        """
     if !conditions.isEmpty {
         y += "    filterCondition:\n"
         for c in conditions { y += "      - \(c)\n" }
@@ -153,14 +155,15 @@ struct CompilerTests {
 
     @Test("each layer gets its own contiguous range, in kernel layer id order")
     func layerRanges() throws {
-        let (image, _, ids) = try compileYAML("""
-        filters:
-          - { displayData: { name: c1 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 2 }, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: ra }, layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: c2 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 1 }, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: l6 }, layerKey: FWPM_LAYER_ALE_AUTH_LISTEN_V6, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: ra6 }, layerKey: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6, action: { type: FWP_ACTION_BLOCK } }
-        """)
+        let (image, _, ids) = try compileYAML(
+            """
+            filters:
+              - { displayData: { name: c1 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 2 }, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: ra }, layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: c2 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 1 }, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: l6 }, layerKey: FWPM_LAYER_ALE_AUTH_LISTEN_V6, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: ra6 }, layerKey: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6, action: { type: FWP_ACTION_BLOCK } }
+            """)
         #expect(image.rules.count == 5)
         #expect(image.ranges.count == Int(LFP_LAYER_COUNT.rawValue))
         // rules are laid out layer by layer in kernel id order; empty layers are empty ranges
@@ -186,21 +189,22 @@ struct CompilerTests {
 
     @Test("evaluation order: sublayers by weight (index = visiting order), filters by effective weight")
     func evaluationOrder() throws {
-        let (image, bfe, ids) = try compileYAML("""
-        sublayers:
-          - { subLayerKey: \(SL_LO), displayData: { name: lo }, weight: 0x1000 }
-          - { subLayerKey: \(SL_HI), displayData: { name: hi }, weight: 0xF000 }
-          - { subLayerKey: \(SL_MID), displayData: { name: ra-only }, weight: 0xFFFF }
-        filters:
-          - { displayData: { name: lo-a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_LO), weight: { type: FWP_UINT64, uint64: 5 }, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: lo-b }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_LO), weight: { type: FWP_UINT64, uint64: 900 }, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: hi-empty }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: hi-u8 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), weight: { type: FWP_UINT8, uint8: 5 }, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: hi-u64 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), weight: { type: FWP_UINT64, uint64: 0x4000000000000000 }, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: hi-tie }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), weight: { type: FWP_UINT64, uint64: 0x4000000000000000 }, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: universal }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 1 }, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: ra }, layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4, subLayerKey: \(SL_MID), action: { type: FWP_ACTION_PERMIT } }
-        """)
+        let (image, bfe, ids) = try compileYAML(
+            """
+            sublayers:
+              - { subLayerKey: \(SL_LO), displayData: { name: lo }, weight: 0x1000 }
+              - { subLayerKey: \(SL_HI), displayData: { name: hi }, weight: 0xF000 }
+              - { subLayerKey: \(SL_MID), displayData: { name: ra-only }, weight: 0xFFFF }
+            filters:
+              - { displayData: { name: lo-a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_LO), weight: { type: FWP_UINT64, uint64: 5 }, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: lo-b }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_LO), weight: { type: FWP_UINT64, uint64: 900 }, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: hi-empty }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: hi-u8 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), weight: { type: FWP_UINT8, uint8: 5 }, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: hi-u64 }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), weight: { type: FWP_UINT64, uint64: 0x4000000000000000 }, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: hi-tie }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, subLayerKey: \(SL_HI), weight: { type: FWP_UINT64, uint64: 0x4000000000000000 }, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: universal }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 1 }, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: ra }, layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4, subLayerKey: \(SL_MID), action: { type: FWP_ACTION_PERMIT } }
+            """)
         let rules = Array(image.rules(at: .authConnectV4))
         // hi (0xF000) -> universal (0x8000) -> lo (0x1000); ra-only has no filter here and
         // takes no index. Inside hi: UINT8 5 (5<<60) > UINT64 2^62 (tie: lower filterId) > EMPTY.
@@ -221,19 +225,20 @@ struct CompilerTests {
 
     @Test("actions: static block/permit, CLEAR_ACTION_RIGHT, unregistered callouts, inspection skipped")
     func actions() throws {
-        let (image, _, ids) = try compileYAML("""
-        callouts:
-          - { calloutKey: \(CALLOUT), displayData: { name: CT }, applicableLayer: FWPM_LAYER_ALE_AUTH_CONNECT_V4 }
-        filters:
-          - { displayData: { name: block }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 90 }, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: permit }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 80 }, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: permit-clear }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 70 }, flags: [FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT], action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: term }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 60 }, action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT) } }
-          - { displayData: { name: term-permit }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 50 }, flags: [FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED], action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT) } }
-          - { displayData: { name: unknown-permit-clear }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 40 }, flags: [FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED, FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT], action: { type: FWP_ACTION_CALLOUT_UNKNOWN, calloutKey: \(CALLOUT) } }
-          - { displayData: { name: unknown }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 30 }, action: { type: FWP_ACTION_CALLOUT_UNKNOWN, calloutKey: \(CALLOUT) } }
-          - { displayData: { name: inspect }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 20 }, action: { type: FWP_ACTION_CALLOUT_INSPECTION, calloutKey: \(CALLOUT) } }
-        """)
+        let (image, _, ids) = try compileYAML(
+            """
+            callouts:
+              - { calloutKey: \(CALLOUT), displayData: { name: CT }, applicableLayer: FWPM_LAYER_ALE_AUTH_CONNECT_V4 }
+            filters:
+              - { displayData: { name: block }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 90 }, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: permit }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 80 }, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: permit-clear }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 70 }, flags: [FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT], action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: term }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 60 }, action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT) } }
+              - { displayData: { name: term-permit }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 50 }, flags: [FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED], action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT) } }
+              - { displayData: { name: unknown-permit-clear }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 40 }, flags: [FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED, FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT], action: { type: FWP_ACTION_CALLOUT_UNKNOWN, calloutKey: \(CALLOUT) } }
+              - { displayData: { name: unknown }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 30 }, action: { type: FWP_ACTION_CALLOUT_UNKNOWN, calloutKey: \(CALLOUT) } }
+              - { displayData: { name: inspect }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 20 }, action: { type: FWP_ACTION_CALLOUT_INSPECTION, calloutKey: \(CALLOUT) } }
+            """)
         let P = UInt8(LFP_ACTION_PERMIT.rawValue), B = UInt8(LFP_ACTION_BLOCK.rawValue), H = UInt8(LFP_RULE_HARD)
         let expected: [(String, UInt8, UInt8)] = [
             ("block", B, H), ("permit", P, 0), ("permit-clear", P, H), ("term", B, H), ("term-permit", P, 0),
@@ -254,12 +259,13 @@ struct CompilerTests {
 
     @Test("filters at notification layers decide nothing: skipped with a note")
     func notificationLayersSkipped() throws {
-        let (image, _, ids) = try compileYAML("""
-        filters:
-          - { displayData: { name: flow }, layerKey: FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4, action: { type: FWP_ACTION_BLOCK } }
-          - { displayData: { name: rel }, layerKey: FWPM_LAYER_ALE_RESOURCE_RELEASE_V6, action: { type: FWP_ACTION_PERMIT } }
-          - { displayData: { name: conn }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
-        """)
+        let (image, _, ids) = try compileYAML(
+            """
+            filters:
+              - { displayData: { name: flow }, layerKey: FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4, action: { type: FWP_ACTION_BLOCK } }
+              - { displayData: { name: rel }, layerKey: FWPM_LAYER_ALE_RESOURCE_RELEASE_V6, action: { type: FWP_ACTION_PERMIT } }
+              - { displayData: { name: conn }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK } }
+            """)
         #expect(image.rules.map(\.filter_id) == [ids["conn"]!])
         #expect(image.rules(at: .flowEstablishedV4).isEmpty && image.rules(at: .resourceReleaseV6).isEmpty)
         #expect(Set(image.notes.map(\.filterId)) == [ids["flow"]!, ids["rel"]!])
@@ -313,10 +319,14 @@ struct CompilerTests {
             ("EQUAL", mask8, [C(F, flags: END, mask: (0, 0xFF00_0000), lo: (0, 0x0A00_0000), hi: (0, 0x0A00_0000))]),
             ("NOT_EQUAL", mask8, [C(F, flags: NEG | END, mask: (0, 0xFF00_0000), lo: (0, 0x0A00_0000), hi: (0, 0x0A00_0000))]),
             ("EQUAL", u32("127.0.0.1"), [C(F, 0x7F00_0001, 0x7F00_0001, flags: END)]),
-            ("EQUAL", "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 192.168.1.0, mask: 255.255.255.0 } }",
-             [C(F, flags: END, mask: (0, 0xFFFF_FF00), lo: (0, 0xC0A8_0100), hi: (0, 0xC0A8_0100))]),
-            ("RANGE", "{ type: FWP_RANGE_TYPE, rangeValue: { valueLow: \(u32("127.0.0.10")), valueHigh: \(u32("127.0.0.20")) } }",
-             [C(F, 0x7F00_000A, 0x7F00_0014, flags: END)]),
+            (
+                "EQUAL", "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 192.168.1.0, mask: 255.255.255.0 } }",
+                [C(F, flags: END, mask: (0, 0xFFFF_FF00), lo: (0, 0xC0A8_0100), hi: (0, 0xC0A8_0100))]
+            ),
+            (
+                "RANGE", "{ type: FWP_RANGE_TYPE, rangeValue: { valueLow: \(u32("127.0.0.10")), valueHigh: \(u32("127.0.0.20")) } }",
+                [C(F, 0x7F00_000A, 0x7F00_0014, flags: END)]
+            ),
         ]
         for (match, value, expected) in cases {
             let (image, _, _) = try compileYAML(oneFilter([cond("IP_REMOTE_ADDRESS", match, value)]))
@@ -337,37 +347,46 @@ struct CompilerTests {
             (128, (allOnes, allOnes)), (0, (0, 0)),
         ]
         for (p, m) in cases {
-            let (image, _, _) = try compileYAML(oneFilter([cond("IP_REMOTE_ADDRESS", "EQUAL", v6(addr, p))],
-                                                          layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
+            let (image, _, _) = try compileYAML(
+                oneFilter(
+                    [cond("IP_REMOTE_ADDRESS", "EQUAL", v6(addr, p))],
+                    layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
             let v = (ah & m.0, al & m.1)
             expectConds(try onlyRule(image, .authConnectV6), [C(F, flags: END, mask: m, lo: v, hi: v)])
         }
-        let (image, _, _) = try compileYAML(oneFilter([cond("IP_REMOTE_ADDRESS", "NOT_EQUAL", v6("::1", 128))],
-                                                      layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
+        let (image, _, _) = try compileYAML(
+            oneFilter(
+                [cond("IP_REMOTE_ADDRESS", "NOT_EQUAL", v6("::1", 128))],
+                layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
         expectConds(try onlyRule(image, .authConnectV6), [C(F, flags: NEG | END, lo: (0, 1), hi: (0, 1))])
     }
 
     @Test("GREATER than the 128-bit maximum compiles to a test nothing passes")
     func greaterAtMax() throws {
         let maxV6 = "{ type: FWP_BYTE_ARRAY16_TYPE, byteArray16: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff' }"
-        let (image, _, _) = try compileYAML(oneFilter([cond("IP_REMOTE_ADDRESS", "GREATER", maxV6)],
-                                                      layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
+        let (image, _, _) = try compileYAML(
+            oneFilter(
+                [cond("IP_REMOTE_ADDRESS", "GREATER", maxV6)],
+                layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
         let r = try onlyRule(image, .authConnectV6)
         expectConds(r, [C(LFP_FIELD_IP_REMOTE_ADDRESS, flags: END, mask: (0, 0), lo: (0, 1), hi: (0, 0))])
         for v: (UInt64, UInt64) in [(0, 0), (allOnes, allOnes), (1, 2)] {
             #expect(!KernelEval.rule(r, [LFP_FIELD_IP_REMOTE_ADDRESS.rawValue: v]))
         }
         // GREATER_OR_EQUAL the maximum is an exact test of it
-        let (ge, _, _) = try compileYAML(oneFilter([cond("IP_REMOTE_ADDRESS", "GREATER_OR_EQUAL", maxV6)],
-                                                   layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
-        expectConds(try onlyRule(ge, .authConnectV6),
-                    [C(LFP_FIELD_IP_REMOTE_ADDRESS, flags: END, lo: (allOnes, allOnes), hi: (allOnes, allOnes))])
+        let (ge, _, _) = try compileYAML(
+            oneFilter(
+                [cond("IP_REMOTE_ADDRESS", "GREATER_OR_EQUAL", maxV6)],
+                layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V6"))
+        expectConds(
+            try onlyRule(ge, .authConnectV6),
+            [C(LFP_FIELD_IP_REMOTE_ADDRESS, flags: END, lo: (allOnes, allOnes), hi: (allOnes, allOnes))])
     }
 
     @Test("FLAGS_ALL_SET, FLAGS_ANY_SET, FLAGS_NONE_SET")
     func flagMatches() throws {
         let F = LFP_FIELD_FLAGS
-        let v = u32("FWP_CONDITION_FLAG_IS_LOOPBACK|FWP_CONDITION_FLAG_IS_REAUTHORIZE") // 0x5
+        let v = u32("FWP_CONDITION_FLAG_IS_LOOPBACK|FWP_CONDITION_FLAG_IS_REAUTHORIZE")  // 0x5
         let cases: [(String, [C])] = [
             ("FLAGS_ALL_SET", [C(F, flags: END, mask: (0, 5), lo: (0, 5), hi: (0, 5))]),
             ("FLAGS_ANY_SET", [C(F, flags: NEG | END, mask: (0, 5), lo: (0, 0), hi: (0, 0))]),
@@ -407,20 +426,25 @@ struct CompilerTests {
 
     @Test("conditions on one field form one OR group, even when not adjacent; groups AND")
     func grouping() throws {
-        let r = try onlyRule(try compileYAML(oneFilter([
-            cond("IP_REMOTE_PORT", "EQUAL", u16(22)),
-            cond("IP_REMOTE_ADDRESS", "EQUAL", u32("127.0.0.1")),
-            cond("IP_REMOTE_PORT", "EQUAL", u16(80)),
-            cond("IP_PROTOCOL", "EQUAL", "{ type: FWP_UINT8, uint8: 6 }"),
-            cond("IP_REMOTE_PORT", "RANGE", portRange(8000, 8080)),
-            cond("IP_REMOTE_ADDRESS", "EQUAL", u32("127.0.0.2")),
-        ])).image)
+        let r = try onlyRule(
+            try compileYAML(
+                oneFilter([
+                    cond("IP_REMOTE_PORT", "EQUAL", u16(22)),
+                    cond("IP_REMOTE_ADDRESS", "EQUAL", u32("127.0.0.1")),
+                    cond("IP_REMOTE_PORT", "EQUAL", u16(80)),
+                    cond("IP_PROTOCOL", "EQUAL", "{ type: FWP_UINT8, uint8: 6 }"),
+                    cond("IP_REMOTE_PORT", "RANGE", portRange(8000, 8080)),
+                    cond("IP_REMOTE_ADDRESS", "EQUAL", u32("127.0.0.2")),
+                ])
+            ).image)
         let P = LFP_FIELD_IP_REMOTE_PORT, A = LFP_FIELD_IP_REMOTE_ADDRESS
-        expectConds(r, [
-            C(P, 22, 22), C(P, 80, 80), C(P, 8000, 8080, flags: END),
-            C(A, 0x7F00_0001, 0x7F00_0001), C(A, 0x7F00_0002, 0x7F00_0002, flags: END),
-            C(LFP_FIELD_IP_PROTOCOL, 6, 6, flags: END),
-        ])
+        expectConds(
+            r,
+            [
+                C(P, 22, 22), C(P, 80, 80), C(P, 8000, 8080, flags: END),
+                C(A, 0x7F00_0001, 0x7F00_0001), C(A, 0x7F00_0002, 0x7F00_0002, flags: END),
+                C(LFP_FIELD_IP_PROTOCOL, 6, 6, flags: END),
+            ])
         func v(_ p: UInt64, _ a: UInt64, _ proto: UInt64) -> KernelEval.Values {
             [P.rawValue: (0, p), A.rawValue: (0, a), LFP_FIELD_IP_PROTOCOL.rawValue: (0, proto)]
         }
@@ -436,17 +460,25 @@ struct CompilerTests {
     @Test("ALE_USER_ID security descriptor -> uid/gid tests (allow, deny, everyone)")
     func userIdDescriptors() throws {
         func rule(_ sddl: String) throws -> lfp_rule {
-            try onlyRule(try compileYAML(oneFilter([cond("ALE_USER_ID", "EQUAL",
-                                                         "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(sddl)' }")])).image)
+            try onlyRule(
+                try compileYAML(
+                    oneFilter([
+                        cond(
+                            "ALE_USER_ID", "EQUAL",
+                            "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(sddl)' }")
+                    ])
+                ).image)
         }
         let U = LFP_FIELD_UID, G = LFP_FIELD_GID
         let never = C(U, flags: END, mask: (0, 0), lo: (0, 1), hi: (0, 0))
         // deny ACEs: one NOT-EQUAL group each (sorted), then one OR group of the allows (uids, then gids)
         let full = try rule("D:(A;;CC;;;S-1-22-2-100)(D;;CC;;;S-1-22-1-5)(A;;CC;;;S-1-22-1-1000)(A;;CC;;;S-1-22-1-7)(D;;CC;;;S-1-22-2-9)")
-        expectConds(full, [
-            C(U, 5, 5, flags: NEG | END), C(G, 9, 9, flags: NEG | END),
-            C(U, 7, 7), C(U, 1000, 1000), C(G, 100, 100, flags: END),
-        ])
+        expectConds(
+            full,
+            [
+                C(U, 5, 5, flags: NEG | END), C(G, 9, 9, flags: NEG | END),
+                C(U, 7, 7), C(U, 1000, 1000), C(G, 100, 100, flags: END),
+            ])
         func ug(_ u: UInt64, _ g: UInt64) -> KernelEval.Values { [U.rawValue: (0, u), G.rawValue: (0, g)] }
         #expect(KernelEval.rule(full, ug(1000, 0)) && KernelEval.rule(full, ug(4242, 100)))
         #expect(!KernelEval.rule(full, ug(5, 100)) && !KernelEval.rule(full, ug(1000, 9)) && !KernelEval.rule(full, ug(4242, 0)))
@@ -454,18 +486,22 @@ struct CompilerTests {
         #expect(try rule("D:(A;;CC;;;WD)").ncond == 0)
         #expect(try rule("O:SYG:SY").ncond == 0, "a NULL DACL grants everyone")
         // everyone but some: only the deny groups
-        expectConds(try rule("D:(D;;CC;;;S-1-22-1-5)(A;;CC;;;WD)(D;;CC;;;S-1-22-2-9)"),
-                    [C(U, 5, 5, flags: NEG | END), C(G, 9, 9, flags: NEG | END)])
+        expectConds(
+            try rule("D:(D;;CC;;;S-1-22-1-5)(A;;CC;;;WD)(D;;CC;;;S-1-22-2-9)"),
+            [C(U, 5, 5, flags: NEG | END), C(G, 9, 9, flags: NEG | END)])
         // nobody: a test nothing passes
         expectConds(try rule("D:(D;;CC;;;WD)(A;;CC;;;S-1-22-1-0)"), [never])
         expectConds(try rule("D:"), [never])
         // SY is uid 0
         expectConds(try rule("D:(A;;CC;;;SY)"), [C(U, 0, 0, flags: END)])
         // with another field: the descriptor's groups are ANDed with it
-        let both = try onlyRule(try compileYAML(oneFilter([
-            cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: 'D:(A;;CC;;;WD)' }"),
-            cond("IP_REMOTE_PORT", "EQUAL", u16(53)),
-        ])).image)
+        let both = try onlyRule(
+            try compileYAML(
+                oneFilter([
+                    cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: 'D:(A;;CC;;;WD)' }"),
+                    cond("IP_REMOTE_PORT", "EQUAL", u16(53)),
+                ])
+            ).image)
         expectConds(both, [C(LFP_FIELD_IP_REMOTE_PORT, 53, 53, flags: END)])
     }
 
@@ -474,32 +510,44 @@ struct CompilerTests {
         #expect(workloadID("") == 2_166_136_261)
         #expect(workloadID("a") == 0xE40C_292C)
         #expect(workloadID("foobar") == 0xBF9C_F968)
-        let r = try onlyRule(try compileYAML(oneFilter([
-            "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: web-frontend } }",
-        ])).image)
+        let r = try onlyRule(
+            try compileYAML(
+                oneFilter([
+                    "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: web-frontend } }"
+                ])
+            ).image)
         let id = UInt64(workloadID("web-frontend"))
         expectConds(r, [C(LFP_FIELD_WORKLOAD, id, id, flags: END)])
-        let ne = try onlyRule(try compileYAML(oneFilter([
-            "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_NOT_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: db } }",
-        ])).image)
+        let ne = try onlyRule(
+            try compileYAML(
+                oneFilter([
+                    "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_NOT_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: db } }"
+                ])
+            ).image)
         let db = UInt64(workloadID("db"))
         expectConds(ne, [C(LFP_FIELD_WORKLOAD, db, db, flags: NEG | END)])
     }
 
     @Test("LFP_CONDITION_UID / GID / CGROUP_ID and IP_LOCAL_PORT at RESOURCE_ASSIGNMENT")
     func linuxFields() throws {
-        let r = try onlyRule(try compileYAML(oneFilter([
-            "{ fieldKey: LFP_CONDITION_UID, matchType: FWP_MATCH_EQUAL, conditionValue: \(u32("1000")) }",
-            "{ fieldKey: LFP_CONDITION_GID, matchType: FWP_MATCH_GREATER_OR_EQUAL, conditionValue: \(u32("100")) }",
-            "{ fieldKey: LFP_CONDITION_CGROUP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT64, uint64: 0xFFFFFFFFFFFFFFFF } }",
-            cond("IP_LOCAL_PORT", "LESS_OR_EQUAL", u16(1023)),
-        ], layer: "FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4")).image, .resourceAssignmentV4)
-        expectConds(r, [
-            C(LFP_FIELD_UID, 1000, 1000, flags: END),
-            C(LFP_FIELD_GID, flags: END, lo: (0, 100), hi: (allOnes, allOnes)),
-            C(LFP_FIELD_CGROUP_ID, allOnes, allOnes, flags: END),
-            C(LFP_FIELD_IP_LOCAL_PORT, 0, 1023, flags: END),
-        ])
+        let r = try onlyRule(
+            try compileYAML(
+                oneFilter(
+                    [
+                        "{ fieldKey: LFP_CONDITION_UID, matchType: FWP_MATCH_EQUAL, conditionValue: \(u32("1000")) }",
+                        "{ fieldKey: LFP_CONDITION_GID, matchType: FWP_MATCH_GREATER_OR_EQUAL, conditionValue: \(u32("100")) }",
+                        "{ fieldKey: LFP_CONDITION_CGROUP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT64, uint64: 0xFFFFFFFFFFFFFFFF } }",
+                        cond("IP_LOCAL_PORT", "LESS_OR_EQUAL", u16(1023)),
+                    ], layer: "FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4")
+            ).image, .resourceAssignmentV4)
+        expectConds(
+            r,
+            [
+                C(LFP_FIELD_UID, 1000, 1000, flags: END),
+                C(LFP_FIELD_GID, flags: END, lo: (0, 100), hi: (allOnes, allOnes)),
+                C(LFP_FIELD_CGROUP_ID, allOnes, allOnes, flags: END),
+                C(LFP_FIELD_IP_LOCAL_PORT, 0, 1023, flags: END),
+            ])
     }
 
     // MARK: limits and refusals
@@ -519,8 +567,12 @@ struct CompilerTests {
         // a descriptor's deny groups count too
         let aces = (0..<n).map { "(D;;CC;;;S-1-22-1-\($0 + 1))" }.joined() + "(A;;CC;;;WD)"
         #expect {
-            try compileYAML(oneFilter([cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: 'D:\(aces)' }"),
-                                       cond("IP_REMOTE_PORT", "EQUAL", u16(1))], name: "acl"))
+            try compileYAML(
+                oneFilter(
+                    [
+                        cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: 'D:\(aces)' }"),
+                        cond("IP_REMOTE_PORT", "EQUAL", u16(1)),
+                    ], name: "acl"))
         } throws: { e in (e as? CompileError)?.code == .outOfBounds }
     }
 
@@ -532,14 +584,18 @@ struct CompilerTests {
         for i in 0..<max {
             // spread over two layers: the limit is for the whole slot
             let layer: Layer = i < half ? .authConnectV4 : .resourceAssignmentV4
-            _ = try bfe.addFilter(Filter(displayData: DisplayData(name: "f\(i)"), layerKey: layer,
-                                         weight: .uint64(UInt64(i)), action: FilterAction(type: .permit)))
+            _ = try bfe.addFilter(
+                Filter(
+                    displayData: DisplayData(name: "f\(i)"), layerKey: layer,
+                    weight: .uint64(UInt64(i)), action: FilterAction(type: .permit)))
         }
         let image = try PolicyCompiler.compile(bfe)
         #expect(image.rules.count == max)
         #expect(image.rules(at: .authConnectV4).count == half && image.rules(at: .resourceAssignmentV4).count == max - half)
-        _ = try bfe.addFilter(Filter(displayData: DisplayData(name: "one too many"), layerKey: .authConnectV6,
-                                     action: FilterAction(type: .block)))
+        _ = try bfe.addFilter(
+            Filter(
+                displayData: DisplayData(name: "one too many"), layerKey: .authConnectV6,
+                action: FilterAction(type: .block)))
         #expect {
             try PolicyCompiler.compile(bfe)
         } throws: { e in
@@ -551,16 +607,16 @@ struct CompilerTests {
     @Test("a field the kernel cannot supply is refused, naming the filter and the field")
     func unsupportedField() throws {
         let yaml = """
-        filters:
-          - displayData: { name: curl only }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            filterCondition:
-              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 443 } }
-              - { fieldKey: FWPM_CONDITION_IP_LOCAL_ADDRESS_TYPE, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 1 } }
-            action: { type: FWP_ACTION_BLOCK }
-        """
+            filters:
+              - displayData: { name: curl only }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 443 } }
+                  - { fieldKey: FWPM_CONDITION_IP_LOCAL_ADDRESS_TYPE, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 1 } }
+                action: { type: FWP_ACTION_BLOCK }
+            """
         let bfe = BaseFilteringEngine()
-        _ = try bfe.load(try Policy.parse(yaml, sourceName: "t")) // valid for the model
+        _ = try bfe.load(try Policy.parse(yaml, sourceName: "t"))  // valid for the model
         #expect {
             try PolicyCompiler.compile(bfe)
         } throws: { e in
@@ -570,18 +626,22 @@ struct CompilerTests {
         }
         // ALE_APP_ID is matched by file identity: an executable that does not exist is refused
         #expect {
-            try compileYAML(oneFilter([
-                "{ fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: /nonexistent/app } }",
-            ], name: "ghost"))
+            try compileYAML(
+                oneFilter(
+                    [
+                        "{ fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: /nonexistent/app } }"
+                    ], name: "ghost"))
         } throws: { e in
             guard let e = e as? CompileError else { return false }
             return e.message.contains("'ghost'") && e.message.contains("does not exist")
         }
         // a match type the kernel cannot do on a field it can supply is refused the same way
         #expect {
-            try compileYAML(oneFilter([
-                "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_PREFIX, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: web } }",
-            ], name: "suffix"))
+            try compileYAML(
+                oneFilter(
+                    [
+                        "{ fieldKey: LFP_CONDITION_WORKLOAD, matchType: FWP_MATCH_PREFIX, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: web } }"
+                    ], name: "suffix"))
         } throws: { e in
             guard let e = e as? CompileError else { return false }
             return e.message.contains("'suffix'") && e.message.contains("LFP_CONDITION_WORKLOAD")
@@ -593,32 +653,32 @@ struct CompilerTests {
     @Test("compiling twice, or the same policy in two engines, gives byte-identical rules")
     func determinism() throws {
         let yaml = """
-        sublayers:
-          - { subLayerKey: \(SL_LO), displayData: { name: lo }, weight: 0x1000 }
-          - { subLayerKey: \(SL_HI), displayData: { name: hi }, weight: 0x9000 }
-        filters:
-          - displayData: { name: a }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            subLayerKey: \(SL_LO)
-            filterCondition:
-              - \(cond("IP_REMOTE_PORT", "RANGE", portRange(1, 1024)))
-              - \(cond("IP_REMOTE_ADDRESS", "EQUAL", "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 127.0.0.0, mask: 255.0.0.0 } }"))
-              - \(cond("IP_REMOTE_PORT", "EQUAL", u16(8080)))
-            action: { type: FWP_ACTION_BLOCK }
-          - displayData: { name: b }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-            subLayerKey: \(SL_HI)
-            flags: [FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT]
-            filterCondition:
-              - \(cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: 'D:(A;;CC;;;S-1-22-1-3)(A;;CC;;;S-1-22-1-1)(D;;CC;;;S-1-22-2-4)(D;;CC;;;S-1-22-2-2)' }"))
-            action: { type: FWP_ACTION_PERMIT }
-          - displayData: { name: c }
-            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V6
-            filterCondition:
-              - \(cond("IP_REMOTE_ADDRESS", "EQUAL", "{ type: FWP_V6_ADDR_MASK, v6AddrMask: { addr: 'fd00::1', prefixLength: 8 } }"))
-            action: { type: FWP_ACTION_PERMIT }
-          - { displayData: { name: d }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_PERMIT } }
-        """
+            sublayers:
+              - { subLayerKey: \(SL_LO), displayData: { name: lo }, weight: 0x1000 }
+              - { subLayerKey: \(SL_HI), displayData: { name: hi }, weight: 0x9000 }
+            filters:
+              - displayData: { name: a }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                subLayerKey: \(SL_LO)
+                filterCondition:
+                  - \(cond("IP_REMOTE_PORT", "RANGE", portRange(1, 1024)))
+                  - \(cond("IP_REMOTE_ADDRESS", "EQUAL", "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: 127.0.0.0, mask: 255.0.0.0 } }"))
+                  - \(cond("IP_REMOTE_PORT", "EQUAL", u16(8080)))
+                action: { type: FWP_ACTION_BLOCK }
+              - displayData: { name: b }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                subLayerKey: \(SL_HI)
+                flags: [FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT]
+                filterCondition:
+                  - \(cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: 'D:(A;;CC;;;S-1-22-1-3)(A;;CC;;;S-1-22-1-1)(D;;CC;;;S-1-22-2-4)(D;;CC;;;S-1-22-2-2)' }"))
+                action: { type: FWP_ACTION_PERMIT }
+              - displayData: { name: c }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V6
+                filterCondition:
+                  - \(cond("IP_REMOTE_ADDRESS", "EQUAL", "{ type: FWP_V6_ADDR_MASK, v6AddrMask: { addr: 'fd00::1', prefixLength: 8 } }"))
+                action: { type: FWP_ACTION_PERMIT }
+              - { displayData: { name: d }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_PERMIT } }
+            """
         func bytes(_ i: PolicyImage) -> [UInt8] {
             i.rules.withUnsafeBytes { Array($0) } + i.ranges.withUnsafeBytes { Array($0) }
         }
@@ -655,7 +715,7 @@ struct CompilerTests {
             do {
                 image = try PolicyCompiler.compile(bfe)
             } catch let e as CompileError where e.message.contains("FWPM_CONDITION_ALE_USER_ID") {
-                continue // a documented refusal (several descriptors ORed), checked in twoDescriptorsOr
+                continue  // a documented refusal (several descriptors ORed), checked in twoDescriptorsOr
             }
             for _ in 0..<60 {
                 let p = GeneratedPolicy.probe(&rng)
@@ -663,7 +723,9 @@ struct CompilerTests {
                 let kernel = KernelEval.classify(image, .authConnectV4, p.values)
                 let modelAction = UInt8(model.actionType == .block ? LFP_ACTION_BLOCK.rawValue : LFP_ACTION_PERMIT.rawValue)
                 if modelAction != kernel.action || model.filterId != kernel.filterId {
-                    disagreements.append("round \(round) probe \(p.assignments): model \(model.actionType.name) filter \(model.filterId), image action \(kernel.action) filter \(kernel.filterId)\n\(yaml)\n\(model.render())")
+                    disagreements.append(
+                        "round \(round) probe \(p.assignments): model \(model.actionType.name) filter \(model.filterId), image action \(kernel.action) filter \(kernel.filterId)\n\(yaml)\n\(model.render())"
+                    )
                 }
             }
         }
@@ -677,18 +739,19 @@ struct CompilerTests {
     @Test("two ALE_USER_ID descriptors in one filter OR together (or are refused)")
     func twoDescriptorsOr() throws {
         let cases: [(String, String)] = [
-            ("D:(A;;CC;;;WD)", "D:(A;;CC;;;S-1-22-1-5)"),                                         // everyone OR uid 5
-            ("D:(A;;CC;;;S-1-22-1-7)", "D:(A;;CC;;;S-1-22-2-5)"),                                 // uid 7 OR gid 5
-            ("D:(D;;CC;;;WD)", "D:(A;;CC;;;S-1-22-1-5)"),                                         // nobody OR uid 5
-            ("D:(D;;CC;;;S-1-22-1-5)(A;;CC;;;S-1-22-1-1000)", "D:(A;;CC;;;S-1-22-1-5)"),          // (1000, not 5) OR 5
-            ("D:(D;;CC;;;S-1-22-1-5)(D;;CC;;;S-1-22-1-6)(A;;CC;;;WD)", "D:(A;;CC;;;S-1-22-1-5)"), // (not 5, not 6) OR 5
+            ("D:(A;;CC;;;WD)", "D:(A;;CC;;;S-1-22-1-5)"),  // everyone OR uid 5
+            ("D:(A;;CC;;;S-1-22-1-7)", "D:(A;;CC;;;S-1-22-2-5)"),  // uid 7 OR gid 5
+            ("D:(D;;CC;;;WD)", "D:(A;;CC;;;S-1-22-1-5)"),  // nobody OR uid 5
+            ("D:(D;;CC;;;S-1-22-1-5)(A;;CC;;;S-1-22-1-1000)", "D:(A;;CC;;;S-1-22-1-5)"),  // (1000, not 5) OR 5
+            ("D:(D;;CC;;;S-1-22-1-5)(D;;CC;;;S-1-22-1-6)(A;;CC;;;WD)", "D:(A;;CC;;;S-1-22-1-5)"),  // (not 5, not 6) OR 5
         ]
         for (a, b) in cases {
-            let yaml = oneFilter([
-                cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(a)' }"),
-                cond("IP_REMOTE_PORT", "EQUAL", u16(53)),
-                cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(b)' }"),
-            ], name: "two-sd")
+            let yaml = oneFilter(
+                [
+                    cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(a)' }"),
+                    cond("IP_REMOTE_PORT", "EQUAL", u16(53)),
+                    cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(b)' }"),
+                ], name: "two-sd")
             let bfe = BaseFilteringEngine()
             _ = try bfe.load(try Policy.parse(yaml, sourceName: "t"))
             let image: PolicyImage
@@ -704,17 +767,23 @@ struct CompilerTests {
             for uid: UInt32 in [0, 5, 6, 7, 1000] {
                 for gid: UInt32 in [0, 5] {
                     for port: UInt16 in [53, 54] {
-                        let model = bfe.classify(layer: .authConnectV4, values: IncomingValues([
-                            .aleUserId: .token(UserToken(uid: uid, gids: [gid])), .lfpUid: .uint32(uid), .lfpGid: .uint32(gid),
-                            .ipRemotePort: .uint16(port),
-                        ]))
-                        let kernel = KernelEval.classify(image, .authConnectV4, [
-                            LFP_FIELD_UID.rawValue: (0, UInt64(uid)), LFP_FIELD_GID.rawValue: (0, UInt64(gid)),
-                            LFP_FIELD_IP_REMOTE_PORT.rawValue: (0, UInt64(port)),
-                        ])
+                        let model = bfe.classify(
+                            layer: .authConnectV4,
+                            values: IncomingValues([
+                                .aleUserId: .token(UserToken(uid: uid, gids: [gid])), .lfpUid: .uint32(uid), .lfpGid: .uint32(gid),
+                                .ipRemotePort: .uint16(port),
+                            ]))
+                        let kernel = KernelEval.classify(
+                            image, .authConnectV4,
+                            [
+                                LFP_FIELD_UID.rawValue: (0, UInt64(uid)), LFP_FIELD_GID.rawValue: (0, UInt64(gid)),
+                                LFP_FIELD_IP_REMOTE_PORT.rawValue: (0, UInt64(port)),
+                            ])
                         let modelBlocks = model.actionType == .block
-                        #expect(modelBlocks == (kernel.action == UInt8(LFP_ACTION_BLOCK.rawValue)) && model.filterId == kernel.filterId,
-                                "\(a) OR \(b), uid \(uid) gid \(gid) port \(port): model \(model.actionType.name) filter \(model.filterId), compiled action \(kernel.action) filter \(kernel.filterId); rules \(rules.map { conds($0).map(C.init) })")
+                        #expect(
+                            modelBlocks == (kernel.action == UInt8(LFP_ACTION_BLOCK.rawValue)) && model.filterId == kernel.filterId,
+                            "\(a) OR \(b), uid \(uid) gid \(gid) port \(port): model \(model.actionType.name) filter \(model.filterId), compiled action \(kernel.action) filter \(kernel.filterId); rules \(rules.map { conds($0).map(C.init) })"
+                        )
                     }
                 }
             }
@@ -756,17 +825,21 @@ enum GeneratedPolicy {
             return cond("IP_REMOTE_PORT", "RANGE", portRange(Int(min(a, b)), Int(max(a, b))))
         case 2:
             let mask = rng.pick(["255.0.0.0", "255.255.0.0", "255.255.255.255", "0.0.0.0"])
-            return cond("IP_REMOTE_ADDRESS", rng.bool() ? "EQUAL" : "NOT_EQUAL",
-                        "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: \(ip(rng.pick(addrs))), mask: \(mask) } }")
+            return cond(
+                "IP_REMOTE_ADDRESS", rng.bool() ? "EQUAL" : "NOT_EQUAL",
+                "{ type: FWP_V4_ADDR_MASK, v4AddrMask: { addr: \(ip(rng.pick(addrs))), mask: \(mask) } }")
         case 3:
             return cond("IP_PROTOCOL", "EQUAL", "{ type: FWP_UINT8, uint8: \(rng.pick([6, 17])) }")
         case 4:
-            return cond("FLAGS", rng.pick(["FLAGS_ALL_SET", "FLAGS_ANY_SET", "FLAGS_NONE_SET"]),
-                        u32(rng.pick(["1", "5", "0x18"])))
+            return cond(
+                "FLAGS", rng.pick(["FLAGS_ALL_SET", "FLAGS_ANY_SET", "FLAGS_NONE_SET"]),
+                u32(rng.pick(["1", "5", "0x18"])))
         case 5:
             let u = rng.pick(uids), g = rng.pick(uids)
-            let sddl = rng.pick(["D:(A;;CC;;;S-1-22-1-\(u))", "D:(D;;CC;;;S-1-22-1-\(u))(A;;CC;;;WD)",
-                                 "D:(A;;CC;;;S-1-22-2-\(g))(D;;CC;;;S-1-22-1-\(u))", "D:(A;;CC;;;WD)"])
+            let sddl = rng.pick([
+                "D:(A;;CC;;;S-1-22-1-\(u))", "D:(D;;CC;;;S-1-22-1-\(u))(A;;CC;;;WD)",
+                "D:(A;;CC;;;S-1-22-2-\(g))(D;;CC;;;S-1-22-1-\(u))", "D:(A;;CC;;;WD)",
+            ])
             return cond("ALE_USER_ID", "EQUAL", "{ type: FWP_SECURITY_DESCRIPTOR_TYPE, sd: '\(sddl)' }")
         default:
             return cond("IP_LOCAL_PORT", "EQUAL", rng.bool() ? "{ type: FWP_EMPTY }" : u16(Int(rng.pick(ports))))
@@ -775,16 +848,18 @@ enum GeneratedPolicy {
 
     static func yaml(_ rng: inout SplitMix, filters: Int) -> String {
         var y = """
-        sublayers:
-          - { subLayerKey: \(SL_HI), displayData: { name: hi }, weight: 0xC000 }
-          - { subLayerKey: \(SL_LO), displayData: { name: lo }, weight: 0x2000 }
-        filters:
+            sublayers:
+              - { subLayerKey: \(SL_HI), displayData: { name: hi }, weight: 0xC000 }
+              - { subLayerKey: \(SL_LO), displayData: { name: lo }, weight: 0x2000 }
+            filters:
 
-        """
+            """
         for i in 0..<filters {
             let sub = rng.pick([SL_HI, SL_LO, "00000000-0000-0000-0000-000000000000"])
-            let weight = rng.pick(["{ type: FWP_UINT64, uint64: \(rng.int(4)) }", "{ type: FWP_EMPTY }",
-                                   "{ type: FWP_UINT8, uint8: \(rng.int(16)) }"])
+            let weight = rng.pick([
+                "{ type: FWP_UINT64, uint64: \(rng.int(4)) }", "{ type: FWP_EMPTY }",
+                "{ type: FWP_UINT8, uint8: \(rng.int(16)) }",
+            ])
             var flags: [String] = []
             if rng.int(3) == 0 { flags.append("FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT") }
             y += "  - displayData: { name: f\(i) }\n"

@@ -26,8 +26,9 @@ final class KernelFixture {
         KernelFixture.lock.unlock()
         cgroupParent = try CgroupV2.mountPoint() + "/" + tag
         try BPFFS.ensureMounted()
-        config = EngineConfiguration(bpffsRoot: "/sys/fs/bpf/" + tag, stateDirectory: "/tmp/" + tag,
-                                     cgroupParent: cgroupParent, objectPath: KernelFixture.objectPath)
+        config = EngineConfiguration(
+            bpffsRoot: "/sys/fs/bpf/" + tag, stateDirectory: "/tmp/" + tag,
+            cgroupParent: cgroupParent, objectPath: KernelFixture.objectPath)
         engine = Engine(config: config)
         try CgroupV2.create(cgroupParent)
     }
@@ -66,8 +67,10 @@ final class KernelFixture {
         let out = Pipe()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", workload.cgroupPath,
-                       python, KernelFixture.client, json]
+        p.arguments = [
+            "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", workload.cgroupPath,
+            python, KernelFixture.client, json,
+        ]
         p.standardOutput = out
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
@@ -116,7 +119,9 @@ final class Listener {
             var a = sockaddr_in6()
             a.sin6_family = sa_family_t(AF_INET6)
             a.sin6_addr = in6addr_loopback
-            let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            let r = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
             var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
             _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
             port = UInt16(bigEndian: a.sin6_port)
@@ -125,7 +130,9 @@ final class Listener {
             var a = sockaddr_in()
             a.sin_family = sa_family_t(AF_INET)
             a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-            let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let r = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
             var len = socklen_t(MemoryLayout<sockaddr_in>.size)
             _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
             port = UInt16(bigEndian: a.sin_port)
@@ -145,8 +152,11 @@ final class PyProc {
 
     init(cgroup: String, script: String, args: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup,
-                             KernelFixture.python, "-u", "-c", script] + args
+        process.arguments =
+            [
+                "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup,
+                KernelFixture.python, "-u", "-c", script,
+            ] + args
         process.standardOutput = out
         try process.run()
     }
@@ -184,7 +194,9 @@ enum Net {
             a.sin6_family = sa_family_t(AF_INET6)
             a.sin6_port = port.bigEndian
             inet_pton(AF_INET6, host, &a.sin6_addr)
-            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            return withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
