@@ -23,7 +23,7 @@ BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD_DIR)/%.o,$(BPF_SRCS))
 BPF_LIB := $(wildcard bpf/lib/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 	-Ibpf -I$(BUILD_DIR) -ISources/KernelABI/include
-APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3
+APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format
 LFP := .build/debug/lfp
 
 .PHONY: all deps bpf swift demo test bench clean format lint

@@ -3,4 +3,7 @@
 #include "lib/inbound.h"
 
 SEC("cgroup_skb/ingress")
-int lfp_ingress(struct __sk_buff *skb) { return lfp_on_ingress(skb); }
+int lfp_ingress(struct __sk_buff *skb)
+{
+	return lfp_on_ingress(skb);
+}

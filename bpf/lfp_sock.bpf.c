@@ -4,15 +4,27 @@
 #include "lib/endpoint.h"
 
 SEC("cgroup/sock_create")
-int lfp_sock_create(struct bpf_sock *sk) { return lfp_on_sock_create(sk); }
+int lfp_sock_create(struct bpf_sock *sk)
+{
+	return lfp_on_sock_create(sk);
+}
 
 SEC("cgroup/post_bind4")
-int lfp_post_bind4(struct bpf_sock *sk) { return lfp_on_post_bind(sk, 0); }
+int lfp_post_bind4(struct bpf_sock *sk)
+{
+	return lfp_on_post_bind(sk, 0);
+}
 
 SEC("cgroup/post_bind6")
-int lfp_post_bind6(struct bpf_sock *sk) { return lfp_on_post_bind(sk, 1); }
+int lfp_post_bind6(struct bpf_sock *sk)
+{
+	return lfp_on_post_bind(sk, 1);
+}
 
 SEC("cgroup/sock_release")
-int lfp_sock_release(struct bpf_sock *sk) { return lfp_on_sock_release(sk); }
+int lfp_sock_release(struct bpf_sock *sk)
+{
+	return lfp_on_sock_release(sk);
+}
 
 char LICENSE[] SEC("license") = "GPL";

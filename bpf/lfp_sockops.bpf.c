@@ -4,4 +4,7 @@
 #include "lib/tcp.h"
 
 SEC("sockops")
-int lfp_sockops(struct bpf_sock_ops *skops) { return lfp_on_sockops(skops); }
+int lfp_sockops(struct bpf_sock_ops *skops)
+{
+	return lfp_on_sockops(skops);
+}

@@ -9,5 +9,8 @@
 #include <sys/epoll.h>
 
 /* BPF_FS_MAGIC lives in <linux/magic.h>; exposed as a constant Swift can read. */
-static inline unsigned long lfp_bpffs_magic(void) { return 0xcafe4a11UL; }
+static inline unsigned long lfp_bpffs_magic(void)
+{
+	return 0xcafe4a11UL;
+}
 #endif

@@ -167,7 +167,7 @@ static long lfp_walk_step(__u32 i, void *data)
 		return 0; /* rule 3: this sublayer already decided */
 	if (!lfp_rule_matches(r, w->in))
 		return 0;
-	w->v.action = r->action;                  /* rule 4 */
+	w->v.action = r->action; /* rule 4 */
 	w->v.filter_id = r->filter_id;
 	w->v.block_errno = r->block_errno;
 	w->skip_sublayer = r->sublayer;

@@ -77,7 +77,7 @@ static __always_inline int lfp_on_post_bind(struct bpf_sock *sk, int v6)
 	__u64 cookie = bpf_get_socket_cookie(sk);
 
 	lfp_event_init(&e, cookie, v6 ? LFP_LAYER_RESOURCE_ASSIGNMENT_V6 : LFP_LAYER_RESOURCE_ASSIGNMENT_V4,
-		       LFP_EV_CLASSIFY);
+	               LFP_EV_CLASSIFY);
 	e.family = v6 ? AF_INET6 : AF_INET;
 	e.protocol = sk->protocol;
 	lfp_read_sock_local(&e, sk, v6);
@@ -142,7 +142,8 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 	struct bpf_sock *sk = ctx->sk;
 	struct lfp_sk *s = 0;
 
-	lfp_event_init(&e, cookie, v6 ? LFP_LAYER_AUTH_CONNECT_V6 : LFP_LAYER_AUTH_CONNECT_V4, LFP_EV_CLASSIFY);
+	lfp_event_init(&e, cookie, v6 ? LFP_LAYER_AUTH_CONNECT_V6 : LFP_LAYER_AUTH_CONNECT_V4,
+	               LFP_EV_CLASSIFY);
 	e.family = v6 ? AF_INET6 : AF_INET;
 	e.protocol = ctx->protocol;
 	lfp_read_user_remote(&e, ctx, v6);
@@ -215,7 +216,8 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	struct lfp_sk *s = 0;
 	struct lfp_flow_key k;
 
-	lfp_event_init(&e, cookie, v6 ? LFP_LAYER_AUTH_CONNECT_V6 : LFP_LAYER_AUTH_CONNECT_V4, LFP_EV_CLASSIFY);
+	lfp_event_init(&e, cookie, v6 ? LFP_LAYER_AUTH_CONNECT_V6 : LFP_LAYER_AUTH_CONNECT_V4,
+	               LFP_EV_CLASSIFY);
 	e.family = v6 ? AF_INET6 : AF_INET;
 	e.protocol = ctx->protocol;
 	lfp_read_user_remote(&e, ctx, v6);
@@ -282,7 +284,8 @@ static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 		s->flags |= LFP_SKF_RELEASED;
 		return 1;
 	}
-	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_ENDPOINT_CLOSURE_V4, family), LFP_EV_NOTIFY, s);
+	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_ENDPOINT_CLOSURE_V4, family), LFP_EV_NOTIFY,
+	                     s);
 	e.family = family;
 	e.protocol = sk->protocol;
 	if (!s)

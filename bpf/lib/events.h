@@ -61,7 +61,7 @@ static long lfp_emit_slot(__u32 i, void *data)
 	struct lfp_event *e = c->e;
 	e->seq = __sync_fetch_and_add(seq, 1);
 	__u64 flags = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= LFP_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-										     : BPF_RB_NO_WAKEUP;
+	                                                                           : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(rb, e, sizeof(*e), flags)) {
 		__u64 *d = bpf_map_lookup_elem(&lfp_sub_drops, &slot);
 		if (d)

@@ -29,7 +29,8 @@ static __always_inline int lfp_parse(struct __sk_buff *skb, struct lfp_pkt *p)
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		__u8 vihl;
 		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &p->proto, 1) ||
-		    bpf_skb_load_bytes(skb, 12, &p->src_be[0], 4) || bpf_skb_load_bytes(skb, 16, &p->dst_be[0], 4))
+		    bpf_skb_load_bytes(skb, 12, &p->src_be[0], 4) ||
+		    bpf_skb_load_bytes(skb, 16, &p->dst_be[0], 4))
 			return 0;
 		l4 = (vihl & 0xf) * 4;
 		p->family = AF_INET;
@@ -80,7 +81,8 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 		return 0; /* AUTH_LISTEN blocked this listener (reported once, at listen) */
 	__u64 cookie = bpf_get_socket_cookie(skb);
 
-	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_AUTH_RECV_ACCEPT_V4, p.family), LFP_EV_CLASSIFY, s);
+	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_AUTH_RECV_ACCEPT_V4, p.family),
+	                     LFP_EV_CLASSIFY, s);
 	e.family = p.family;
 	e.protocol = p.proto;
 	__builtin_memcpy(e.remote_addr_be, p.src_be, sizeof(e.remote_addr_be));

@@ -21,7 +21,7 @@ struct {
 /* slot * LFP_LAYER_COUNT + layer -> rule range of that layer in lfp_rules. Written by policy load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LFP_SLOTS * LFP_LAYER_COUNT);
+	__uint(max_entries, LFP_SLOTS *LFP_LAYER_COUNT);
 	__type(key, __u32);
 	__type(value, struct lfp_layer_range);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -31,7 +31,7 @@ struct {
  * into the inactive slot, then published by flipping lfp_config.active_slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LFP_SLOTS * LFP_MAX_RULES);
+	__uint(max_entries, LFP_SLOTS *LFP_MAX_RULES);
 	__type(key, __u32);
 	__type(value, struct lfp_rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -45,10 +45,11 @@ struct {
 	__uint(max_entries, LFP_MAX_SUBSCRIBERS);
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_RINGBUF);
-		__uint(max_entries, LFP_RING_BYTES);
-	});
+	__array(
+	    values, struct {
+		    __uint(type, BPF_MAP_TYPE_RINGBUF);
+		    __uint(max_entries, LFP_RING_BYTES);
+	    });
 } lfp_subs LFP_MAP;
 
 /* subscriber slot -> next sequence number of that ring (submitted = received + dropped). Kernel
@@ -99,7 +100,7 @@ struct lfp_sk {
 	__u64 cookie;        /* owner's cookie; differs in a fresh clone (accepted child)        */
 	__u64 parent_cookie; /* listener of an accepted connection                            */
 	__u64 cgroup_id;
-	__u64 ra_filter_id;  /* implicit-bind RESOURCE_ASSIGNMENT decision, reported later     */
+	__u64 ra_filter_id; /* implicit-bind RESOURCE_ASSIGNMENT decision, reported later     */
 	__u32 local_addr_be[4];
 	__u32 uid;
 	__u32 gid;
@@ -108,21 +109,21 @@ struct lfp_sk {
 	__u16 family;
 	__u8 protocol;
 	__u8 ra_action;
-	__u16 flags;         /* LFP_SKF_* */
+	__u16 flags; /* LFP_SKF_* */
 	char comm[16];
-	__u64 exe_ino;       /* owner's executable (ALE_APP_ID) */
+	__u64 exe_ino; /* owner's executable (ALE_APP_ID) */
 	__u32 exe_dev;
 	__u32 pad;
 };
-#define LFP_SKF_BOUND 0x1          /* local tuple recorded                                  */
-#define LFP_SKF_AUTHORIZED 0x2     /* permitted at AUTH_CONNECT/RECV_ACCEPT: closure is due  */
-#define LFP_SKF_CLOSED 0x4         /* ENDPOINT_CLOSURE reported                             */
-#define LFP_SKF_LISTENER 0x8       /* a TCP listener: one closure per listener              */
-#define LFP_SKF_STATECB 0x10       /* sockops STATE_CB will report the TCP close            */
-#define LFP_SKF_RELEASED 0x20      /* fd closed; RESOURCE_RELEASE waits for the closure     */
+#define LFP_SKF_BOUND 0x1           /* local tuple recorded                                  */
+#define LFP_SKF_AUTHORIZED 0x2      /* permitted at AUTH_CONNECT/RECV_ACCEPT: closure is due  */
+#define LFP_SKF_CLOSED 0x4          /* ENDPOINT_CLOSURE reported                             */
+#define LFP_SKF_LISTENER 0x8        /* a TCP listener: one closure per listener              */
+#define LFP_SKF_STATECB 0x10        /* sockops STATE_CB will report the TCP close            */
+#define LFP_SKF_RELEASED 0x20       /* fd closed; RESOURCE_RELEASE waits for the closure     */
 #define LFP_SKF_LISTEN_BLOCKED 0x40 /* AUTH_LISTEN blocked: every SYN is dropped            */
-#define LFP_SKF_RA_PENDING 0x80    /* implicit bind classified, event due when the port is known */
-#define LFP_SKF_DISCOVERED 0x100   /* found by the attach-time sweep, not created under lfp */
+#define LFP_SKF_RA_PENDING 0x80     /* implicit bind classified, event due when the port is known */
+#define LFP_SKF_DISCOVERED 0x100    /* found by the attach-time sweep, not created under lfp */
 
 /* socket -> struct lfp_sk. Created at sock_create (or the first hook that sees the socket),
  * written by bind/connect/sockops, read at release. */

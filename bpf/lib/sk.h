@@ -43,7 +43,7 @@ static __always_inline struct lfp_sk *lfp_sk_own(void *sk, __u64 cookie, const s
 /* An event about a socket from a context where "current" is not its owner (softirq sockops,
  * packets, iterators): the owner comes from lfp_sk. */
 static __always_inline void lfp_event_init_owner(struct lfp_event *e, __u64 cookie, __u16 layer, __u8 kind,
-						 const struct lfp_sk *s)
+                                                 const struct lfp_sk *s)
 {
 	__builtin_memset(e, 0, sizeof(*e));
 	e->cookie = cookie;
@@ -169,6 +169,8 @@ static __always_inline struct lfp_flow *lfp_flow_find(const struct lfp_flow_key 
 
 static __always_inline void lfp_flow_store(const struct lfp_flow_key *k, const struct lfp_verdict *v)
 {
-	struct lfp_flow f = { .filter_id = v->filter_id, .generation = (__u32)v->generation, .action = v->action };
+	struct lfp_flow f = { .filter_id = v->filter_id,
+		              .generation = (__u32)v->generation,
+		              .action = v->action };
 	bpf_map_update_elem(&lfp_flows, k, &f, BPF_ANY);
 }

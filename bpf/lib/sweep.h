@@ -39,7 +39,8 @@ static __always_inline int lfp_adopt(struct sock *sk, __u8 proto)
 		s->flags |= LFP_SKF_AUTHORIZED; /* it has (or may have) flows: closure is due */
 
 	struct lfp_event e;
-	lfp_event_init_owner(&e, s->cookie, lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, family), LFP_EV_NOTIFY, s);
+	lfp_event_init_owner(&e, s->cookie, lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, family),
+	                     LFP_EV_NOTIFY, s);
 	e.family = family;
 	lfp_unmap(&e);
 	lfp_emit(&e);

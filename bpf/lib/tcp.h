@@ -8,7 +8,7 @@ static __always_inline void lfp_skops_tuple(struct lfp_event *e, struct bpf_sock
 {
 	e->family = skops->family;
 	e->protocol = IPPROTO_TCP;
-	e->local_port = skops->local_port;             /* host order */
+	e->local_port = skops->local_port;              /* host order */
 	e->remote_port = bpf_ntohl(skops->remote_port); /* network order in the upper half */
 	if (skops->family == AF_INET) {
 		e->local_addr_be[0] = skops->local_ip4;
@@ -100,7 +100,7 @@ static __always_inline void lfp_on_tcp_listen_cb(struct bpf_sock_ops *skops, str
 /* A connection is established. For an accepted child this is its first hook: its lfp_sk is a
  * clone of the listener's, so it learns its parent, then reports its RESOURCE_ASSIGNMENT. */
 static __always_inline void lfp_on_tcp_established(struct bpf_sock_ops *skops, struct lfp_sk *s, __u64 cookie,
-						   int passive)
+                                                   int passive)
 {
 	struct lfp_event e;
 

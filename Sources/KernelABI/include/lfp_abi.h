@@ -24,11 +24,11 @@ typedef int32_t __s32;
 #define LFP_ABI_VERSION 1
 
 /* ---- capacities (Swift reads these; changing one changes the pinned maps' shape) ---- */
-#define LFP_MAX_CONDS 16          /* conditions per compiled rule                        */
-#define LFP_MAX_RULES 1024        /* rules per policy slot (all layers together)         */
-#define LFP_SLOTS 2               /* double buffer: the kernel reads the active slot     */
-#define LFP_MAX_SUBSCRIBERS 16    /* concurrent event tails, each with its own ring      */
-#define LFP_RING_BYTES (4u << 20) /* default ring size per subscriber (4 MiB)            */
+#define LFP_MAX_CONDS 16             /* conditions per compiled rule                        */
+#define LFP_MAX_RULES 1024           /* rules per policy slot (all layers together)         */
+#define LFP_SLOTS 2                  /* double buffer: the kernel reads the active slot     */
+#define LFP_MAX_SUBSCRIBERS 16       /* concurrent event tails, each with its own ring      */
+#define LFP_RING_BYTES (4u << 20)    /* default ring size per subscriber (4 MiB)            */
 #define LFP_WAKEUP_BYTES (64u << 10) /* batched wake-up: force a wake-up past this much   */
 
 /* ---- WFP layers (runtime ids; FilterModel.Layer maps onto these) ---- */
@@ -52,7 +52,7 @@ enum lfp_layer {
 
 /* ---- condition fields the kernel can supply (incoming values) ---- */
 enum lfp_field {
-	LFP_FIELD_IP_LOCAL_ADDRESS = 0,  /* 128-bit; v4 in the low 32 bits, host order       */
+	LFP_FIELD_IP_LOCAL_ADDRESS = 0, /* 128-bit; v4 in the low 32 bits, host order       */
 	LFP_FIELD_IP_REMOTE_ADDRESS = 1,
 	LFP_FIELD_IP_LOCAL_PORT = 2,
 	LFP_FIELD_IP_REMOTE_PORT = 3,
@@ -60,9 +60,9 @@ enum lfp_field {
 	LFP_FIELD_UID = 5,
 	LFP_FIELD_GID = 6,
 	LFP_FIELD_CGROUP_ID = 7,
-	LFP_FIELD_FLAGS = 8,             /* FWP_CONDITION_FLAG_* bits                         */
-	LFP_FIELD_WORKLOAD = 9,          /* lfp_workload_id(name) of the socket's cgroup        */
-	LFP_FIELD_APP_ID = 10,           /* executable identity: (kernel dev_t, inode)          */
+	LFP_FIELD_FLAGS = 8,    /* FWP_CONDITION_FLAG_* bits                         */
+	LFP_FIELD_WORKLOAD = 9, /* lfp_workload_id(name) of the socket's cgroup        */
+	LFP_FIELD_APP_ID = 10,  /* executable identity: (kernel dev_t, inode)          */
 	LFP_FIELD_COUNT = 11,
 };
 
@@ -82,12 +82,12 @@ enum lfp_field {
  * NEGATE). A field the kernel does not know for this operation (FWP_EMPTY) matches only a
  * condition carrying LFP_COND_MATCH_EMPTY. */
 #define LFP_COND_NEGATE 0x1u
-#define LFP_COND_GROUP_END 0x2u     /* last condition of an OR group; groups are ANDed     */
-#define LFP_COND_MATCH_EMPTY 0x4u   /* FWP_MATCH_EQUAL against FWP_EMPTY                   */
+#define LFP_COND_GROUP_END 0x2u   /* last condition of an OR group; groups are ANDed     */
+#define LFP_COND_MATCH_EMPTY 0x4u /* FWP_MATCH_EQUAL against FWP_EMPTY                   */
 
 struct lfp_cond {
-	__u8 field;  /* enum lfp_field */
-	__u8 flags;  /* LFP_COND_* */
+	__u8 field; /* enum lfp_field */
+	__u8 flags; /* LFP_COND_* */
 	__u8 pad[6];
 	__u64 mask_hi, mask_lo;
 	__u64 lo_hi, lo_lo;
@@ -100,15 +100,15 @@ enum lfp_action {
 	LFP_ACTION_BLOCK = 2,  /* FWP_ACTION_BLOCK  */
 };
 
-#define LFP_RULE_HARD 0x1u  /* the decision clears FWPS_RIGHT_ACTION_WRITE (R1.13, R1.14) */
+#define LFP_RULE_HARD 0x1u /* the decision clears FWPS_RIGHT_ACTION_WRITE (R1.13, R1.14) */
 
 /* One filter, in evaluation order inside its layer's range. */
 struct lfp_rule {
-	__u64 filter_id;   /* FWPM filterId reported on events                              */
-	__u16 sublayer;    /* sublayer visiting order, 0 = highest weight                    */
-	__u8 action;       /* enum lfp_action                                                */
-	__u8 flags;        /* LFP_RULE_*                                                     */
-	__u16 ncond;       /* <= LFP_MAX_CONDS                                               */
+	__u64 filter_id; /* FWPM filterId reported on events                              */
+	__u16 sublayer;  /* sublayer visiting order, 0 = highest weight                    */
+	__u8 action;     /* enum lfp_action                                                */
+	__u8 flags;      /* LFP_RULE_*                                                     */
+	__u16 ncond;     /* <= LFP_MAX_CONDS                                               */
 	__u16 pad;
 	__s32 block_errno; /* positive errno a block returns to the application (EPERM)      */
 	__u32 pad2;
@@ -133,9 +133,9 @@ enum lfp_event_kind {
 	LFP_EV_NOTIFY = 2,   /* a notification layer (flow established, closure, release)  */
 };
 
-#define LFP_EVF_LOCAL_ADDR 0x1u   /* local address is known (else FWP_EMPTY)             */
+#define LFP_EVF_LOCAL_ADDR 0x1u /* local address is known (else FWP_EMPTY)             */
 #define LFP_EVF_LOCAL_PORT 0x2u
-#define LFP_EVF_REMOTE 0x4u       /* remote address/port are known                        */
+#define LFP_EVF_REMOTE 0x4u /* remote address/port are known                        */
 
 struct lfp_event {
 	__u64 seq;           /* per-ring sequence number: gaps are drops                       */
@@ -149,22 +149,22 @@ struct lfp_event {
 	__u32 tgid;          /* process id                                                    */
 	__u32 uid;
 	__u32 gid;
-	__u16 layer;         /* enum lfp_layer                                                */
-	__u8 action;         /* enum lfp_action                                               */
-	__u8 kind;           /* enum lfp_event_kind                                           */
-	__u16 family;        /* AF_INET / AF_INET6 of the classified addresses                */
-	__u8 protocol;       /* IPPROTO_*                                                     */
-	__u8 evflags;        /* LFP_EVF_*                                                     */
-	__u16 local_port;    /* host order                                                    */
-	__u16 remote_port;   /* host order                                                    */
-	__s32 error;         /* errno returned to the application (blocks), else 0            */
-	__u32 cond_flags;    /* FWP_CONDITION_FLAG_* bits of the incoming values               */
-	__u32 local_addr_be[4];  /* network order; IPv4 in [0]                               */
+	__u16 layer;            /* enum lfp_layer                                                */
+	__u8 action;            /* enum lfp_action                                               */
+	__u8 kind;              /* enum lfp_event_kind                                           */
+	__u16 family;           /* AF_INET / AF_INET6 of the classified addresses                */
+	__u8 protocol;          /* IPPROTO_*                                                     */
+	__u8 evflags;           /* LFP_EVF_*                                                     */
+	__u16 local_port;       /* host order                                                    */
+	__u16 remote_port;      /* host order                                                    */
+	__s32 error;            /* errno returned to the application (blocks), else 0            */
+	__u32 cond_flags;       /* FWP_CONDITION_FLAG_* bits of the incoming values               */
+	__u32 local_addr_be[4]; /* network order; IPv4 in [0]                               */
 	__u32 remote_addr_be[4];
 	char comm[16];
-	__u32 workload_id;   /* lfp_workload_id of the cgroup, 0 when not an lfp workload       */
-	__u32 exe_dev;       /* the process's executable: kernel dev_t (MAJOR << 20 | MINOR)   */
-	__u64 exe_ino;       /* ... and inode number; 0 when unknown (FWP_EMPTY ALE_APP_ID)    */
+	__u32 workload_id; /* lfp_workload_id of the cgroup, 0 when not an lfp workload       */
+	__u32 exe_dev;     /* the process's executable: kernel dev_t (MAJOR << 20 | MINOR)   */
+	__u64 exe_ino;     /* ... and inode number; 0 when unknown (FWP_EMPTY ALE_APP_ID)    */
 };
 
 /* A workload's id in conditions: FNV-1a (32 bit) of its name, so a policy can name a workload
@@ -177,7 +177,7 @@ enum lfp_stat {
 	LFP_STAT_CLASSIFY = 0, /* classifications run                                        */
 	LFP_STAT_PERMIT = 1,
 	LFP_STAT_BLOCK = 2,
-	LFP_STAT_EVENTS = 3,   /* event records written to some subscriber ring               */
+	LFP_STAT_EVENTS = 3,        /* event records written to some subscriber ring               */
 	LFP_STAT_NO_SUBSCRIBER = 4, /* events with no subscriber at all                      */
 	LFP_STAT_COUNT = 8,
 };
