@@ -150,6 +150,7 @@ extension Engine {
         var attached = false
         defer {
             if attached { try? detach(workload: name) } else { try? CgroupV2.remove(cgroup) }
+            rmdir(parent)  // the parent too, once no workload is left in it (fails harmlessly otherwise)
         }
         try attach(workload: name, cgroupPath: cgroup, ownsCgroup: true)
         attached = true

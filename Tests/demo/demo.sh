@@ -7,12 +7,15 @@ LFP=${1:-.build/debug/lfp}
 LFP=$(realpath "$LFP")
 here=$(cd "$(dirname "$0")" && pwd)
 export LFP_BPFFS_ROOT=/sys/fs/bpf/lfp-demo LFP_STATE_DIR=/run/lfp-demo
+cg2=$(awk '$9=="cgroup2"{print $5; exit}' /proc/self/mountinfo)
+export LFP_CGROUP_PARENT="$cg2/lfp-demo"
 work=$(mktemp -d)
 pids=()
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   "$LFP" detach --workload demo >/dev/null 2>&1
+  rmdir "$LFP_CGROUP_PARENT" 2>/dev/null
   rm -rf "$LFP_BPFFS_ROOT" "$LFP_STATE_DIR" "$work"
 }
 trap cleanup EXIT
