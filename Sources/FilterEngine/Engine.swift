@@ -25,8 +25,30 @@ public final class Engine {
         return l
     }
 
+    /// Root, and the capabilities lfp's kernel work needs: CAP_SYS_ADMIN, or CAP_BPF +
+    /// CAP_PERFMON (programs that read task memory) + CAP_NET_ADMIN (cgroup socket hooks).
     func requireRoot(_ what: String) throws {
         if geteuid() != 0 { throw EngineError.notRoot(what) }
+        let missing = Engine.missingCapabilities()
+        if !missing.isEmpty {
+            throw EngineError(
+                "\(what) needs the capabilities \(missing.joined(separator: ", ")), which this process does not have (CapEff in /proc/self/status)")
+        }
+    }
+
+    static func missingCapabilities() -> [String] {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let eff = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return [] }  // no way to tell: let the kernel answer
+        func has(_ bit: UInt64) -> Bool { eff & (1 << bit) != 0 }
+        let sysAdmin: UInt64 = 21, netAdmin: UInt64 = 12, perfmon: UInt64 = 38, bpf: UInt64 = 39
+        if has(sysAdmin) && has(netAdmin) { return [] }
+        var missing: [String] = []
+        if !has(bpf) && !has(sysAdmin) { missing.append("CAP_BPF") }
+        if !has(perfmon) && !has(sysAdmin) { missing.append("CAP_PERFMON") }
+        if !has(netAdmin) { missing.append("CAP_NET_ADMIN") }
+        return missing
     }
 
     func stateLock() throws -> StateLock {

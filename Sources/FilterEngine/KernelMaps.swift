@@ -27,20 +27,42 @@ final class KernelMaps {
             guard create else {
                 throw EngineError("lfp has no kernel state yet (nothing pinned under \(dir)): load a policy or attach a workload first")
             }
-            try prepareBPFFS(cfg)
-            _ = try BPFObject(path: cfg.objectPath, pinRoot: dir, loadPrograms: false)
+            let created = try prepareBPFFS(cfg)
+            do {
+                _ = try BPFObject(path: cfg.objectPath, pinRoot: dir, loadPrograms: false)
+            } catch {
+                undo(created)
+                throw error
+            }
         }
         return try KernelMaps(dir: dir)
     }
 
-    static func prepareBPFFS(_ cfg: EngineConfiguration) throws {
+    /// Mount bpffs if needed and make lfp's directories; returns the ones it created, so a
+    /// failure right after can take them away again.
+    @discardableResult
+    static func prepareBPFFS(_ cfg: EngineConfiguration) throws -> [String] {
         try BPFFS.ensureMounted()
-        for d in [cfg.bpffsRoot, cfg.mapsDirectory, cfg.workloadsPinDirectory] {
-            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        var created: [String] = []
+        for d in [cfg.bpffsRoot, cfg.mapsDirectory, cfg.workloadsPinDirectory] where !FileManager.default.fileExists(atPath: d) {
+            do {
+                try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            } catch {
+                undo(created)
+                throw EngineError("cannot create \(d): \(error.localizedDescription)")
+            }
+            created.append(d)
         }
         guard BPFFS.isBPFFS(cfg.bpffsRoot) else {
+            undo(created)
             throw EngineError("\(cfg.bpffsRoot) is not on a bpf filesystem; set LFP_BPFFS_ROOT to a directory under a bpffs mount")
         }
+        return created
+    }
+
+    /// Remove directories made by prepareBPFFS (deepest first), if still empty.
+    static func undo(_ created: [String]) {
+        for d in created.reversed() { rmdir(d) }
     }
 
     private init(dir: String) throws {

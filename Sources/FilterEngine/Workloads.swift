@@ -59,8 +59,14 @@ extension Engine {
         guard CgroupV2.isCgroup2(path) else {
             throw EngineError("\(path) is not a cgroup v2 directory (cgroup v2 is mounted at \((try? CgroupV2.mountPoint()) ?? "?"))")
         }
-        try KernelMaps.prepareBPFFS(config)
-        let object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory, loadPrograms: true)
+        let created = try KernelMaps.prepareBPFFS(config)
+        let object: BPFObject
+        do {
+            object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory, loadPrograms: true)
+        } catch {
+            KernelMaps.undo(created)
+            throw error
+        }
         let cgfd = try CgroupV2.open(path)
         defer { close(cgfd) }
         let dir = linkDirectory(name)

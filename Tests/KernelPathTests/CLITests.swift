@@ -24,9 +24,12 @@ struct CLITests {
         var stderr: String
     }
 
-    static func run(_ args: [String], env: [String: String], asUser user: String? = nil) throws -> Result {
+    static func run(_ args: [String], env: [String: String], asUser user: String? = nil, dropCaps: Bool = false) throws -> Result {
         let p = Process()
-        if let user {
+        if dropCaps {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            p.arguments = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", lfp] + args
+        } else if let user {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             p.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--inh-caps=-all", lfp] + args
         } else {
@@ -107,7 +110,7 @@ struct CLITests {
         #expect(detach.status != 0 && detach.stderr.contains("no workload named"))
     }
 
-    @Test("non-root: a clear error naming the cause, nothing changed")
+    @Test("non-root, missing capabilities, broken object: a clear error naming the cause, nothing changed")
     func nonRoot() throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
@@ -118,6 +121,18 @@ struct CLITests {
         #expect(r.status != 0)
         #expect(r.stderr.contains("needs root"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: fx.config.stateDirectory + "/policy.json"))
+        // root without the capabilities: named, and nothing made in bpffs
+        let nocaps = try Self.run(["policy", "load", good], env: Self.env(fx), dropCaps: true)
+        #expect(nocaps.status != 0 && nocaps.stderr.contains("CAP_BPF"), "\(nocaps.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fx.config.bpffsRoot))
+        // a broken BPF object: libbpf's reason, and nothing made in bpffs either
+        let broken = try Self.write("not an ELF object")
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        var env = Self.env(fx)
+        env["LFP_BPF_OBJECT"] = broken
+        let bad = try Self.run(["policy", "load", good], env: env)
+        #expect(bad.status != 0 && bad.stderr.contains("BPF object format invalid"), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fx.config.bpffsRoot))
     }
 
     @Test("events from `lfp run` in one process appear in another's `lfp events --json`")
