@@ -31,8 +31,8 @@ public final class Engine {
         if geteuid() != 0 { throw EngineError.notRoot(what) }
         let missing = Engine.missingCapabilities()
         if !missing.isEmpty {
-            throw EngineError(
-                "\(what) needs the capabilities \(missing.joined(separator: ", ")), which this process does not have (CapEff in /proc/self/status)")
+            let names = missing.joined(separator: ", ")
+            throw EngineError("\(what) needs the capabilities \(names), which this process does not have (see CapEff in /proc/self/status)")
         }
     }
 
