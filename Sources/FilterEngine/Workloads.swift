@@ -56,6 +56,12 @@ extension Engine {
             let mount = (try? CgroupV2.mountPoint()) ?? "?"
             throw EngineError("cgroup not found: \(path) (cgroup v2 is mounted at \(mount))")
         }
+        // Programs attached to a cgroup also run for its descendants: nested workloads would
+        // classify every operation twice and report every event twice.
+        for w in workloads() where w.cgroupPath == path || path.hasPrefix(w.cgroupPath + "/") || w.cgroupPath.hasPrefix(path + "/") {
+            throw EngineError(
+                "\(path) overlaps workload '\(w.name)' (\(w.cgroupPath)): a workload's programs cover its whole cgroup subtree, so workloads cannot nest")
+        }
         guard CgroupV2.isCgroup2(path) else {
             throw EngineError("\(path) is not a cgroup v2 directory (cgroup v2 is mounted at \((try? CgroupV2.mountPoint()) ?? "?"))")
         }

@@ -272,6 +272,13 @@ struct FastPathTests {
         } throws: { "\($0)".contains("cgroup not found") }
         #expect(fx.engine.workloads().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: fx.config.bpffsRoot + "/workloads/ghost"))
+        // nested workloads would see every operation twice: refused
+        let outer = try fx.workload("outer")
+        try CgroupV2.create(outer.cgroupPath + "/inner")
+        #expect {
+            try fx.engine.attach(workload: "inner", cgroupPath: outer.cgroupPath + "/inner")
+        } throws: { "\($0)".contains("cannot nest") }
+        #expect(fx.engine.workloads().map(\.name) == ["outer"])
     }
 
     /// `lfp run`: the command runs under the policy, its status comes back, its cgroup goes.
