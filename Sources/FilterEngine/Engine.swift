@@ -83,26 +83,34 @@ public final class Engine {
         defer { withExtendedLifetime(lock) {} }
         let maps = try KernelMaps.open(config, create: true)
         let previous = try maps.readConfig()
-        let slot = (previous.active_slot & 1) ^ 1
+        // The slot is the generation's parity: the kernel reads one 8-byte generation and gets
+        // both, so it can never pair one policy's rules with another's generation.
+        let generation = previous.generation + 1
+        let slot = UInt32(generation & 1)
         // Write the inactive half, then publish it with one map update (the kernel reads the
-        // active slot once per classification, so it never sees a half-written policy).
+        // generation once per classification, so it never sees a half-written policy).
         for (i, rule) in image.rules.enumerated() {
             try maps.rules.update(key: slot * UInt32(LFP_MAX_RULES) + UInt32(i), value: rule)
         }
         for (layer, range) in image.ranges.enumerated() {
             try maps.layers.update(key: slot * UInt32(LFP_LAYER_COUNT.rawValue) + UInt32(layer), value: range)
         }
-        let next = lfp_config(
-            abi_version: UInt32(LFP_ABI_VERSION), active_slot: slot,
-            generation: previous.generation + 1)
+        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), active_slot: slot, generation: generation)
         try maps.config.update(key: UInt32(0), value: next)
+        // A classification that read the old generation just before the flip walks the old
+        // slot for microseconds; the next commit overwrites that slot, so let it finish.
+        usleep(5_000)
         do {
             let committed = CommittedPolicy(
                 generation: next.generation, committedAt: Date(),
                 policy: bfe.snapshot().exportJSON())
             try JSONEncoder.lfp.encode(committed).write(to: URL(fileURLWithPath: config.policyFile), options: .atomic)
         } catch {
-            try? maps.config.update(key: UInt32(0), value: previous)  // put the old policy back
+            // Put the old policy back under a new generation of the old slot's parity: flows
+            // cached while the failed generation was live must not count as current.
+            let back = lfp_config(
+                abi_version: UInt32(LFP_ABI_VERSION), active_slot: UInt32((generation + 1) & 1), generation: generation + 1)
+            try? maps.config.update(key: UInt32(0), value: back)
             throw EngineError(
                 "could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
         }

@@ -11,14 +11,14 @@ public final class EventSubscription: @unchecked Sendable {
     /// Every event, in ring order. Delivered in batches (one per drain round of the reader
     /// thread), so the thread that must keep up with the kernel never synchronises per event.
     public let events: ALEEventStream
-    /// Events of the current drain round; touched only by the reader thread.
-    private var pending: [ALEEvent] = []
+    /// What the reader thread owns; the closures hold it, not the subscription, so a
+    /// subscription released without cancel() can still stop its thread safely.
+    private let sink = Sink()
     private let maps: KernelMaps
     private let ring: BPFMap
     private var reader: RingBufferReader?
     private let lockFD: Int32
     private let lock = NSLock()
-    private var receivedCount: UInt64 = 0
     private var cancelled = false
     private var final: Accounting?
 
@@ -37,16 +37,21 @@ public final class EventSubscription: @unchecked Sendable {
         self.maps = maps
         try FileManager.default.createDirectory(atPath: config.subscriberLocks, withIntermediateDirectories: true)
         var claimed: (UInt32, Int32)?
-        for s in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {
-            let fd = open(config.subscriberLocks + "/\(s).lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { continue }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); continue }
-            if claimed == nil {
-                claimed = (s, fd)
-            } else {
-                // Unowned slot: its tail died without cleaning up. Stop feeding its ring.
+        // Another tail starting at the same moment holds every free slot's lock for an instant
+        // while it sweeps: try a few times before calling the slots full.
+        for attempt in 0..<20 where claimed == nil {
+            if attempt > 0 { usleep(10_000) }
+            for s in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {
+                let fd = open(config.subscriberLocks + "/\(s).lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { continue }
+                guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); continue }
+                // A free slot may still hold the ring of a tail that died: stop feeding it.
                 try? maps.subs.delete(key: s)
-                flock(fd, LOCK_UN); close(fd)
+                if claimed == nil {
+                    claimed = (s, fd)
+                } else {
+                    flock(fd, LOCK_UN); close(fd)
+                }
             }
         }
         guard let (slot, fd) = claimed else {
@@ -55,6 +60,7 @@ public final class EventSubscription: @unchecked Sendable {
         self.slot = slot
         self.lockFD = fd
         do {
+            usleep(20_000)  // a program that looked the dead ring up just before the delete finishes
             ring = try BPFMap.createRingBuffer(name: "lfp_tail_\(slot)", bytes: ringBytes)
             // Reset the counters before the ring is visible: the kernel counts only while it is.
             try maps.subSeq.update(key: slot, value: UInt64(0))
@@ -66,19 +72,19 @@ public final class EventSubscription: @unchecked Sendable {
         var continuation: AsyncStream<[ALEEvent]>.Continuation!
         events = ALEEventStream(batches: AsyncStream(bufferingPolicy: .unbounded) { continuation = $0 })
         let cont = continuation!
-        pending.reserveCapacity(4096)
+        let sink = self.sink
         do {
             let reader = try RingBufferReader(
                 ring: ring, pollTimeoutMs: pollTimeoutMs,
-                handler: { [unowned self] raw in
-                    if let e = ALEEvent(record: raw) { self.pending.append(e) }
+                handler: { raw in
+                    if let e = ALEEvent(record: raw) { sink.pending.append(e) }
                 },
-                onRoundEnd: { [unowned self] in
-                    guard !self.pending.isEmpty else { return }
-                    var batch = self.pending
-                    self.pending.removeAll(keepingCapacity: true)
+                onRoundEnd: {
+                    guard !sink.pending.isEmpty else { return }
+                    var batch = sink.pending
+                    sink.pending.removeAll(keepingCapacity: true)
                     decorate(&batch)
-                    self.countReceived(batch.count)
+                    sink.add(batch.count)
                     cont.yield(batch)
                 })
             self.reader = reader
@@ -96,8 +102,14 @@ public final class EventSubscription: @unchecked Sendable {
 
     private var finish: () -> Void = {}
 
-    private func countReceived(_ n: Int) {
-        lock.lock(); receivedCount += UInt64(n); lock.unlock()
+    /// The reader thread's side: the current drain round's events and the received count.
+    private final class Sink: @unchecked Sendable {
+        var pending: [ALEEvent] = []  // reader thread only
+        private let lock = NSLock()
+        private var received: UInt64 = 0
+        init() { pending.reserveCapacity(4096) }
+        func add(_ n: Int) { lock.lock(); received += UInt64(n); lock.unlock() }
+        var count: UInt64 { lock.lock(); defer { lock.unlock() }; return received }
     }
 
     /// Stop receiving: remove the ring from the kernel's list, deliver what is already in it,
@@ -128,7 +140,7 @@ public final class EventSubscription: @unchecked Sendable {
         let submitted = try maps.subSeq.lookup(key: slot, as: UInt64.self) ?? 0
         let dropped = try maps.subDrops.lookupPerCPU(key: slot).reduce(0, &+)
         lock.lock(); defer { lock.unlock() }
-        return Accounting(submitted: submitted, received: receivedCount, dropped: dropped)
+        return Accounting(submitted: submitted, received: sink.count, dropped: dropped)
     }
 }
 

@@ -79,7 +79,7 @@ extension Engine {
         let cfg = try maps.readConfig()
         var used = 0
         for layer in 0..<UInt32(LFP_LAYER_COUNT.rawValue) {
-            let key = (cfg.active_slot & 1) * UInt32(LFP_LAYER_COUNT.rawValue) + layer
+            let key = UInt32(cfg.generation & 1) * UInt32(LFP_LAYER_COUNT.rawValue) + layer
             used += Int(try maps.layers.lookup(key: key, as: lfp_layer_range.self)?.count ?? 0)
         }
         var subscribers: [EngineStatus.Subscriber] = []

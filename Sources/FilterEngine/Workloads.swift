@@ -102,6 +102,8 @@ extension Engine {
         } catch {
             for link in links { try? link.unpin() }
             try? FileManager.default.removeItem(atPath: dir)
+            if let id = try? CgroupV2.id(of: path) { try? KernelMaps.open(config, create: false).workloads.delete(key: id) }
+            KernelMaps.undo(created)
             throw error
         }
     }

@@ -77,9 +77,13 @@ static __always_inline int lfp_field_value(const struct lfp_event *in, __u32 fie
 		*lo = in->protocol;
 		return 1;
 	case LFP_FIELD_UID:
+		if (!(in->evflags & LFP_EVF_OWNER))
+			return 0;
 		*lo = in->uid;
 		return 1;
 	case LFP_FIELD_GID:
+		if (!(in->evflags & LFP_EVF_OWNER))
+			return 0;
 		*lo = in->gid;
 		return 1;
 	case LFP_FIELD_CGROUP_ID:
@@ -89,7 +93,7 @@ static __always_inline int lfp_field_value(const struct lfp_event *in, __u32 fie
 		*lo = in->cond_flags;
 		return 1;
 	case LFP_FIELD_APP_ID:
-		if (!in->exe_ino)
+		if (!(in->evflags & LFP_EVF_OWNER) || !in->exe_ino)
 			return 0;
 		*hi = in->exe_dev;
 		*lo = in->exe_ino;
@@ -187,9 +191,12 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 	w.v.action = LFP_ACTION_PERMIT;
 	const struct lfp_config *cfg = bpf_map_lookup_elem(&lfp_config, &zero);
 	if (cfg) {
-		/* Read the slot once: a concurrent commit flips it, and this walk stays on one policy. */
-		__u32 slot = cfg->active_slot & 1;
-		w.v.generation = cfg->generation;
+		/* One 8-byte read gives both the generation and the slot (its parity), so a concurrent
+		 * commit can never pair one policy's slot with another's generation; the walk then
+		 * stays on that slot. */
+		__u64 gen = cfg->generation;
+		__u32 slot = gen & 1;
+		w.v.generation = gen;
 		__u32 li = slot * LFP_LAYER_COUNT + (layer % LFP_LAYER_COUNT);
 		const struct lfp_layer_range *range = bpf_map_lookup_elem(&lfp_layers, &li);
 		if (range && range->count) {

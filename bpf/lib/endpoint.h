@@ -92,7 +92,7 @@ static __always_inline int lfp_on_post_bind(struct bpf_sock *sk, int v6)
 	struct lfp_sk *s = lfp_sk_own(sk, cookie, &e);
 	lfp_remember_local(s, &e);
 	if (s)
-		s->flags |= LFP_SKF_ASSIGNED;
+		lfp_sk_set(s, LFP_SKF_ASSIGNED);
 	return 1;
 }
 
@@ -149,6 +149,10 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 	lfp_read_user_remote(&e, ctx, v6);
 	if (sk) {
 		s = lfp_sk_own(sk, cookie, &e);
+		/* a TCP socket whose earlier connect() failed gave its implicit port back: this
+		 * connect binds anew */
+		if (s && e.protocol == IPPROTO_TCP && !sk->src_port)
+			lfp_sk_clear(s, LFP_SKF_BOUND | LFP_SKF_ASSIGNED);
 		if (s && (s->flags & LFP_SKF_BOUND)) {
 			__builtin_memcpy(e.local_addr_be, s->local_addr_be, sizeof(e.local_addr_be));
 			e.local_port = s->local_port;
@@ -179,13 +183,13 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 		return 0;
 	}
 	if (implicit && s) {
-		s->flags |= LFP_SKF_ASSIGNED;
 		if (e.protocol == IPPROTO_TCP) {
 			/* reported at TCP_CONNECT_CB, once the kernel has chosen the port */
-			s->flags |= LFP_SKF_RA_PENDING;
 			s->ra_action = rv.action;
 			s->ra_filter_id = rv.filter_id;
+			lfp_sk_set(s, LFP_SKF_ASSIGNED | LFP_SKF_RA_PENDING);
 		} else {
+			lfp_sk_set(s, LFP_SKF_ASSIGNED);
 			lfp_as_implicit_bind(&e, &sv);
 			lfp_apply(&e, &rv);
 			lfp_emit(&e);
@@ -194,8 +198,11 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 	}
 	lfp_apply(&e, &v);
 	lfp_emit(&e);
-	if (s)
-		s->flags |= LFP_SKF_AUTHORIZED;
+	if (s) {
+		lfp_sk_set(s, LFP_SKF_AUTHORIZED);
+		if (e.protocol == IPPROTO_TCP)
+			lfp_sk_clear(s, LFP_SKF_CLOSED); /* TCP: one closure per authorized connection */
+	}
 	if (e.protocol != IPPROTO_TCP) {
 		/* non-TCP: the flow to this peer exists now (R7.6); remember it so the peer's
 		 * replies are not classified again at RECV_ACCEPT */
@@ -226,7 +233,7 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	struct lfp_flow *f = lfp_flow_find(&k);
 	if (f) { /* a known peer: the flow's verdict, no new classification or event */
 		if (f->action == LFP_ACTION_BLOCK) {
-			bpf_set_retval(-1);
+			bpf_set_retval(-(f->block_errno ? f->block_errno : 1));
 			return 0;
 		}
 		return 1;
@@ -247,7 +254,7 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 			lfp_as_remote(&e, &sv);
 			e.kind = LFP_EV_CLASSIFY;
 			lfp_remember_local(s, &e);
-			s->flags |= LFP_SKF_ASSIGNED;
+			lfp_sk_set(s, LFP_SKF_ASSIGNED);
 		} else if (s && (s->flags & LFP_SKF_BOUND)) {
 			__builtin_memcpy(e.local_addr_be, s->local_addr_be, sizeof(e.local_addr_be));
 			e.local_port = s->local_port;
@@ -263,14 +270,16 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 		return 0;
 	}
 	if (s)
-		s->flags |= LFP_SKF_AUTHORIZED;
+		lfp_sk_set(s, LFP_SKF_AUTHORIZED);
 	lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
 	return 1;
 }
 
 /* fd closed. RESOURCE_RELEASE carries the handle given at RESOURCE_ASSIGNMENT. A TCP
  * connection or listener that sockops follows is still closing: its ENDPOINT_CLOSURE and then
- * RESOURCE_RELEASE are reported when it reaches CLOSE (lfp_on_tcp_close). */
+ * RESOURCE_RELEASE are reported when it reaches CLOSE (lfp_on_tcp_close). The hand-over with
+ * that softirq path goes through atomics on lfp_sk.flags: RELEASED is set here before CLOSED is
+ * looked at, CLOSED is set there before RELEASED is looked at, so one side always reports. */
 static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 {
 	struct lfp_event e;
@@ -279,13 +288,13 @@ static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 	struct lfp_sk *s = bpf_sk_storage_get(&lfp_sk, sk, 0, 0);
 	int tcp = sk->protocol == IPPROTO_TCP;
 
-	if (s && tcp && (s->flags & LFP_SKF_STATECB) && sk->state != TCP_CLOSE &&
-	    (s->flags & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) && !(s->flags & LFP_SKF_CLOSED)) {
-		s->flags |= LFP_SKF_RELEASED;
-		return 1;
+	if (s && tcp) {
+		__u32 old = lfp_sk_set(s, LFP_SKF_RELEASED);
+		if ((old & LFP_SKF_STATECB) && (old & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) &&
+		    !(old & LFP_SKF_CLOSED) && sk->state != TCP_CLOSE)
+			return 1;
 	}
-	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_ENDPOINT_CLOSURE_V4, family), LFP_EV_NOTIFY,
-	                     s);
+	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_ENDPOINT_CLOSURE_V4, family), LFP_EV_NOTIFY, s);
 	e.family = family;
 	e.protocol = sk->protocol;
 	if (!s)
@@ -309,10 +318,19 @@ static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 		e.evflags |= LFP_EVF_REMOTE;
 	}
 	lfp_unmap(&e);
-	if (s && (s->flags & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) && !(s->flags & LFP_SKF_CLOSED)) {
-		s->flags |= LFP_SKF_CLOSED;
-		lfp_notify(&e, LFP_LAYER_ENDPOINT_CLOSURE_V4);
+	if (!s) {
+		/* a socket that predates the attach and that the sweep could not see (not in a
+		 * hash table: never bound): report it as found, so its release has an assignment */
+		__u16 layer = e.layer;
+		e.layer = lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, e.family);
+		lfp_emit(&e);
+		e.layer = layer;
 	}
+	if (s && (s->flags & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) &&
+	    !(lfp_sk_set(s, LFP_SKF_CLOSED) & LFP_SKF_CLOSED))
+		lfp_notify(&e, LFP_LAYER_ENDPOINT_CLOSURE_V4);
+	if (s && (lfp_sk_set(s, LFP_SKF_RR_DONE) & LFP_SKF_RR_DONE))
+		return 1;
 	/* RESOURCE_RELEASE carries no remote fields (R3.20) */
 	e.evflags &= ~LFP_EVF_REMOTE;
 	e.remote_port = 0;

@@ -20,6 +20,7 @@ static __always_inline void lfp_event_init_current(struct lfp_event *e)
 	e->uid = (__u32)ug;
 	e->gid = ug >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->evflags |= LFP_EVF_OWNER;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/* ALE_APP_ID: the executable by file identity (inode + device), which the compiler
 	 * resolves the policy's path to; the path itself cannot be read in these hooks. */

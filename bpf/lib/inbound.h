@@ -89,7 +89,7 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 	__builtin_memcpy(e.local_addr_be, p.dst_be, sizeof(e.local_addr_be));
 	e.remote_port = p.sport;
 	e.local_port = p.dport;
-	e.evflags = LFP_EVF_LOCAL_ADDR | LFP_EVF_LOCAL_PORT | LFP_EVF_REMOTE;
+	e.evflags |= LFP_EVF_LOCAL_ADDR | LFP_EVF_LOCAL_PORT | LFP_EVF_REMOTE;
 	lfp_unmap(&e);
 	if (lfp_is_loopback(&e))
 		e.cond_flags |= LFP_FLAG_IS_LOOPBACK;
@@ -103,7 +103,7 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 		return 0;
 	if (proto != IPPROTO_TCP) {
 		if (s)
-			s->flags |= LFP_SKF_AUTHORIZED;
+			lfp_sk_set(s, LFP_SKF_AUTHORIZED);
 		lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4); /* non-TCP: right after the authorization */
 	}
 	return 1;

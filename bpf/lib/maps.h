@@ -28,7 +28,7 @@ struct {
 } lfp_layers LFP_MAP;
 
 /* slot * LFP_MAX_RULES + i -> compiled filter, in WFP evaluation order. Written by policy load
- * into the inactive slot, then published by flipping lfp_config.active_slot. */
+ * into the inactive slot, then published by bumping lfp_config.generation (its parity is the slot). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LFP_SLOTS *LFP_MAX_RULES);
@@ -109,11 +109,11 @@ struct lfp_sk {
 	__u16 family;
 	__u8 protocol;
 	__u8 ra_action;
-	__u16 flags; /* LFP_SKF_* */
+	__u16 pad0;
 	char comm[16];
 	__u64 exe_ino; /* owner's executable (ALE_APP_ID) */
 	__u32 exe_dev;
-	__u32 pad;
+	__u32 flags; /* LFP_SKF_*; changed with atomics: process context and softirq race */
 };
 #define LFP_SKF_BOUND 0x1           /* local tuple recorded                                  */
 #define LFP_SKF_AUTHORIZED 0x2      /* permitted at AUTH_CONNECT/RECV_ACCEPT: closure is due  */
@@ -124,6 +124,9 @@ struct lfp_sk {
 #define LFP_SKF_LISTEN_BLOCKED 0x40 /* AUTH_LISTEN blocked: every SYN is dropped            */
 #define LFP_SKF_RA_PENDING 0x80     /* implicit bind classified, event due when the port is known */
 #define LFP_SKF_DISCOVERED 0x100    /* found by the attach-time sweep, not created under lfp */
+#define LFP_SKF_ASSIGNED 0x200      /* a bind (explicit or implicit) went through RESOURCE_ASSIGNMENT */
+#define LFP_SKF_RR_DONE 0x400       /* RESOURCE_RELEASE reported */
+#define LFP_SKF_OWNER_UNKNOWN 0x800 /* no process-context hook saw the owner: uid/gid/app are EMPTY */
 
 /* socket -> struct lfp_sk. Created at sock_create (or the first hook that sees the socket),
  * written by bind/connect/sockops, read at release. */
@@ -149,7 +152,8 @@ struct lfp_flow {
 	__u64 filter_id;
 	__u32 generation; /* policy generation that decided (low 32 bits) */
 	__u8 action;
-	__u8 pad[3];
+	__u8 block_errno; /* what a blocked peer's later datagrams return */
+	__u8 pad[2];
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -13,7 +13,18 @@
  * the verifier rejects ("dereference of modified ctx ptr") */
 #define LFP_BARRIER() asm volatile("" ::: "memory")
 
-#define LFP_SKF_ASSIGNED 0x200 /* a bind (explicit or implicit) went through RESOURCE_ASSIGNMENT */
+/* lfp_sk.flags is changed from process context and from softirq (sockops, ingress) on other
+ * CPUs: every change is an atomic fetch-or/and, and hand-overs (fd closed vs. connection
+ * closed) decide on the value the atomic returned. */
+static __always_inline __u32 lfp_sk_set(struct lfp_sk *s, __u32 bits)
+{
+	return __sync_fetch_and_or(&s->flags, bits);
+}
+
+static __always_inline __u32 lfp_sk_clear(struct lfp_sk *s, __u32 bits)
+{
+	return __sync_fetch_and_and(&s->flags, ~bits);
+}
 
 static __always_inline __u16 lfp_layer_for(__u16 v4_layer, __u16 family)
 {
@@ -36,6 +47,7 @@ static __always_inline struct lfp_sk *lfp_sk_own(void *sk, __u64 cookie, const s
 		__builtin_memcpy(s->comm, e->comm, sizeof(s->comm));
 		s->exe_ino = e->exe_ino;
 		s->exe_dev = e->exe_dev;
+		lfp_sk_clear(s, LFP_SKF_OWNER_UNKNOWN);
 	}
 	return s;
 }
@@ -59,6 +71,8 @@ static __always_inline void lfp_event_init_owner(struct lfp_event *e, __u64 cook
 		__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
 		e->exe_ino = s->exe_ino;
 		e->exe_dev = s->exe_dev;
+		if (!(s->flags & LFP_SKF_OWNER_UNKNOWN))
+			e->evflags |= LFP_EVF_OWNER;
 		if (s->flags & LFP_SKF_BOUND) {
 			__builtin_memcpy(e->local_addr_be, s->local_addr_be, sizeof(e->local_addr_be));
 			e->local_port = s->local_port;
@@ -73,7 +87,7 @@ static __always_inline void lfp_remember_local(struct lfp_sk *s, const struct lf
 		return;
 	__builtin_memcpy(s->local_addr_be, e->local_addr_be, sizeof(s->local_addr_be));
 	s->local_port = e->local_port;
-	s->flags |= LFP_SKF_BOUND;
+	lfp_sk_set(s, LFP_SKF_BOUND);
 }
 
 /* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is IPv4 traffic of a dual-stack socket:
@@ -170,7 +184,8 @@ static __always_inline struct lfp_flow *lfp_flow_find(const struct lfp_flow_key 
 static __always_inline void lfp_flow_store(const struct lfp_flow_key *k, const struct lfp_verdict *v)
 {
 	struct lfp_flow f = { .filter_id = v->filter_id,
-		              .generation = (__u32)v->generation,
-		              .action = v->action };
+			      .generation = (__u32)v->generation,
+			      .action = v->action,
+			      .block_errno = v->action == LFP_ACTION_BLOCK ? (__u8)v->block_errno : 0 };
 	bpf_map_update_elem(&lfp_flows, k, &f, BPF_ANY);
 }

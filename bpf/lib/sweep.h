@@ -32,11 +32,14 @@ static __always_inline int lfp_adopt(struct sock *sk, __u8 proto)
 	} else {
 		BPF_CORE_READ_INTO(&s->local_addr_be, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
 	}
-	s->flags = LFP_SKF_BOUND | LFP_SKF_ASSIGNED | LFP_SKF_DISCOVERED;
+	/* the uid is the socket's, but no process-context hook saw the owner: classification
+	 * treats uid/gid/executable as FWP_EMPTY for it */
+	__u32 flags = LFP_SKF_BOUND | LFP_SKF_ASSIGNED | LFP_SKF_DISCOVERED | LFP_SKF_OWNER_UNKNOWN;
 	if (proto == IPPROTO_TCP && state == TCP_LISTEN)
-		s->flags |= LFP_SKF_LISTENER;
+		flags |= LFP_SKF_LISTENER;
 	else if (proto != IPPROTO_TCP || state == TCP_ESTABLISHED)
-		s->flags |= LFP_SKF_AUTHORIZED; /* it has (or may have) flows: closure is due */
+		flags |= LFP_SKF_AUTHORIZED; /* it has (or may have) flows: closure is due */
+	lfp_sk_set(s, flags);
 
 	struct lfp_event e;
 	lfp_event_init_owner(&e, s->cookie, lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, family),

@@ -2,6 +2,7 @@
  * accepted children (with their listener as parent) and the close that ends each connection.
  * sockops callbacks often run in softirq context, so every event takes its owner from lfp_sk. */
 #pragma once
+#include <bpf/bpf_core_read.h>
 #include "endpoint.h"
 
 static __always_inline void lfp_skops_tuple(struct lfp_event *e, struct bpf_sock_ops *skops)
@@ -41,7 +42,7 @@ static __always_inline void lfp_skops_tuple(struct lfp_event *e, struct bpf_sock
 static __always_inline void lfp_want_state_cb(struct bpf_sock_ops *skops, struct lfp_sk *s)
 {
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-	s->flags |= LFP_SKF_STATECB;
+	lfp_sk_set(s, LFP_SKF_STATECB);
 }
 
 /* SYN about to leave: the implicit bind of connect() has its port now. */
@@ -57,7 +58,7 @@ static __always_inline void lfp_on_tcp_connect_cb(struct bpf_sock_ops *skops, st
 	s->family = e.family;
 	if (!(s->flags & LFP_SKF_RA_PENDING))
 		return;
-	s->flags &= ~LFP_SKF_RA_PENDING;
+	lfp_sk_clear(s, LFP_SKF_RA_PENDING);
 	/* the RESOURCE_ASSIGNMENT decided at connect(), reported with the port */
 	e.layer = lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, e.family);
 	e.evflags &= ~LFP_EVF_REMOTE;
@@ -78,23 +79,23 @@ static __always_inline void lfp_on_tcp_listen_cb(struct bpf_sock_ops *skops, str
 	struct lfp_event e;
 
 	lfp_want_state_cb(skops, s);
-	s->flags |= LFP_SKF_LISTENER;
+	lfp_sk_set(s, LFP_SKF_LISTENER);
 	lfp_event_init_owner(&e, cookie, 0, LFP_EV_CLASSIFY, s);
 	lfp_skops_tuple(&e, skops);
 	lfp_unmap(&e);
 	lfp_remember_local(s, &e);
 	s->family = e.family;
 	if (!(s->flags & LFP_SKF_ASSIGNED)) {
-		s->flags |= LFP_SKF_ASSIGNED;
+		lfp_sk_set(s, LFP_SKF_ASSIGNED);
 		e.layer = lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, e.family);
 		e.cond_flags = LFP_FLAG_IS_IMPLICIT_BIND;
 		if (lfp_decide(&e).action == LFP_ACTION_BLOCK)
-			s->flags |= LFP_SKF_LISTEN_BLOCKED;
+			lfp_sk_set(s, LFP_SKF_LISTEN_BLOCKED);
 	}
 	e.layer = lfp_layer_for(LFP_LAYER_AUTH_LISTEN_V4, e.family);
 	e.cond_flags = lfp_is_unspecified(e.local_addr_be) ? LFP_FLAG_IS_WILDCARD_BIND : 0;
 	if (lfp_decide(&e).action == LFP_ACTION_BLOCK)
-		s->flags |= LFP_SKF_LISTEN_BLOCKED;
+		lfp_sk_set(s, LFP_SKF_LISTEN_BLOCKED);
 }
 
 /* A connection is established. For an accepted child this is its first hook: its lfp_sk is a
@@ -108,7 +109,9 @@ static __always_inline void lfp_on_tcp_established(struct bpf_sock_ops *skops, s
 	if (passive && s->cookie != cookie) {
 		s->parent_cookie = s->cookie; /* the clone still names the listener */
 		s->cookie = cookie;
-		s->flags = LFP_SKF_STATECB | LFP_SKF_AUTHORIZED | LFP_SKF_ASSIGNED;
+		/* keep only what the child inherits for real: its owner */
+		__u32 owner = s->flags & LFP_SKF_OWNER_UNKNOWN;
+		s->flags = LFP_SKF_STATECB | LFP_SKF_AUTHORIZED | LFP_SKF_ASSIGNED | owner;
 	}
 	lfp_event_init_owner(&e, cookie, 0, LFP_EV_CLASSIFY, s);
 	lfp_skops_tuple(&e, skops);
@@ -127,9 +130,22 @@ static __always_inline void lfp_on_tcp_established(struct bpf_sock_ops *skops, s
 	lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
 }
 
+/* An accepted connection nobody accept()ed has no struct socket and never will: no
+ * sock_release comes for it, so its CLOSE is also its release. */
+static __always_inline int lfp_never_accepted(struct bpf_sock *sk, const struct lfp_sk *s)
+{
+	if (!s->parent_cookie)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_socket) == 0;
+}
+
 /* The socket reached CLOSE: one ENDPOINT_CLOSURE per authorized connection or listener, then
- * the RESOURCE_RELEASE that sock_release deferred. */
-static __always_inline void lfp_on_tcp_close(struct bpf_sock_ops *skops, struct lfp_sk *s, __u64 cookie)
+ * the RESOURCE_RELEASE that sock_release deferred (see lfp_on_sock_release for the hand-over). */
+static __always_inline void lfp_on_tcp_close(struct bpf_sock_ops *skops, struct bpf_sock *sk, struct lfp_sk *s,
+					     __u64 cookie)
 {
 	struct lfp_event e;
 
@@ -140,17 +156,18 @@ static __always_inline void lfp_on_tcp_close(struct bpf_sock_ops *skops, struct 
 		e.local_port = s->local_port;
 	}
 	lfp_unmap(&e);
-	if ((s->flags & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) && !(s->flags & LFP_SKF_CLOSED)) {
-		s->flags |= LFP_SKF_CLOSED;
+	__u32 old = lfp_sk_set(s, LFP_SKF_CLOSED);
+	if ((old & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) && !(old & LFP_SKF_CLOSED))
 		lfp_notify(&e, LFP_LAYER_ENDPOINT_CLOSURE_V4);
-	}
-	if (s->flags & LFP_SKF_RELEASED) {
-		s->flags &= ~LFP_SKF_RELEASED;
-		e.evflags &= ~LFP_EVF_REMOTE;
-		e.remote_port = 0;
-		__builtin_memset(e.remote_addr_be, 0, sizeof(e.remote_addr_be));
-		lfp_notify(&e, LFP_LAYER_RESOURCE_RELEASE_V4);
-	}
+	__u32 now = lfp_sk_set(s, 0); /* an atomic read: sees a RELEASED set before our CLOSED */
+	if (!(now & LFP_SKF_RELEASED) && !lfp_never_accepted(sk, s))
+		return;
+	if (lfp_sk_set(s, LFP_SKF_RR_DONE) & LFP_SKF_RR_DONE)
+		return;
+	e.evflags &= ~LFP_EVF_REMOTE;
+	e.remote_port = 0;
+	__builtin_memset(e.remote_addr_be, 0, sizeof(e.remote_addr_be));
+	lfp_notify(&e, LFP_LAYER_RESOURCE_RELEASE_V4);
 }
 
 static __always_inline int lfp_on_sockops(struct bpf_sock_ops *skops)
@@ -169,14 +186,16 @@ static __always_inline int lfp_on_sockops(struct bpf_sock_ops *skops)
 			return 1;
 		struct lfp_sk *s = bpf_sk_storage_get(&lfp_sk, sk, 0, 0);
 		if (s && s->cookie == cookie)
-			lfp_on_tcp_close(skops, s, cookie);
+			lfp_on_tcp_close(skops, sk, s, cookie);
 		return 1;
 	}
 	struct lfp_sk *s = bpf_sk_storage_get(&lfp_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!s)
 		return 1;
-	if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && s->cookie != cookie)
-		s->cookie = cookie; /* a socket lfp did not see created: owner unknown */
+	if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && s->cookie != cookie) {
+		s->cookie = cookie; /* a socket lfp did not see created */
+		lfp_sk_set(s, LFP_SKF_OWNER_UNKNOWN);
+	}
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		lfp_on_tcp_connect_cb(skops, s, cookie);

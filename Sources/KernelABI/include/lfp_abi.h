@@ -123,8 +123,8 @@ struct lfp_layer_range {
 
 struct lfp_config {
 	__u32 abi_version; /* LFP_ABI_VERSION of the writer                                   */
-	__u32 active_slot; /* 0 or 1: which half of lfp_rules/lfp_layers the kernel reads     */
-	__u64 generation;  /* policy generation, bumped on every commit                        */
+	__u32 active_slot; /* generation & 1, for readers: the kernel derives the slot from generation */
+	__u64 generation;  /* bumped on every commit; its parity is the active slot of lfp_rules/lfp_layers */
 };
 
 /* ---- events (ALE notifications), one record per classify or lifetime step ---- */
@@ -135,7 +135,8 @@ enum lfp_event_kind {
 
 #define LFP_EVF_LOCAL_ADDR 0x1u /* local address is known (else FWP_EMPTY)             */
 #define LFP_EVF_LOCAL_PORT 0x2u
-#define LFP_EVF_REMOTE 0x4u /* remote address/port are known                        */
+#define LFP_EVF_REMOTE 0x4u     /* remote address/port are known                        */
+#define LFP_EVF_OWNER 0x8u      /* uid/gid/executable are the owner's (else FWP_EMPTY)  */
 
 struct lfp_event {
 	__u64 seq;           /* per-ring sequence number: gaps are drops                       */
