@@ -168,6 +168,38 @@ struct FastPathTests {
         let events = await fx.collect(sub) { $0.contains { $0.layer == .resourceReleaseV4 } }
         let c = try #require(events.first { $0.layer == .authConnectV4 })
         #expect(c.isBlock && c.filterId == ids["refuse"] && c.errno == "ECONNREFUSED")
+        // a UDP peer's later datagrams hit the cached flow verdict: same errno
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); out = []
+                for _ in range(2):
+                    try:
+                        s.sendto(b'x', ('127.0.0.1', int(sys.argv[1]))); out.append('ok')
+                    except OSError as e:
+                        out.append(str(e.errno))
+                print(' '.join(out))
+                """, args: [String(l.port)])
+        let (out, _) = py.finish()
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "\(ECONNREFUSED) \(ECONNREFUSED)")
+    }
+
+    /// An EventSubscription released without cancel() stops its reader thread cleanly.
+    @Test("a subscription dropped without cancel() cleans up")
+    func dropSubscription() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit("filters: []")
+        let w = try fx.workload("drop")
+        do {
+            let sub = try fx.engine.subscribe()
+            _ = try fx.runClient(in: w, [["op": "none"]])
+            _ = sub.slot
+        }
+        let again = try fx.engine.subscribe()
+        #expect(again.slot == 0, "the dropped subscription gave its slot back")
+        again.cancel()
     }
 
     /// ALE_RESOURCE_ASSIGNMENT blocks socket creation and explicit binds.

@@ -297,6 +297,94 @@ struct LifetimeTests {
         }
     }
 
+    @Test("a connection nobody accept()ed still gets its RESOURCE_RELEASE when the listener closes")
+    func neverAccepted() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit("filters: []")
+        let w = try fx.workload("lazy")
+        let sub = try fx.engine.subscribe()
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4); print(s.getsockname()[1])
+                sys.stdin = None; import time; time.sleep(0.5); s.close(); print('closed')
+                """)
+        let port = try #require(py.readLine().flatMap(UInt16.init))
+        let fd = Net.connect("127.0.0.1", port)
+        try #require(fd >= 0)
+        let (out, _) = py.finish()
+        #expect(out.contains("closed"))
+        close(fd)
+        let events = await fx.collect(sub) { Self.releases($0, 2) }
+        let listen = try #require(events.first { $0.layer == .authListenV4 })
+        let child = try #require(events.first { $0.parentEndpointHandle == listen.transportEndpointHandle })
+        #expect(
+            Self.steps(events, handle: child.transportEndpointHandle).suffix(2)
+                == ["ENDPOINT_CLOSURE:NONE^\(listen.transportEndpointHandle)", "RESOURCE_RELEASE:NONE^\(listen.transportEndpointHandle)"],
+            "\(events.map { $0.render() })")
+    }
+
+    @Test("a TCP socket connecting again after a refused connect: a new bind, a new closure")
+    func reconnect() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit("filters: []")
+        let w = try fx.workload("again")
+        let l = try Listener()
+        let closed = Net.freePort()
+        let sub = try fx.engine.subscribe()
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.socket()
+                try:
+                    s.connect(('127.0.0.1', int(sys.argv[1])))
+                except ConnectionRefusedError:
+                    print('refused')
+                s.connect(('127.0.0.1', int(sys.argv[2]))); print(s.getsockname()[1]); s.close()
+                """, args: [String(closed), String(l.port)])
+        let (out, status) = py.finish()
+        #expect(status == 0 && out.hasPrefix("refused"))
+        let port = UInt16(out.split(separator: "\n").last.map(String.init) ?? "")
+        let events = await fx.collect(sub) { Self.releases($0, 1) }
+        let handle = try #require(events.first { $0.layer == .resourceReleaseV4 }?.transportEndpointHandle)
+        #expect(
+            Self.steps(events, handle: handle) == [
+                "RESOURCE_ASSIGNMENT:PERMIT",
+                "AUTH_CONNECT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT", "ENDPOINT_CLOSURE:NONE",
+                "AUTH_CONNECT:PERMIT", "RESOURCE_ASSIGNMENT:PERMIT", "FLOW_ESTABLISHED:NONE", "ENDPOINT_CLOSURE:NONE",
+                "RESOURCE_RELEASE:NONE",
+            ], "\(events.map { $0.render() })")
+        let binds = events.filter { $0.layer == .resourceAssignmentV4 && $0.localPort != nil }
+        #expect(binds.last?.localPort == port, "the second connection reports the port it really got")
+    }
+
+    @Test("a socket created before the attach and never bound: found at release, paired with an assignment")
+    func unsweptSocket() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit("filters: []")
+        let cg = fx.cgroupParent + "/early"
+        try CgroupV2.create(cg)
+        let py = try PyProc(
+            cgroup: cg,
+            script: """
+                import socket, time
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print('ready')
+                time.sleep(3.0); u.close(); print('closed')
+                """)
+        #expect(py.readLine() == "ready")
+        let sub = try fx.engine.subscribe()
+        try fx.engine.attach(workload: "early", cgroupPath: cg)
+        _ = py.finish()
+        let events = await fx.collect(sub) { Self.releases($0, 1) }
+        let release = try #require(events.first { $0.layer == .resourceReleaseV4 })
+        #expect(Self.steps(events, handle: release.transportEndpointHandle) == ["RESOURCE_ASSIGNMENT:NONE", "RESOURCE_RELEASE:NONE"])
+    }
+
     static func localPort(_ fd: Int32) -> UInt16 {
         var a = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
