@@ -294,7 +294,8 @@ static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 		    !(old & LFP_SKF_CLOSED) && sk->state != TCP_CLOSE)
 			return 1;
 	}
-	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_ENDPOINT_CLOSURE_V4, family), LFP_EV_NOTIFY, s);
+	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_ENDPOINT_CLOSURE_V4, family), LFP_EV_NOTIFY,
+	                     s);
 	e.family = family;
 	e.protocol = sk->protocol;
 	if (!s)

@@ -184,8 +184,8 @@ static __always_inline struct lfp_flow *lfp_flow_find(const struct lfp_flow_key 
 static __always_inline void lfp_flow_store(const struct lfp_flow_key *k, const struct lfp_verdict *v)
 {
 	struct lfp_flow f = { .filter_id = v->filter_id,
-			      .generation = (__u32)v->generation,
-			      .action = v->action,
-			      .block_errno = v->action == LFP_ACTION_BLOCK ? (__u8)v->block_errno : 0 };
+		              .generation = (__u32)v->generation,
+		              .action = v->action,
+		              .block_errno = v->action == LFP_ACTION_BLOCK ? (__u8)v->block_errno : 0 };
 	bpf_map_update_elem(&lfp_flows, k, &f, BPF_ANY);
 }

@@ -144,8 +144,8 @@ static __always_inline int lfp_never_accepted(struct bpf_sock *sk, const struct 
 
 /* The socket reached CLOSE: one ENDPOINT_CLOSURE per authorized connection or listener, then
  * the RESOURCE_RELEASE that sock_release deferred (see lfp_on_sock_release for the hand-over). */
-static __always_inline void lfp_on_tcp_close(struct bpf_sock_ops *skops, struct bpf_sock *sk, struct lfp_sk *s,
-					     __u64 cookie)
+static __always_inline void lfp_on_tcp_close(struct bpf_sock_ops *skops, struct bpf_sock *sk,
+                                             struct lfp_sk *s, __u64 cookie)
 {
 	struct lfp_event e;
 

@@ -135,8 +135,8 @@ enum lfp_event_kind {
 
 #define LFP_EVF_LOCAL_ADDR 0x1u /* local address is known (else FWP_EMPTY)             */
 #define LFP_EVF_LOCAL_PORT 0x2u
-#define LFP_EVF_REMOTE 0x4u     /* remote address/port are known                        */
-#define LFP_EVF_OWNER 0x8u      /* uid/gid/executable are the owner's (else FWP_EMPTY)  */
+#define LFP_EVF_REMOTE 0x4u /* remote address/port are known                        */
+#define LFP_EVF_OWNER 0x8u  /* uid/gid/executable are the owner's (else FWP_EMPTY)  */
 
 struct lfp_event {
 	__u64 seq;           /* per-ring sequence number: gaps are drops                       */
