@@ -18,6 +18,7 @@ public final class EventSubscription: @unchecked Sendable {
     private let ring: BPFMap
     private var reader: RingBufferReader?
     private let lockFD: Int32
+    private let maskLock: String
     private let lock = NSLock()
     private var cancelled = false
     private var final: Accounting?
@@ -46,6 +47,7 @@ public final class EventSubscription: @unchecked Sendable {
                 guard fd >= 0 else { continue }
                 guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); continue }
                 // A free slot may still hold the ring of a tail that died: stop feeding it.
+                EventSubscription.setActive(false, slot: s, maps: maps, lockPath: config.subscriberLocks + "/mask.lock")
                 try? maps.subs.delete(key: s)
                 if claimed == nil {
                     claimed = (s, fd)
@@ -59,6 +61,7 @@ public final class EventSubscription: @unchecked Sendable {
         }
         self.slot = slot
         self.lockFD = fd
+        self.maskLock = config.subscriberLocks + "/mask.lock"
         do {
             usleep(20_000)  // a program that looked the dead ring up just before the delete finishes
             ring = try BPFMap.createRingBuffer(name: "lfp_tail_\(slot)", bytes: ringBytes)
@@ -89,6 +92,7 @@ public final class EventSubscription: @unchecked Sendable {
                 })
             self.reader = reader
             try maps.subs.update(key: slot, mapFD: ring.fd)
+            EventSubscription.setActive(true, slot: slot, maps: maps, lockPath: maskLock)
             reader.start()
         } catch {
             cont.finish()
@@ -101,6 +105,19 @@ public final class EventSubscription: @unchecked Sendable {
     }
 
     private var finish: () -> Void = {}
+
+    /// Set or clear this slot's bit in lfp_sub_mask. Every tail read-modify-writes the same
+    /// value, so they take turns through an flock.
+    static func setActive(_ active: Bool, slot: UInt32, maps: KernelMaps, lockPath: String) {
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(fd, LOCK_UN) }
+        let mask = (try? maps.subMask.lookup(key: UInt32(0), as: UInt32.self)) ?? 0
+        let bit = UInt32(1) << slot
+        try? maps.subMask.update(key: UInt32(0), value: active ? mask | bit : mask & ~bit)
+    }
 
     /// The reader thread's side: the current drain round's events and the received count.
     private final class Sink: @unchecked Sendable {
@@ -119,6 +136,7 @@ public final class EventSubscription: @unchecked Sendable {
         if cancelled { lock.unlock(); return }
         cancelled = true
         lock.unlock()
+        EventSubscription.setActive(false, slot: slot, maps: maps, lockPath: maskLock)
         try? maps.subs.delete(key: slot)
         usleep(20_000)  // a program that looked the ring up just before the delete finishes its write
         reader?.stop()

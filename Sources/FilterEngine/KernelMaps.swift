@@ -9,6 +9,7 @@ final class KernelMaps {
     let rules: BPFMap
     let subs: BPFMap
     let subSeq: BPFMap
+    let subMask: BPFMap
     let subDrops: BPFMap
     let stats: BPFMap
     let workloads: BPFMap
@@ -71,6 +72,7 @@ final class KernelMaps {
         rules = try BPFMap.openPinned(dir + "/lfp_rules")
         subs = try BPFMap.openPinned(dir + "/lfp_subs")
         subSeq = try BPFMap.openPinned(dir + "/lfp_sub_seq")
+        subMask = try BPFMap.openPinned(dir + "/lfp_sub_mask")
         subDrops = try BPFMap.openPinned(dir + "/lfp_sub_drops")
         stats = try BPFMap.openPinned(dir + "/lfp_stats")
         workloads = try BPFMap.openPinned(dir + "/lfp_workloads")

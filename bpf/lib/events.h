@@ -44,6 +44,7 @@ static __always_inline void lfp_event_init(struct lfp_event *e, __u64 cookie, __
 
 struct lfp_emit_ctx {
 	struct lfp_event *e;
+	__u32 mask; /* lfp_sub_mask: slots with a ring */
 	int delivered;
 };
 
@@ -53,6 +54,8 @@ static long lfp_emit_slot(__u32 i, void *data)
 {
 	struct lfp_emit_ctx *c = data;
 	__u32 slot = i;
+	if (!(c->mask & (1u << (slot & 31))))
+		return 0;
 	void *rb = bpf_map_lookup_elem(&lfp_subs, &slot);
 	if (!rb)
 		return 0;
@@ -75,7 +78,13 @@ static long lfp_emit_slot(__u32 i, void *data)
 
 static __always_inline void lfp_emit(struct lfp_event *e)
 {
-	struct lfp_emit_ctx c = { .e = e };
+	__u32 zero = 0;
+	const __u32 *mask = bpf_map_lookup_elem(&lfp_sub_mask, &zero);
+	if (!mask || !*mask) { /* nobody listens: enforcement without telemetry costs nothing more */
+		lfp_stat_inc(LFP_STAT_NO_SUBSCRIBER);
+		return;
+	}
+	struct lfp_emit_ctx c = { .e = e, .mask = *mask };
 
 	e->ts_ns = bpf_ktime_get_ns();
 	/* name the workload now: a tail may read the event after a short-lived workload is gone */

@@ -52,6 +52,16 @@ struct {
 	    });
 } lfp_subs LFP_MAP;
 
+/* 0 -> bitmask of the subscriber slots that hold a ring. Written by the subscribers (under an
+ * flock, see EventSubscription); lets an event with no tail skip the copy loop entirely. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_sub_mask LFP_MAP;
+
 /* subscriber slot -> next sequence number of that ring (submitted = received + dropped). Kernel
  * increments; the subscriber resets it when it claims the slot. */
 struct {
