@@ -52,9 +52,12 @@ let package = Package(
             name: "FilterModelTests",
             dependencies: [
                 "FilterModel", .product(name: "PropertyBased", package: "swift-property-based"),
-            ]),
+            ],
+            exclude: ["Fixtures"]),  // read through #filePath
         .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "FilterModel", "KernelABI"]),
-        .testTarget(name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "BPFKit", "KernelABI"]),
+        .testTarget(
+            name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "BPFKit", "KernelABI"],
+            exclude: ["Support/client.py"]),  // run by the tests through #filePath
     ],
     swiftLanguageModes: [.v5]
 )
