@@ -309,7 +309,7 @@ struct LifetimeTests {
             script: """
                 import socket, sys
                 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4); print(s.getsockname()[1])
-                sys.stdin = None; import time; time.sleep(0.5); s.close(); print('closed')
+                import time; time.sleep(0.5); s.close(); print('closed')
                 """)
         let port = try #require(py.readLine().flatMap(UInt16.init))
         let fd = Net.connect("127.0.0.1", port)
@@ -383,6 +383,48 @@ struct LifetimeTests {
         let events = await fx.collect(sub) { Self.releases($0, 1) }
         let release = try #require(events.first { $0.layer == .resourceReleaseV4 })
         #expect(Self.steps(events, handle: release.transportEndpointHandle) == ["RESOURCE_ASSIGNMENT:NONE", "RESOURCE_RELEASE:NONE"])
+    }
+
+    @Test("a policy commit reauthorizes UDP flows at their next datagram (IS_REAUTHORIZE)")
+    func reauthorize() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit("filters: []")
+        let w = try fx.workload("reauth")
+        let peer = try Listener(udp: true)
+        let sub = try fx.engine.subscribe()
+        let py = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.sendto(b'1', ('127.0.0.1', int(sys.argv[1]))); print('sent', flush=True)
+                import time; time.sleep(1.5)
+                try:
+                    s.sendto(b'2', ('127.0.0.1', int(sys.argv[1]))); print('ok')
+                except PermissionError:
+                    print('EPERM')
+                s.close()
+                """, args: [String(peer.port)])
+        #expect(py.readLine() == "sent")
+        let ids = try fx.commit(
+            """
+            filters:
+              - displayData: { name: no-more }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(peer.port) } }
+                action: { type: FWP_ACTION_BLOCK }
+            """)
+        let (out, _) = py.finish()
+        #expect(out.contains("EPERM"), "the existing flow met the new policy")
+        let events = await fx.collect(sub) { Self.releases($0, 1) }
+        let connects = events.filter { $0.layer == .authConnectV4 }
+        #expect(connects.count == 2)
+        #expect(connects.first?.isPermit == true && ((connects.first?.conditionFlags ?? 0) & 0x4) == 0)
+        #expect(connects.last?.isBlock == true && connects.last?.filterId == ids["no-more"])
+        #expect((connects.last?.conditionFlags ?? 0) & 0x4 != 0, "FWP_CONDITION_FLAG_IS_REAUTHORIZE")
+        #expect(events.filter { $0.layer == .flowEstablishedV4 }.count == 1)
     }
 
     static func localPort(_ fd: Int32) -> UInt16 {

@@ -230,7 +230,7 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	lfp_read_user_remote(&e, ctx, v6);
 	lfp_unmap(&e);
 	lfp_flow_key(&k, cookie, &e);
-	struct lfp_flow *f = lfp_flow_find(&k);
+	struct lfp_flow *f = lfp_flow_find(&k, &e);
 	if (f) { /* a known peer: the flow's verdict, no new classification or event */
 		if (f->action == LFP_ACTION_BLOCK) {
 			bpf_set_retval(-(f->block_errno ? f->block_errno : 1));
@@ -271,7 +271,8 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	}
 	if (s)
 		lfp_sk_set(s, LFP_SKF_AUTHORIZED);
-	lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
+	if (!(e.cond_flags & LFP_FLAG_IS_REAUTHORIZE)) /* a reauthorized flow was established before */
+		lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
 	return 1;
 }
 

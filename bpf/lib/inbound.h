@@ -94,7 +94,7 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 	if (lfp_is_loopback(&e))
 		e.cond_flags |= LFP_FLAG_IS_LOOPBACK;
 	lfp_flow_key(&k, cookie, &e);
-	struct lfp_flow *f = lfp_flow_find(&k);
+	struct lfp_flow *f = lfp_flow_find(&k, &e);
 	if (f) /* a retransmitted SYN, or a known UDP peer (either direction) */
 		return f->action == LFP_ACTION_BLOCK ? 0 : 1;
 	struct lfp_verdict v = lfp_decide(&e);
@@ -104,7 +104,8 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 	if (proto != IPPROTO_TCP) {
 		if (s)
 			lfp_sk_set(s, LFP_SKF_AUTHORIZED);
-		lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4); /* non-TCP: right after the authorization */
+		if (!(e.cond_flags & LFP_FLAG_IS_REAUTHORIZE)) /* non-TCP: right after the authorization */
+			lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
 	}
 	return 1;
 }

@@ -171,13 +171,15 @@ static __always_inline void lfp_flow_key(struct lfp_flow_key *k, __u64 cookie, c
 
 /* The cached verdict of a flow, or NULL when it must be classified (none yet, or the policy
  * changed since: a policy change reauthorizes, R7.8). */
-static __always_inline struct lfp_flow *lfp_flow_find(const struct lfp_flow_key *k)
+static __always_inline struct lfp_flow *lfp_flow_find(const struct lfp_flow_key *k, struct lfp_event *e)
 {
 	struct lfp_flow *f = bpf_map_lookup_elem(&lfp_flows, k);
 	__u32 zero = 0;
 	const struct lfp_config *cfg = bpf_map_lookup_elem(&lfp_config, &zero);
 	if (f && cfg && f->generation == (__u32)cfg->generation)
 		return f;
+	if (f) /* an existing flow met a new policy: this classification is its reauthorization */
+		e->cond_flags |= LFP_FLAG_IS_REAUTHORIZE;
 	return 0;
 }
 
