@@ -223,6 +223,17 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         }
     }
 
+    /// The fields AUTH_RECV_ACCEPT and AUTH_CONNECT share (R3.20), beyond the common ones.
+    static let authorizationFields: Set<ConditionField> = [
+        .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
+        .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
+        .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
+        .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
+        .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
+        .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
+        .nexthopSubInterfaceIndex, .currentProfileId,
+    ]
+
     /// True when WFP defines this field at `layer` (R3.20) or it is an LFP_* field.
     public func isAvailable(at layer: Layer) -> Bool {
         if isLinuxNative { return true }
@@ -241,26 +252,10 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         case .authListen:
             extra = [.ipLocalPort, .interfaceType, .tunnelType, .localInterfaceProfileId]
         case .authRecvAccept:
-            extra = [
-                .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
-                .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
-                .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
-                .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
-                .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
-                .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
-                .nexthopSubInterfaceIndex, .currentProfileId, .aleSioFirewallSystemPort, .aleNapContext,
-            ]
+            extra = ConditionField.authorizationFields.union([.aleSioFirewallSystemPort, .aleNapContext])
         case .authConnect:
-            extra = [
-                .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .aleRemoteUserId,
-                .aleRemoteMachineId, .interfaceType, .tunnelType, .interfaceIndex, .subInterfaceIndex,
-                .localInterfaceProfileId, .reauthorizeReason, .originalIcmpType, .ipArrivalInterface,
-                .arrivalInterfaceIndex, .arrivalInterfaceType, .arrivalTunnelType,
-                .arrivalInterfaceProfileId, .ipNexthopInterface, .nexthopInterfaceIndex,
-                .nexthopInterfaceType, .nexthopTunnelType, .nexthopInterfaceProfileId,
-                .nexthopSubInterfaceIndex, .currentProfileId, .ipDestinationAddressType, .peerName,
-                .aleOriginalAppId, .aleEffectiveName,
-            ]
+            // R3.20: like RECV_ACCEPT without its two internal fields, plus the outbound ones.
+            extra = ConditionField.authorizationFields.union([.ipDestinationAddressType, .peerName, .aleOriginalAppId, .aleEffectiveName])
         case .flowEstablished:
             extra = [
                 .ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort, .ipDestinationAddressType,
