@@ -58,7 +58,8 @@ $(BUILD_DIR)/lfp.bpf.o: $(BPF_OBJS)
 # events). Mark the importing sources changed whenever the header is newer than the last build.
 .build/abi.stamp: $(ABI)
 	@mkdir -p .build
-	@touch Sources/PolicyCompiler/*.swift Sources/FilterEngine/*.swift Sources/BPFKit/*.swift Sources/lfp/*.swift
+	@touch Sources/PolicyCompiler/*.swift Sources/FilterEngine/*.swift Sources/BPFKit/*.swift Sources/lfp/*.swift \
+		Tests/PolicyCompilerTests/*.swift Tests/KernelPathTests/*.swift Tests/KernelPathTests/Support/*.swift
 	@touch $@
 
 swift: bpf .build/abi.stamp
@@ -68,7 +69,6 @@ demo: deps all
 	./Tests/demo/demo.sh $(LFP)
 
 test: deps all
-	@touch Tests/PolicyCompilerTests/*.swift Tests/KernelPathTests/*.swift
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
 

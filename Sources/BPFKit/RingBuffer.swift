@@ -73,10 +73,6 @@ public final class RingBufferReader: @unchecked Sendable {
         t.start()
     }
 
-    /// Drain whatever is in the ring now, on the caller's thread (only when not started).
-    @discardableResult
-    public func drain() -> Int32 { ring_buffer__consume(rb) }
-
     private var isStopping: Bool {
         lock.lock(); defer { lock.unlock() }
         return stopping

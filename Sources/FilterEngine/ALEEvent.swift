@@ -54,7 +54,7 @@ public struct ALEEvent: Sendable, Encodable {
     }
     public var remotePort: UInt16? { UInt32(raw.evflags) & LFP_EVF_REMOTE == 0 ? nil : raw.remote_port }
     /// What a blocked operation returned to the application, e.g. "EPERM".
-    public var errno: String? { raw.error > 0 ? ALEEvent.errnoName(raw.error) : nil }
+    public var errno: String? { raw.error > 0 ? BlockErrno.name(of: raw.error) ?? "errno \(raw.error)" : nil }
     public var conditionFlags: UInt32 { raw.cond_flags }
     public var policyGeneration: UInt64 { raw.generation }
 
@@ -74,15 +74,6 @@ public struct ALEEvent: Sendable, Encodable {
         var buf = [CChar](repeating: 0, count: 64)
         _ = inet_ntop(v6 ? AF_INET6 : AF_INET, raw.baseAddress, &buf, socklen_t(buf.count))
         return String(cString: buf)
-    }
-
-    static func errnoName(_ code: Int32) -> String {
-        let names: [Int32: String] = [
-            EPERM: "EPERM", EACCES: "EACCES", ECONNREFUSED: "ECONNREFUSED", ENETUNREACH: "ENETUNREACH",
-            EHOSTUNREACH: "EHOSTUNREACH", ETIMEDOUT: "ETIMEDOUT", EADDRINUSE: "EADDRINUSE",
-            EADDRNOTAVAIL: "EADDRNOTAVAIL", ECONNABORTED: "ECONNABORTED", ECONNRESET: "ECONNRESET",
-        ]
-        return names[code] ?? "errno \(code)"
     }
 
     enum CodingKeys: String, CodingKey {

@@ -116,7 +116,8 @@ public final class EventSubscription: @unchecked Sendable {
         defer { flock(fd, LOCK_UN) }
         let mask = (try? maps.subMask.lookup(key: UInt32(0), as: UInt32.self)) ?? 0
         let bit = UInt32(1) << slot
-        try? maps.subMask.update(key: UInt32(0), value: active ? mask | bit : mask & ~bit)
+        let next = active ? mask | bit : mask & ~bit
+        if next != mask { try? maps.subMask.update(key: UInt32(0), value: next) }
     }
 
     /// The reader thread's side: the current drain round's events and the received count.

@@ -15,11 +15,6 @@ final class KernelMaps {
     let workloads: BPFMap
     let sweep: BPFMap
 
-    static let names = [
-        "lfp_config", "lfp_layers", "lfp_rules", "lfp_subs", "lfp_sub_seq", "lfp_sub_drops",
-        "lfp_stats", "lfp_sk", "lfp_workloads",
-    ]
-
     /// Open the pinned maps; when none are pinned yet, load the object's maps (no programs),
     /// which creates and pins them.
     static func open(_ cfg: EngineConfiguration, create: Bool) throws -> KernelMaps {

@@ -100,7 +100,7 @@ extension Engine {
             maps: [
                 .init(name: "lfp_rules (active slot)", used: used, capacity: Int(LFP_MAX_RULES)),
                 .init(name: "lfp_subs", used: subscribers.count, capacity: Int(LFP_MAX_SUBSCRIBERS)),
-                .init(name: "lfp_workloads", used: ws.count, capacity: 4096),
+                .init(name: "lfp_workloads", used: ws.count, capacity: Int(LFP_MAX_WORKLOADS)),
             ],
             classifications: try maps.stat(LFP_STAT_CLASSIFY), permits: try maps.stat(LFP_STAT_PERMIT),
             blocks: try maps.stat(LFP_STAT_BLOCK), eventsDelivered: try maps.stat(LFP_STAT_EVENTS),

@@ -8,8 +8,6 @@ import Testing
 /// parent handle, verdict — for real sockets in a real cgroup.
 @Suite("ALE endpoint lifetime", .serialized)
 struct LifetimeTests {
-    typealias Step = (layer: String, parent: UInt64, action: String)
-
     static func layer(_ kind: String, _ v6: Bool) -> Layer { Layer(name: "FWPM_LAYER_ALE_\(kind)_\(v6 ? "V6" : "V4")")! }
 
     /// Events of one handle as (layer kind, parent, action) for readable comparisons.

@@ -223,8 +223,12 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	struct lfp_sk *s = 0;
 	struct lfp_flow_key k;
 
-	lfp_event_init(&e, cookie, v6 ? LFP_LAYER_AUTH_CONNECT_V6 : LFP_LAYER_AUTH_CONNECT_V4,
-	               LFP_EV_CLASSIFY);
+	/* Every datagram comes here: find its flow first, and fill in the task's fields (and
+	 * read its executable) only for a new peer. */
+	__builtin_memset(&e, 0, sizeof(e));
+	e.cookie = cookie;
+	e.layer = v6 ? LFP_LAYER_AUTH_CONNECT_V6 : LFP_LAYER_AUTH_CONNECT_V4;
+	e.kind = LFP_EV_CLASSIFY;
 	e.family = v6 ? AF_INET6 : AF_INET;
 	e.protocol = ctx->protocol;
 	lfp_read_user_remote(&e, ctx, v6);
@@ -238,6 +242,7 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 		}
 		return 1;
 	}
+	lfp_event_init_current(&e);
 	if (sk) {
 		s = lfp_sk_own(sk, cookie, &e);
 		if (s && !(s->flags & LFP_SKF_ASSIGNED)) {

@@ -81,8 +81,12 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 		return 0; /* AUTH_LISTEN blocked this listener (reported once, at listen) */
 	__u64 cookie = bpf_get_socket_cookie(skb);
 
-	lfp_event_init_owner(&e, cookie, lfp_layer_for(LFP_LAYER_AUTH_RECV_ACCEPT_V4, p.family),
-	                     LFP_EV_CLASSIFY, s);
+	/* Every datagram of a UDP socket comes here: find its flow first, and copy the owner's
+	 * fields only for a new peer. */
+	__builtin_memset(&e, 0, sizeof(e));
+	e.cookie = cookie;
+	e.layer = lfp_layer_for(LFP_LAYER_AUTH_RECV_ACCEPT_V4, p.family);
+	e.kind = LFP_EV_CLASSIFY;
 	e.family = p.family;
 	e.protocol = p.proto;
 	__builtin_memcpy(e.remote_addr_be, p.src_be, sizeof(e.remote_addr_be));
@@ -97,6 +101,8 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 	struct lfp_flow *f = lfp_flow_find(&k, &e);
 	if (f) /* a retransmitted SYN, or a known UDP peer (either direction) */
 		return f->action == LFP_ACTION_BLOCK ? 0 : 1;
+	if (s)
+		lfp_event_owner(&e, s);
 	struct lfp_verdict v = lfp_decide(&e);
 	lfp_flow_store(&k, &v);
 	if (v.action == LFP_ACTION_BLOCK)

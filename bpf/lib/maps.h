@@ -95,7 +95,7 @@ struct {
  * at detach. Lets LFP_CONDITION_WORKLOAD name a workload whatever cgroup it runs in. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, LFP_MAX_WORKLOADS);
 	__type(key, __u64);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -52,6 +52,21 @@ static __always_inline struct lfp_sk *lfp_sk_own(void *sk, __u64 cookie, const s
 	return s;
 }
 
+/* The owner's fields of an event (who, which cgroup, which executable), from lfp_sk. */
+static __always_inline void lfp_event_owner(struct lfp_event *e, const struct lfp_sk *s)
+{
+	e->tgid = s->tgid;
+	e->uid = s->uid;
+	e->gid = s->gid;
+	e->cgroup_id = s->cgroup_id;
+	e->parent_cookie = s->parent_cookie;
+	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+	e->exe_ino = s->exe_ino;
+	e->exe_dev = s->exe_dev;
+	if (!(s->flags & LFP_SKF_OWNER_UNKNOWN))
+		e->evflags |= LFP_EVF_OWNER;
+}
+
 /* An event about a socket from a context where "current" is not its owner (softirq sockops,
  * packets, iterators): the owner comes from lfp_sk. */
 static __always_inline void lfp_event_init_owner(struct lfp_event *e, __u64 cookie, __u16 layer, __u8 kind,
@@ -62,17 +77,8 @@ static __always_inline void lfp_event_init_owner(struct lfp_event *e, __u64 cook
 	e->layer = layer;
 	e->kind = kind;
 	if (s) {
-		e->tgid = s->tgid;
-		e->uid = s->uid;
-		e->gid = s->gid;
-		e->cgroup_id = s->cgroup_id;
-		e->parent_cookie = s->parent_cookie;
+		lfp_event_owner(e, s);
 		e->protocol = s->protocol;
-		__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-		e->exe_ino = s->exe_ino;
-		e->exe_dev = s->exe_dev;
-		if (!(s->flags & LFP_SKF_OWNER_UNKNOWN))
-			e->evflags |= LFP_EVF_OWNER;
 		if (s->flags & LFP_SKF_BOUND) {
 			__builtin_memcpy(e->local_addr_be, s->local_addr_be, sizeof(e->local_addr_be));
 			e->local_port = s->local_port;

@@ -27,6 +27,7 @@ typedef int32_t __s32;
 #define LFP_MAX_CONDS 16             /* conditions per compiled rule                        */
 #define LFP_MAX_RULES 1024           /* rules per policy slot (all layers together)         */
 #define LFP_SLOTS 2                  /* double buffer: the kernel reads the active slot     */
+#define LFP_MAX_WORKLOADS 4096       /* cgroups named in lfp_workloads                      */
 #define LFP_MAX_SUBSCRIBERS 16       /* concurrent event tails, each with its own ring      */
 #define LFP_RING_BYTES (4u << 20)    /* default ring size per subscriber (4 MiB)            */
 #define LFP_WAKEUP_BYTES (64u << 10) /* batched wake-up: force a wake-up past this much   */
