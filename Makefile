@@ -19,13 +19,13 @@ SWIFT_FLAGS ?=
 BUILD_DIR := bpf/build
 ABI := Sources/KernelABI/include/lfp_abi.h
 BPF_SRCS := $(wildcard bpf/lfp_*.bpf.c)
-BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD_DIR)/%.o,$(BPF_SRCS))
 BPF_LIB := $(wildcard bpf/lib/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 	-Ibpf -I$(BUILD_DIR) -ISources/KernelABI/include
 APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format
 LFP := .build/debug/lfp
 
+.DELETE_ON_ERROR:
 .PHONY: all deps bpf swift demo test bench clean format lint
 all: bpf swift
 
@@ -40,18 +40,19 @@ deps:
 	fi
 	@command -v clang >/dev/null || { echo "clang (the Swift toolchain's) not on PATH"; exit 1; }
 
-bpf: $(BUILD_DIR)/lfp.bpf.o
+bpf: $(BUILD_DIR)/lfp.bpf.o $(BUILD_DIR)/lfp_test.bpf.o
 
 $(BUILD_DIR)/vmlinux.h:
 	@mkdir -p $(BUILD_DIR)
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-$(BUILD_DIR)/%.o: bpf/%.bpf.c $(BPF_LIB) $(ABI) $(BUILD_DIR)/vmlinux.h
+# The test-runnable classifier (bpf/tests/): the real lib/classify.h behind BPF_PROG_TEST_RUN.
+$(BUILD_DIR)/lfp_test.bpf.o: bpf/tests/lfp_classify_test.bpf.c $(BPF_LIB) $(ABI) $(BUILD_DIR)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-# One object for the loader: the per-hook objects share their __weak maps.
-$(BUILD_DIR)/lfp.bpf.o: $(BPF_OBJS)
-	$(BPFTOOL) gen object $@ $^
+# One object for the loader: bpf/lfp.bpf.c includes every hook family's entry file.
+$(BUILD_DIR)/lfp.bpf.o: bpf/lfp.bpf.c $(BPF_SRCS) $(BPF_LIB) $(ABI) $(BUILD_DIR)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 # SwiftPM does not always rebuild Swift modules when a C header they import changes; after an
 # edit of lfp_abi.h that leaves a stale struct layout in FilterEngine (seen: a crash decoding
@@ -77,7 +78,7 @@ bench: deps all
 	./Tests/bench/bench.sh .build/release/lfp
 
 # swift-format ships with the toolchain; clang-format comes from Debian (apt-get install clang-format).
-C_SOURCES := bpf/*.c bpf/lib/*.h $(ABI) Sources/KernelABI/*.c Sources/CLibBPF/*.h
+C_SOURCES := bpf/*.c bpf/lib/*.h bpf/tests/*.c $(ABI) Sources/KernelABI/*.c Sources/CLibBPF/*.h
 format:
 	swift-format format -i -r Sources Tests Package.swift
 	@if command -v clang-format >/dev/null; then clang-format -i $(C_SOURCES); else echo "clang-format not installed: C sources left as they are"; fi

@@ -38,6 +38,21 @@ public final class BPFMap {
         return BPFMap(ownedFD: fd, name: name, valueSize: Int(info.value_size))
     }
 
+    /// Open a map by its kernel id (e.g. the value a userspace lookup in a map-in-map returns).
+    public static func open(id: UInt32) throws -> BPFMap {
+        let fd = try bpfCall("bpf_map_get_fd_by_id", "map \(id)") { bpf_map_get_fd_by_id(id) }
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        try bpfCall("bpf_obj_get_info_by_fd", "map \(id)") { bpf_obj_get_info_by_fd(fd, &info, &len) }
+        let name = withUnsafeBytes(of: info.name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+        let map = BPFMap(ownedFD: fd, name: name, valueSize: Int(info.value_size))
+        map.maxEntries = info.max_entries
+        return map
+    }
+
+    /// max_entries, when known (maps opened by id).
+    public private(set) var maxEntries: UInt32 = 0
+
     /// Create an unpinned ring buffer of `bytes` (a power of two, page multiple).
     public static func createRingBuffer(name: String, bytes: UInt32) throws -> BPFMap {
         try create(type: BPF_MAP_TYPE_RINGBUF, name: name, keySize: 0, valueSize: 0, maxEntries: bytes)
@@ -46,12 +61,57 @@ public final class BPFMap {
     /// Create an unpinned map. The caller owns it.
     static func create(
         type: bpf_map_type, name: String, keySize: UInt32, valueSize: UInt32,
-        maxEntries: UInt32
+        maxEntries: UInt32, flags: UInt32 = 0
     ) throws -> BPFMap {
+        var opts = bpf_map_create_opts()
+        opts.sz = MemoryLayout<bpf_map_create_opts>.size
+        opts.map_flags = flags
         let fd = try bpfCall("bpf_map_create", name) {
-            bpf_map_create(type, name, keySize, valueSize, maxEntries, nil)
+            bpf_map_create(type, name, keySize, valueSize, maxEntries, &opts)
         }
         return BPFMap(ownedFD: fd, name: name, valueSize: Int(valueSize))
+    }
+
+    /// A new array of `values` (index -> value), for publishing into an ARRAY_OF_MAPS whose
+    /// template has BPF_F_INNER_MAP (so its size may differ from the template's). Filled with
+    /// batched updates: one syscall per 64k values, not one per value.
+    public static func createArray<V>(name: String, values: [V], innerMap: Bool = true) throws -> BPFMap {
+        let map = try create(
+            type: BPF_MAP_TYPE_ARRAY, name: name, keySize: 4, valueSize: UInt32(MemoryLayout<V>.stride),
+            maxEntries: UInt32(max(values.count, 1)), flags: innerMap ? UInt32(BPF_F_INNER_MAP) : 0)
+        try map.updateBatch(values)
+        return map
+    }
+
+    /// Write `values` at indices 0..<count of an array map.
+    /// `V` must be a plain C struct or union (no references): its bytes are copied as they are.
+    public func updateBatch<V>(_ values: [V], from start: UInt32 = 0) throws {
+        let chunk = 65536
+        var opts = bpf_map_batch_opts()
+        opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+        var offset = 0
+        try values.withUnsafeBufferPointer { buf in
+            while offset < buf.count {
+                let n = min(chunk, buf.count - offset)
+                var keys = (0..<n).map { UInt32(offset + $0) + start }
+                var count = UInt32(n)
+                try bpfCall("bpf_map_update_batch", name) {
+                    bpf_map_update_batch(fd, &keys, buf.baseAddress! + offset, &count, &opts)
+                }
+                offset += n
+            }
+        }
+    }
+
+    /// Read indices 0..<count of an array map.
+    public func lookupBatch<V: BitwiseCopyable>(count: Int, as: V.Type) throws -> [V] {
+        var out: [V] = []
+        out.reserveCapacity(count)
+        for i in 0..<count {
+            guard let v = try lookup(key: UInt32(i), as: V.self) else { break }
+            out.append(v)
+        }
+        return out
     }
 
     deinit { if ownsFD { close(fd) } }

@@ -106,6 +106,21 @@ public final class BPFProgram {
     }
     public var fd: Int32 { bpf_program__fd(handle) }
 
+    /// BPF_PROG_TEST_RUN with `context` as the program's input (a SEC("syscall") program reads
+    /// its arguments there); returns the program's return value.
+    @discardableResult
+    public func testRun<C: BitwiseCopyable>(context: C) throws -> UInt32 {
+        var ctx = context
+        var opts = bpf_test_run_opts()
+        opts.sz = MemoryLayout<bpf_test_run_opts>.size
+        return try withUnsafeMutableBytes(of: &ctx) { raw in
+            opts.ctx_in = UnsafeRawPointer(raw.baseAddress)
+            opts.ctx_size_in = UInt32(raw.count)
+            try bpfCall("bpf_prog_test_run_opts", name) { bpf_prog_test_run_opts(fd, &opts) }
+            return opts.retval
+        }
+    }
+
     /// Attach to a cgroup through a bpf_link and pin the link at `pinPath`: the program keeps
     /// enforcing after this process exits, until the pin is removed.
     @discardableResult

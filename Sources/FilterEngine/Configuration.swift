@@ -1,4 +1,5 @@
 import BPFKit
+import KernelABI
 import Foundation
 
 /// Where lfp keeps its kernel objects and runtime state. Everything is overridable so tests
@@ -12,6 +13,8 @@ public struct EngineConfiguration: Sendable {
     public var cgroupParent: String?
     /// The compiled BPF object (bpf/build/lfp.bpf.o).
     public var objectPath: String
+    /// The most filters a committed policy may hold (LFP_MAX_FILTERS; LFP_DEFAULT_MAX_FILTERS).
+    public var maxFilters: Int = Int(LFP_DEFAULT_MAX_FILTERS)
 
     public init(bpffsRoot: String, stateDirectory: String, cgroupParent: String?, objectPath: String) {
         self.bpffsRoot = bpffsRoot
@@ -20,13 +23,16 @@ public struct EngineConfiguration: Sendable {
         self.objectPath = objectPath
     }
 
-    /// Defaults, overridden by LFP_BPFFS_ROOT, LFP_STATE_DIR, LFP_CGROUP_PARENT, LFP_BPF_OBJECT.
+    /// Defaults, overridden by LFP_BPFFS_ROOT, LFP_STATE_DIR, LFP_CGROUP_PARENT, LFP_BPF_OBJECT,
+    /// LFP_MAX_FILTERS.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> EngineConfiguration {
-        EngineConfiguration(
+        var c = EngineConfiguration(
             bpffsRoot: env["LFP_BPFFS_ROOT"] ?? "/sys/fs/bpf/lfp",
             stateDirectory: env["LFP_STATE_DIR"] ?? "/run/lfp",
             cgroupParent: env["LFP_CGROUP_PARENT"],
             objectPath: env["LFP_BPF_OBJECT"] ?? locateObject())
+        if let m = env["LFP_MAX_FILTERS"].flatMap(Int.init), m > 0 { c.maxFilters = m }
+        return c
     }
 
     /// lfp.bpf.o next to the executable (installed layout), else the source tree's bpf/build.

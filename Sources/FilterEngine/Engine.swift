@@ -68,6 +68,9 @@ public final class Engine {
         public var filterIds: [UInt64]
         public var kernelRules: Int
         public var notes: [PolicyImage.Note]
+        /// Kernel memory of the classifier map, and its decision diagrams (all layers).
+        public var classifierBytes: Int
+        public var diagrams: Int
     }
 
     /// Validate, compile and commit `policy`, replacing the committed one. All or nothing: any
@@ -75,47 +78,47 @@ public final class Engine {
     /// the kernel state as they were.
     @discardableResult
     public func commit(_ policy: Policy) throws -> Commit {
+        guard policy.filters.count <= config.maxFilters else {
+            throw CompileError(
+                code: .outOfBounds,
+                message: "the policy has \(policy.filters.count) filters; this engine holds at most \(config.maxFilters) (LFP_MAX_FILTERS)")
+        }
         let bfe = BaseFilteringEngine()
         let ids = try bfe.load(policy)  // validation: FWP_E_* errors
         let image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
+        var classifier = try PolicyCompiler.buildClassifier(image)
         try requireRoot("lfp policy load")
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
         let maps = try KernelMaps.open(config, create: true)
         let previous = try maps.readConfig()
-        // The slot is the generation's parity: the kernel reads one 8-byte generation and gets
-        // both, so it can never pair one policy's rules with another's generation.
+        let previousCells = try maps.committedCells()
         let generation = previous.generation + 1
-        let slot = UInt32(generation & 1)
-        // Write the inactive half, then publish it with one map update (the kernel reads the
-        // generation once per classification, so it never sees a half-written policy).
-        for (i, rule) in image.rules.enumerated() {
-            try maps.rules.update(key: slot * UInt32(LFP_MAX_RULES) + UInt32(i), value: rule)
-        }
-        for (layer, range) in image.ranges.enumerated() {
-            try maps.layers.update(key: slot * UInt32(LFP_LAYER_COUNT.rawValue) + UInt32(layer), value: range)
-        }
-        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), active_slot: slot, generation: generation)
+        classifier.setGeneration(generation)
+        // A fresh map per commit, published with one update of lfp_policy: a classification
+        // holds the map it looked up until it ends and the kernel frees the old one after an RCU
+        // grace period, so nothing is rewritten under a reader and nothing waits.
+        let cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
+        try maps.policy.update(key: UInt32(0), mapFD: cells.fd)
+        // lfp_config counts generations (never reused, also when a commit is rolled back).
+        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
         try maps.config.update(key: UInt32(0), value: next)
-        // A classification that read the old generation just before the flip walks the old
-        // slot for microseconds; the next commit overwrites that slot, so let it finish.
-        usleep(5_000)
         do {
             let committed = CommittedPolicy(
                 generation: next.generation, committedAt: Date(),
                 policy: bfe.snapshot().exportJSON())
             try JSONEncoder.lfp.encode(committed).write(to: URL(fileURLWithPath: config.policyFile), options: .atomic)
         } catch {
-            // Put the old policy back under a new generation of the old slot's parity: flows
-            // cached while the failed generation was live must not count as current.
-            let back = lfp_config(
-                abi_version: UInt32(LFP_ABI_VERSION), active_slot: UInt32((generation + 1) & 1), generation: generation + 1)
-            try? maps.config.update(key: UInt32(0), value: back)
+            // Put the previous classifier back (its own generation: flows it classified are still
+            // current; flows of the failed generation are not, as lfp_config moved past it).
+            if let previousCells { try? maps.policy.update(key: UInt32(0), mapFD: previousCells.fd) } else { try? maps.policy.delete(key: UInt32(0)) }
             throw EngineError(
                 "could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
         }
-        logger.info("policy committed", metadata: ["generation": "\(next.generation)", "rules": "\(image.rules.count)"])
-        return Commit(generation: next.generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes)
+        logger.info("policy committed", metadata: ["generation": "\(next.generation)", "cells": "\(classifier.cells.count)"])
+        return Commit(
+            generation: next.generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
+            classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +))
     }
 
     /// The committed policy as the engine recorded it (objects with their filterIds).

@@ -5,8 +5,7 @@ import KernelABI
 /// The pinned maps shared by every lfp program instance and process (bpf/lib/maps.h).
 final class KernelMaps {
     let config: BPFMap
-    let layers: BPFMap
-    let rules: BPFMap
+    let policy: BPFMap
     let subs: BPFMap
     let subSeq: BPFMap
     let subMask: BPFMap
@@ -63,8 +62,7 @@ final class KernelMaps {
 
     private init(dir: String) throws {
         config = try BPFMap.openPinned(dir + "/lfp_config")
-        layers = try BPFMap.openPinned(dir + "/lfp_layers")
-        rules = try BPFMap.openPinned(dir + "/lfp_rules")
+        policy = try BPFMap.openPinned(dir + "/lfp_policy")
         subs = try BPFMap.openPinned(dir + "/lfp_subs")
         subSeq = try BPFMap.openPinned(dir + "/lfp_sub_seq")
         subMask = try BPFMap.openPinned(dir + "/lfp_sub_mask")
@@ -76,6 +74,12 @@ final class KernelMaps {
 
     func readConfig() throws -> lfp_config {
         try config.lookup(key: UInt32(0), as: lfp_config.self) ?? lfp_config()
+    }
+
+    /// The classifier map in force (lfp_policy[0]), opened by its id; nil before any commit.
+    func committedCells() throws -> BPFMap? {
+        guard let id = try policy.lookup(key: UInt32(0), as: UInt32.self) else { return nil }
+        return try BPFMap.open(id: id)
     }
 
     func stat(_ s: lfp_stat) throws -> UInt64 {

@@ -77,11 +77,8 @@ extension Engine {
         try requireRoot("lfp status")
         let maps = try KernelMaps.open(config, create: false)
         let cfg = try maps.readConfig()
-        var used = 0
-        for layer in 0..<UInt32(LFP_LAYER_COUNT.rawValue) {
-            let key = UInt32(cfg.generation & 1) * UInt32(LFP_LAYER_COUNT.rawValue) + layer
-            used += Int(try maps.layers.lookup(key: key, as: lfp_layer_range.self)?.count ?? 0)
-        }
+        let cells = Int(try maps.committedCells()?.maxEntries ?? 0)
+        let filters = (try? committedPolicy()?.policy.filters.count) ?? 0
         var subscribers: [EngineStatus.Subscriber] = []
         var dropped: UInt64 = 0
         for slot in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {
@@ -98,7 +95,8 @@ extension Engine {
         return EngineStatus(
             workloads: ws, policyGeneration: cfg.generation, kernelStatePresent: true,
             maps: [
-                .init(name: "lfp_rules (active slot)", used: used, capacity: Int(LFP_MAX_RULES)),
+                .init(name: "filters (LFP_MAX_FILTERS)", used: filters ?? 0, capacity: config.maxFilters),
+                .init(name: "lfp_policy cells (32 B each)", used: cells, capacity: cells),
                 .init(name: "lfp_subs", used: subscribers.count, capacity: Int(LFP_MAX_SUBSCRIBERS)),
                 .init(name: "lfp_workloads", used: ws.count, capacity: Int(LFP_MAX_WORKLOADS)),
             ],

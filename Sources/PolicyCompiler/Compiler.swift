@@ -27,12 +27,8 @@ public enum PolicyCompiler {
                     image.rules += try compile(filter, sublayer: UInt16(index), notes: &image.notes)
                 }
             }
-            guard image.rules.count <= Int(LFP_MAX_RULES) else {
-                throw CompileError(
-                    code: .outOfBounds,
-                    message: "the policy compiles to \(image.rules.count) kernel rules; the kernel holds at most \(LFP_MAX_RULES)")
-            }
-            image.ranges[Int(layer.kernelID)] = lfp_layer_range(start: start, count: UInt32(image.rules.count) - start)
+            image.ranges[Int(layer.kernelID)].start = start
+            image.ranges[Int(layer.kernelID)].count = UInt32(image.rules.count) - start
         }
         return image
     }

@@ -3,7 +3,7 @@ import Foundation
 import KernelABI
 
 /// A 128-bit unsigned number as the kernel compares them: (hi, lo).
-struct U128: Comparable {
+struct U128: Comparable, Hashable {
     var hi: UInt64
     var lo: UInt64
     static let zero = U128(hi: 0, lo: 0)

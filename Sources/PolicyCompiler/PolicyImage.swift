@@ -31,6 +31,10 @@ public struct CompileError: Error, CustomStringConvertible, Equatable {
     public let code: FWPErrorCode
     public let message: String
     public var description: String { "\(code.name): \(message)" }
+    public init(code: FWPErrorCode, message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 /// The workload id the kernel computes nothing about: both sides hash the name (lfp_abi.h).

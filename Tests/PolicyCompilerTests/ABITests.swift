@@ -7,7 +7,12 @@ struct ABITests {
     @Test func structSizes() {
         #expect(MemoryLayout<lfp_cond>.size == 56)
         #expect(MemoryLayout<lfp_rule>.size == 24 + 56 * Int(LFP_MAX_CONDS))
-        #expect(MemoryLayout<lfp_layer_range>.size == 8)
+        #expect(MemoryLayout<lfp_layer_range>.size == 32)
+        #expect(MemoryLayout<lfp_cell>.size == 32)
+        #expect(MemoryLayout<lfp_node>.size == 32 && MemoryLayout<lfp_edge>.size == 32 && MemoryLayout<lfp_leaf>.size == 32)
+        #expect(MemoryLayout<lfp_verdict>.size == 24)
+        #expect(MemoryLayout<lfp_test_case>.size == 192)
+        #expect(MemoryLayout<lfp_test_case>.offset(of: \.out) == 168)
         #expect(MemoryLayout<lfp_config>.size == 16)
         #expect(MemoryLayout<lfp_event>.size == 160)
     }

@@ -1,6 +1,6 @@
 /* classify.h — WFP arbitration over the compiled policy (rule book §1), for static filters.
  *
- * PolicyCompiler stores each layer's filters in evaluation order, so the kernel only walks:
+ * The arbitration is WFP's, decided by the compiler ahead of time (PolicyCompiler/Classifier):
  *
  *   1. Sublayers are visited by weight, highest first; inside one, filters by effective weight,
  *      highest first; ties by filterId ascending (R1.2, R1.3, R1.7 policy).
@@ -14,27 +14,22 @@
  *      ends the walk: only a callout could veto it (R1.16), and callouts are not in the kernel.
  *   6. If nothing decided, the layer permits with filterId 0 (R1.19).
  *
+ * What the kernel does (no per-filter loop): each layer has at most LFP_MAX_GROUPS decision
+ * diagrams (lfp_abi.h, "the classifier"). Walking one is at most LFP_MAX_DEPTH binary searches
+ * of at most LFP_SEARCH_STEPS probes, and ends on a leaf that already holds rules 1-5 for its
+ * filters. Groups of one sublayer give that sublayer's first match (lowest order, rule 3);
+ * the groups' decisions then combine by rules 4-5 in sublayer order.
+ *
  * Unregistered callout filters arrive here already substituted by the compiler (R5.6).
  */
 #pragma once
 #include "maps.h"
+#include <bpf/bpf_endian.h>
 
 #define AF_INET 2
 #define AF_INET6 10
 
-struct lfp_verdict {
-	__u64 filter_id;
-	__u64 generation;
-	__s32 block_errno;
-	__u8 action;
-};
 
-struct lfp_walk {
-	const struct lfp_event *in;
-	__u32 first;         /* index of the layer's first rule in lfp_rules */
-	__u32 skip_sublayer; /* sublayer already decided, or ~0 */
-	struct lfp_verdict v;
-};
 
 static __always_inline void lfp_addr128(__u16 family, const __u32 *a, __u64 *hi, __u64 *lo)
 {
@@ -110,109 +105,154 @@ static __always_inline int lfp_field_value(const struct lfp_event *in, __u32 fie
 	return 0;
 }
 
-static __always_inline int lfp_cond_matches(const struct lfp_cond *c, const struct lfp_event *in)
-{
-	__u64 hi, lo;
+/* Open-coded iterators (bpf_iter_num, kernel >= 6.4): the verifier checks a loop body a few
+ * times instead of once per iteration, which keeps the nested bounded loops below cheap to load. */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
 
-	if (!lfp_field_value(in, c->field, &hi, &lo))
-		return !!(c->flags & LFP_COND_MATCH_EMPTY);
-	if (c->flags & LFP_COND_MATCH_EMPTY)
-		return 0;
-	hi &= c->mask_hi;
-	lo &= c->mask_lo;
-	int ge = hi > c->lo_hi || (hi == c->lo_hi && lo >= c->lo_lo);
-	int le = hi < c->hi_hi || (hi == c->hi_hi && lo <= c->hi_lo);
-	return (ge && le) ^ !!(c->flags & LFP_COND_NEGATE);
+#define LFP_REF_NONE 0xffffffffu /* a walk that found no leaf (a damaged map): no decision */
+
+static __always_inline const union lfp_cell *lfp_cell(void *cells, __u32 index)
+{
+	return bpf_map_lookup_elem(cells, &index);
 }
 
-struct lfp_match {
-	const struct lfp_rule *rule;
-	const struct lfp_event *in;
-	__u32 n;
-	int group; /* some condition of the current OR group matched */
-	int ok;    /* every group so far matched */
-};
-
-/* One condition. A bpf_loop callback, not an unrolled loop: the verifier explores it once,
- * instead of every combination of sixteen conditions, which keeps program load fast. */
-static long lfp_cond_step(__u32 i, void *data)
+/* Follow one diagram from `ref` to its leaf: per node, the variable's value (field & mask) picks
+ * the last edge whose lo is <= value, by binary search. */
+static __always_inline __u32 lfp_diagram_leaf(void *cells, __u32 ref, const struct lfp_event *in)
 {
-	struct lfp_match *m = data;
-	if (i >= m->n || i >= LFP_MAX_CONDS)
-		return 1;
-	const struct lfp_cond *c = &m->rule->cond[i];
-	m->group |= lfp_cond_matches(c, m->in);
-	if (c->flags & LFP_COND_GROUP_END) {
-		if (!m->group) {
-			m->ok = 0;
-			return 1;
+	struct bpf_iter_num depth;
+
+	bpf_iter_num_new(&depth, 0, LFP_MAX_DEPTH);
+	while (bpf_iter_num_next(&depth)) {
+		if (ref & LFP_REF_LEAF)
+			break;
+		const union lfp_cell *c = lfp_cell(cells, ref);
+		if (!c) {
+			ref = LFP_REF_NONE;
+			break;
 		}
-		m->group = 0;
+		__u64 hi, lo;
+		__u32 base = c->node.edges, count = c->node.nedges;
+		if (!lfp_field_value(in, c->node.field, &hi, &lo)) {
+			ref = c->node.empty_ref;
+			continue;
+		}
+		hi &= c->node.mask_hi;
+		lo &= c->node.mask_lo;
+		struct bpf_iter_num step;
+		bpf_iter_num_new(&step, 0, LFP_SEARCH_STEPS);
+		while (bpf_iter_num_next(&step)) {
+			if (count <= 1)
+				break;
+			__u32 half = count / 2;
+			const union lfp_cell *e = lfp_cell(cells, base + half);
+			if (!e) {
+				count = 0;
+				break;
+			}
+			if (e->edge.lo_hi < hi || (e->edge.lo_hi == hi && e->edge.lo_lo <= lo)) {
+				base += half;
+				count -= half;
+			} else {
+				count = half;
+			}
+		}
+		bpf_iter_num_destroy(&step);
+		const union lfp_cell *e = lfp_cell(cells, base);
+		if (!e || count != 1) {
+			ref = LFP_REF_NONE;
+			break;
+		}
+		ref = e->edge.ref;
 	}
-	return 0;
+	bpf_iter_num_destroy(&depth);
+	return (ref & LFP_REF_LEAF) && ref != LFP_REF_NONE ? ref & ~LFP_REF_LEAF : LFP_REF_NONE;
 }
 
-static __always_inline int lfp_rule_matches(const struct lfp_rule *r, const struct lfp_event *in)
+/* Rules 4 and 5 for one sublayer's (or one ALONE group's) decision; 1 when it ends the walk. */
+static __always_inline int lfp_apply_leaf(struct lfp_verdict *out, const struct lfp_leaf *best)
 {
-	struct lfp_match m = { .rule = r, .in = in, .n = r->ncond, .ok = 1 };
-	bpf_loop(LFP_MAX_CONDS, lfp_cond_step, &m, 0);
-	return m.ok;
-}
-
-static long lfp_walk_step(__u32 i, void *data)
-{
-	struct lfp_walk *w = data;
-	__u32 idx = w->first + i;
-	const struct lfp_rule *r = bpf_map_lookup_elem(&lfp_rules, &idx);
-
-	if (!r)
-		return 1;
-	if (r->sublayer == w->skip_sublayer)
-		return 0; /* rule 3: this sublayer already decided */
-	if (!lfp_rule_matches(r, w->in))
+	if (best->action == LFP_ACTION_NONE)
 		return 0;
-	w->v.action = r->action; /* rule 4 */
-	w->v.filter_id = r->filter_id;
-	w->v.block_errno = r->block_errno;
-	w->skip_sublayer = r->sublayer;
-	return (r->flags & LFP_RULE_HARD) ? 1 : 0; /* rule 5 */
+	out->action = best->action;
+	out->filter_id = best->filter_id;
+	out->block_errno = best->block_errno;
+	return best->stop;
 }
 
-/* The walk, as a global BPF function: the verifier checks it once per program, on its own,
- * instead of once per call site with every caller's state (program load stays fast). __weak:
- * every hook object carries a copy and `bpftool gen object` keeps one. */
+/* The committed classifier map, or NULL before the first commit. */
+static __always_inline void *lfp_policy_cells(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&lfp_policy, &zero);
+}
+
+/* The generation of the policy in force (0 before the first commit). */
+static __always_inline __u64 lfp_policy_generation(void)
+{
+	void *cells = lfp_policy_cells();
+	if (!cells)
+		return 0;
+	const union lfp_cell *h = lfp_cell(cells, 0);
+	return h ? h->head.generation : 0;
+}
+
+/* The classification, as a global BPF function: the verifier checks it once per program, on its
+ * own, instead of once per call site with every caller's state (program load stays fast).
+ * __weak: every hook object carries a copy and `bpftool gen object` keeps one. */
 __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in, struct lfp_verdict *out)
 {
-	struct lfp_walk w = { .in = in, .skip_sublayer = ~0u };
-	__u32 zero = 0;
-
 	if (!in || !out)
 		return 0;
-	w.v.action = LFP_ACTION_PERMIT;
-	const struct lfp_config *cfg = bpf_map_lookup_elem(&lfp_config, &zero);
-	if (cfg) {
-		/* One 8-byte read gives both the generation and the slot (its parity), so a concurrent
-		 * commit can never pair one policy's slot with another's generation; the walk then
-		 * stays on that slot. */
-		__u64 gen = cfg->generation;
-		__u32 slot = gen & 1;
-		w.v.generation = gen;
-		__u32 li = slot * LFP_LAYER_COUNT + (layer % LFP_LAYER_COUNT);
-		const struct lfp_layer_range *range = bpf_map_lookup_elem(&lfp_layers, &li);
-		if (range && range->count) {
-			w.first = slot * LFP_MAX_RULES + range->start;
-			__u32 count = range->count;
-			if (count > LFP_MAX_RULES)
-				count = LFP_MAX_RULES;
-			bpf_loop(count, lfp_walk_step, &w, 0);
+	out->action = LFP_ACTION_PERMIT; /* rule 6 */
+	out->filter_id = 0;
+	out->block_errno = 0;
+	out->generation = 0;
+	void *cells = lfp_policy_cells();
+	if (!cells)
+		return 0;
+	/* One map lookup pins the whole policy: its generation, its groups and its diagrams. */
+	const union lfp_cell *h = lfp_cell(cells, 0);
+	const union lfp_cell *l = lfp_cell(cells, 1 + (layer % LFP_LAYER_COUNT));
+	if (!h || !l)
+		return 0;
+	out->generation = h->head.generation;
+	__u32 start = l->layer.start, count = l->layer.count;
+	__u32 tag = LFP_GROUP_ALONE;
+	struct lfp_leaf best = { .order = ~0u };
+	int stopped = 0;
+	struct bpf_iter_num g;
+
+	bpf_iter_num_new(&g, 0, LFP_MAX_GROUPS);
+	while (bpf_iter_num_next(&g)) {
+		if (count == 0)
+			break;
+		count--;
+		const union lfp_cell *gc = lfp_cell(cells, start++);
+		if (!gc)
+			break;
+		__u32 sub = gc->group.sublayer;
+		if (sub != tag || sub == LFP_GROUP_ALONE) {
+			if (lfp_apply_leaf(out, &best)) {
+				stopped = 1;
+				break;
+			}
+			tag = sub;
+			best.action = LFP_ACTION_NONE;
+			best.order = ~0u;
 		}
+		__u32 leaf = lfp_diagram_leaf(cells, gc->group.root, in);
+		const union lfp_cell *lc = leaf == LFP_REF_NONE ? 0 : lfp_cell(cells, leaf);
+		if (lc && lc->leaf.action != LFP_ACTION_NONE && lc->leaf.order < best.order)
+			best = lc->leaf; /* rule 3: the first match of the sublayer */
 	}
-	if (w.v.action == LFP_ACTION_BLOCK && w.v.block_errno <= 0)
-		w.v.block_errno = 1; /* EPERM */
-	out->action = w.v.action;
-	out->filter_id = w.v.filter_id;
-	out->generation = w.v.generation;
-	out->block_errno = w.v.block_errno;
+	bpf_iter_num_destroy(&g);
+	if (!stopped)
+		lfp_apply_leaf(out, &best);
+	if (out->action == LFP_ACTION_BLOCK && out->block_errno <= 0)
+		out->block_errno = 1; /* EPERM */
 	return 0;
 }
 

@@ -9,7 +9,8 @@
 
 #define LFP_MAP SEC(".maps") __weak
 
-/* 0 -> struct lfp_config: active policy slot and generation. Written by `lfp policy load`. */
+/* 0 -> struct lfp_config: the generation in force, written by the commit right after it
+ * publishes the policy map (the UDP flow cache compares its entries against it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -18,24 +19,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lfp_config LFP_MAP;
 
-/* slot * LFP_LAYER_COUNT + layer -> rule range of that layer in lfp_rules. Written by policy load. */
-struct {
+/* 0 -> the committed classifier: an array of union lfp_cell (lfp_abi.h), built whole by each
+ * commit as a fresh map and published here with one update. A classification looks the inner
+ * map up once and keeps it to the end; the kernel frees a replaced map after an RCU grace
+ * period, so no commit ever waits for or races with a classification. BPF_F_INNER_MAP lets
+ * every commit size its map to the policy. */
+struct lfp_policy_cells {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LFP_SLOTS *LFP_LAYER_COUNT);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct lfp_layer_range);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lfp_layers LFP_MAP;
+	__uint(value_size, sizeof(union lfp_cell)); /* a size, not a type: objects that never use the
+						     * union carry only its forward declaration */
+};
 
-/* slot * LFP_MAX_RULES + i -> compiled filter, in WFP evaluation order. Written by policy load
- * into the inactive slot, then published by bumping lfp_config.generation (its parity is the slot). */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LFP_SLOTS *LFP_MAX_RULES);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct lfp_rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lfp_rules LFP_MAP;
+	__array(values, struct lfp_policy_cells);
+} lfp_policy LFP_MAP;
 
 /* subscriber slot -> that subscriber's ring buffer. Written by each event tail (`lfp events`,
  * tests) when it claims a slot; the kernel copies every event into every present ring, so one

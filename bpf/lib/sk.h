@@ -180,9 +180,7 @@ static __always_inline void lfp_flow_key(struct lfp_flow_key *k, __u64 cookie, c
 static __always_inline struct lfp_flow *lfp_flow_find(const struct lfp_flow_key *k, struct lfp_event *e)
 {
 	struct lfp_flow *f = bpf_map_lookup_elem(&lfp_flows, k);
-	__u32 zero = 0;
-	const struct lfp_config *cfg = bpf_map_lookup_elem(&lfp_config, &zero);
-	if (f && cfg && f->generation == (__u32)cfg->generation)
+	if (f && f->generation == (__u32)lfp_policy_generation())
 		return f;
 	if (f) /* an existing flow met a new policy: this classification is its reauthorization */
 		e->cond_flags |= LFP_FLAG_IS_REAUTHORIZE;

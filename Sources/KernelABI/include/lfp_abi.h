@@ -21,12 +21,14 @@ typedef uint64_t __u64;
 typedef int32_t __s32;
 #endif
 
-#define LFP_ABI_VERSION 1
+#define LFP_ABI_VERSION 2
 
 /* ---- capacities (Swift reads these; changing one changes the pinned maps' shape) ---- */
 #define LFP_MAX_CONDS 16             /* conditions per compiled rule                        */
-#define LFP_MAX_RULES 1024           /* rules per policy slot (all layers together)         */
-#define LFP_SLOTS 2                  /* double buffer: the kernel reads the active slot     */
+#define LFP_DEFAULT_MAX_FILTERS 100000 /* filters a policy may hold unless configured higher  */
+#define LFP_MAX_GROUPS 32            /* decision diagrams per layer (see "classifier" below) */
+#define LFP_MAX_DEPTH 24             /* decisions on one path through a diagram             */
+#define LFP_SEARCH_STEPS 24          /* binary-search steps per decision: 2^24 edges a node  */
 #define LFP_MAX_WORKLOADS 4096       /* cgroups named in lfp_workloads                      */
 #define LFP_MAX_SUBSCRIBERS 16       /* concurrent event tails, each with its own ring      */
 #define LFP_RING_BYTES (4u << 20)    /* default ring size per subscriber (4 MiB)            */
@@ -74,7 +76,7 @@ enum lfp_field {
 #define LFP_FLAG_IS_RAW_ENDPOINT 0x10u
 #define LFP_FLAG_IS_IMPLICIT_BIND 0x200u
 
-/* ---- compiled policy ---- */
+/* ---- compiled filters (the compiler's intermediate form, never read by the kernel) ---- */
 
 /* One condition: matches iff ((value & mask) in [lo, hi]) XOR NEGATE, on 128-bit unsigned
  * numbers split into (hi, lo) 64-bit halves. Every FWP_MATCH type the kernel supports reduces
@@ -95,12 +97,6 @@ struct lfp_cond {
 	__u64 hi_hi, hi_lo;
 };
 
-enum lfp_action {
-	LFP_ACTION_NONE = 0,   /* nothing decided (notification layers, layer default)    */
-	LFP_ACTION_PERMIT = 1, /* FWP_ACTION_PERMIT */
-	LFP_ACTION_BLOCK = 2,  /* FWP_ACTION_BLOCK  */
-};
-
 #define LFP_RULE_HARD 0x1u /* the decision clears FWPS_RIGHT_ACTION_WRITE (R1.13, R1.14) */
 
 /* One filter, in evaluation order inside its layer's range. */
@@ -116,16 +112,91 @@ struct lfp_rule {
 	struct lfp_cond cond[LFP_MAX_CONDS];
 };
 
-/* Rules of one layer in one slot: lfp_rules[slot * LFP_MAX_RULES + start ...+count). */
+/* ---- the classifier: what the kernel reads (PolicyCompiler/Classifier builds it) ----
+ *
+ * Each commit builds one array of 32-byte cells, a fresh BPF array map published through the
+ * ARRAY_OF_MAPS lfp_policy (so a classification that started on the old policy keeps it until
+ * it ends: RCU retires the old map, nothing is ever rewritten in place).
+ *
+ *   cell 0                      struct lfp_head: generation of this policy
+ *   cell 1 + layer              struct lfp_layer_range: that layer's groups [start, start+count)
+ *   groups                      struct lfp_group: one decision diagram each
+ *   nodes, edges, leaves        the diagrams
+ *
+ * A diagram is a multi-terminal interval decision diagram: a node tests one variable (a field
+ * ANDed with a mask) by binary search over its sorted edges; an edge covers the values from its
+ * `lo` up to the next edge's; FWP_EMPTY takes `empty_ref`. A leaf holds the arbitration the
+ * compiler precomputed for every input that reaches it. The kernel's work is bounded by
+ * LFP_MAX_GROUPS x LFP_MAX_DEPTH x LFP_SEARCH_STEPS lookups, whatever the filter count. */
+#define LFP_REF_LEAF 0x80000000u /* a ref with this bit names a leaf cell, else a node cell */
+#define LFP_GROUP_ALONE 0xffffffffu /* lfp_group.sublayer: the group covers whole sublayers */
+
+struct lfp_head {
+	__u64 generation; /* the commit that built this map                                 */
+	__u32 abi_version;
+	__u32 ncells;
+	__u64 pad[2];
+};
+
+/* Groups of one layer: cells [start, start + count). */
 struct lfp_layer_range {
 	__u32 start;
 	__u32 count;
+	__u64 pad[3];
+};
+
+/* One diagram. Consecutive groups with the same `sublayer` split one sublayer's filters: the
+ * sublayer's decision is the matching leaf with the lowest `order` among them (first match,
+ * R1.4). A group with LFP_GROUP_ALONE covers whole sublayers and its leaf is their decision. */
+struct lfp_group {
+	__u32 root;     /* ref */
+	__u32 sublayer; /* sublayer visiting order, or LFP_GROUP_ALONE                        */
+	__u64 pad[3];
+};
+
+struct lfp_node {
+	__u8 field; /* enum lfp_field */
+	__u8 pad[3];
+	__u32 nedges;    /* >= 1; the first edge's lo is 0                                    */
+	__u32 edges;     /* cell index of the first edge                                      */
+	__u32 empty_ref; /* where FWP_EMPTY goes                                              */
+	__u64 mask_hi, mask_lo;
+};
+
+struct lfp_edge {
+	__u64 lo_hi, lo_lo; /* the first value of this edge's interval                       */
+	__u32 ref;
+	__u32 pad[3];
+};
+
+enum lfp_action {
+	LFP_ACTION_NONE = 0,   /* nothing decided (notification layers, layer default)    */
+	LFP_ACTION_PERMIT = 1, /* FWP_ACTION_PERMIT */
+	LFP_ACTION_BLOCK = 2,  /* FWP_ACTION_BLOCK  */
+};
+
+struct lfp_leaf {
+	__u64 filter_id;   /* deciding filter, 0 with LFP_ACTION_NONE                          */
+	__u32 order;       /* the deciding filter's position in the layer's evaluation order    */
+	__s32 block_errno; /* positive errno a block returns                                   */
+	__u8 action;       /* enum lfp_action                                                  */
+	__u8 stop;         /* a hard decision: the walk ends here (R1.16)                      */
+	__u8 pad[14];
+};
+
+union lfp_cell {
+	struct lfp_head head;
+	struct lfp_layer_range layer;
+	struct lfp_group group;
+	struct lfp_node node;
+	struct lfp_edge edge;
+	struct lfp_leaf leaf;
 };
 
 struct lfp_config {
 	__u32 abi_version; /* LFP_ABI_VERSION of the writer                                   */
-	__u32 active_slot; /* generation & 1, for readers: the kernel derives the slot from generation */
-	__u64 generation;  /* bumped on every commit; its parity is the active slot of lfp_rules/lfp_layers */
+	__u32 pad;
+	__u64 generation; /* the generation of the map in lfp_policy, written after publishing */
 };
 
 /* ---- events (ALE notifications), one record per classify or lifetime step ---- */
@@ -169,6 +240,25 @@ struct lfp_event {
 	__u64 exe_ino;     /* ... and inode number; 0 when unknown (FWP_EMPTY ALE_APP_ID)    */
 };
 
+/* A classification's outcome (bpf/lib/classify.h). */
+struct lfp_verdict {
+	__u64 filter_id;
+	__u64 generation;
+	__s32 block_errno;
+	__u8 action; /* enum lfp_action */
+	__u8 pad[3];
+};
+
+/* bpf/tests/lfp_classify_test.bpf.c: one input of the test-runnable classifier and its verdict
+ * (lfp_test_io[i]); the differential tests write `layer` and `in`, the program writes `out`. */
+#define LFP_TEST_BATCH 4096
+struct lfp_test_case {
+	__u32 layer; /* enum lfp_layer */
+	__u32 pad;
+	struct lfp_event in;
+	struct lfp_verdict out;
+};
+
 /* A workload's id in conditions: FNV-1a (32 bit) of its name, so a policy can name a workload
  * before it is attached; lfp_workloads maps the cgroup id to it at attach time. */
 #define LFP_FNV_OFFSET 2166136261u
@@ -187,9 +277,14 @@ enum lfp_stat {
 #define LFP_ABI_CHECK(cond, msg) _Static_assert(cond, msg)
 LFP_ABI_CHECK(sizeof(struct lfp_cond) == 56, "lfp_cond layout");
 LFP_ABI_CHECK(sizeof(struct lfp_rule) == 24 + 56 * LFP_MAX_CONDS, "lfp_rule layout");
-LFP_ABI_CHECK(sizeof(struct lfp_layer_range) == 8, "lfp_layer_range layout");
+LFP_ABI_CHECK(sizeof(union lfp_cell) == 32, "lfp_cell layout");
+LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_layer_range) == 32, "cell layout");
+LFP_ABI_CHECK(sizeof(struct lfp_group) == 32 && sizeof(struct lfp_node) == 32, "cell layout");
+LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
 LFP_ABI_CHECK(sizeof(struct lfp_event) == 160, "lfp_event layout");
+LFP_ABI_CHECK(sizeof(struct lfp_verdict) == 24, "lfp_verdict layout");
+LFP_ABI_CHECK(sizeof(struct lfp_test_case) == 192, "lfp_test_case layout");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, layer) == 72, "lfp_event.layer offset");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, local_addr_be) == 92, "lfp_event addr offset");
 

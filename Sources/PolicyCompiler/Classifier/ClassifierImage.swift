@@ -1,0 +1,142 @@
+import FilterModel
+import KernelABI
+
+/// The classifier the kernel reads: the cells of one lfp_policy inner map (layout in lfp_abi.h,
+/// "the classifier"). Built from a PolicyImage; deterministic.
+public struct ClassifierImage {
+    public var cells: [lfp_cell]
+    /// Per kernel layer: its groups (diagrams) and their sublayer tags.
+    public var groupsPerLayer: [Int]
+    /// Cells by kind, for `lfp status` and the bench.
+    public var nodes = 0, edges = 0, leaves = 0
+
+    /// Bytes of kernel map memory the cells take (the array's values; the map adds a little).
+    public var bytes: Int { cells.count * MemoryLayout<lfp_cell>.stride }
+
+    /// Stamp the generation the commit publishes this image under.
+    public mutating func setGeneration(_ g: UInt64) {
+        var head = lfp_head()
+        head.generation = g
+        head.abi_version = UInt32(LFP_ABI_VERSION)
+        head.ncells = UInt32(cells.count)
+        cells[0] = lfp_cell(head: head)
+    }
+}
+
+extension PolicyCompiler {
+    /// Sublayers with at most this many rules are merged into one diagram with their
+    /// neighbours (one walk for many small sublayers); bigger ones get diagrams of their own,
+    /// one per shape (the set of variables its filters test).
+    static let smallGroup = 256
+
+    /// The classifier for `image`. Throws CompileError(.outOfBounds) when a layer needs more than
+    /// LFP_MAX_GROUPS diagrams or a path tests more than LFP_MAX_DEPTH variables.
+    public static func buildClassifier(_ image: PolicyImage) throws -> ClassifierImage {
+        let sink = CellSink(reserved: 1 + Int(LFP_LAYER_COUNT.rawValue))
+        var groupCells: [[lfp_group]] = []
+        for layer in 0..<Int(LFP_LAYER_COUNT.rawValue) {
+            let range = image.ranges[layer]
+            let v6 = layer % 2 == 1
+            var rules: [ClassifierRule] = []
+            for i in 0..<Int(range.count) {
+                rules += try classifierRules(image.rules[Int(range.start) + i], order: UInt32(i), v6: v6)
+            }
+            let name = Layer(kernelID: UInt16(layer))?.name ?? "layer \(layer)"
+            groupCells.append(try buildLayer(rules, sink: sink, layerName: name))
+        }
+        // Groups go last, each layer's together; the layer cells point at them.
+        var out = ClassifierImage(cells: sink.cells, groupsPerLayer: groupCells.map(\.count))
+        out.nodes = sink.nodes
+        out.edges = sink.edges
+        out.leaves = sink.leafCount
+        for (layer, groups) in groupCells.enumerated() {
+            var r = lfp_layer_range()
+            r.start = UInt32(out.cells.count)
+            r.count = UInt32(groups.count)
+            out.cells[1 + layer] = lfp_cell(layer: r)
+            out.cells += groups.map { lfp_cell(group: $0) }
+        }
+        out.setGeneration(0)
+        return out
+    }
+
+    /// One layer's diagrams: small sublayers merged, big ones split by shape, and any diagram
+    /// over its budget split again (halves of one sublayer combine by lowest order in the kernel).
+    static func buildLayer(_ rules: [ClassifierRule], sink: CellSink, layerName: String) throws -> [lfp_group] {
+        var work: [(tag: UInt32, rules: [ClassifierRule])] = []
+        var pending: [ClassifierRule] = []
+        func flush() {
+            if !pending.isEmpty { work.append((LFP_GROUP_ALONE, pending)) }
+            pending = []
+        }
+        var i = 0
+        while i < rules.count {
+            var j = i
+            while j < rules.count && rules[j].sublayer == rules[i].sublayer { j += 1 }
+            let run = Array(rules[i..<j])
+            if run.count <= smallGroup {
+                if pending.count + run.count > 2 * smallGroup { flush() }
+                pending += run
+            } else {
+                flush()
+                var shapes: [[Variable]: [ClassifierRule]] = [:]
+                var shapeOrder: [[Variable]] = []
+                for r in run {
+                    let shape = r.constraints.map(\.variable)
+                    if shapes[shape] == nil { shapeOrder.append(shape) }
+                    shapes[shape, default: []].append(r)
+                }
+                for s in shapeOrder { work.append((UInt32(run[0].sublayer), shapes[s]!)) }
+            }
+            i = j
+        }
+        flush()
+
+        var groups: [lfp_group] = []
+        while !work.isEmpty {
+            let (tag, group) = work.removeFirst()
+            guard groups.count + work.count < Int(LFP_MAX_GROUPS) else {
+                throw CompileError(
+                    code: .outOfBounds,
+                    message: "\(layerName): the filters need more than \(LFP_MAX_GROUPS) decision diagrams (too many sublayers or filter shapes of more than \(smallGroup) filters each)")
+            }
+            let mark = sink.cells.count
+            let (markNodes, markEdges) = (sink.nodes, sink.edges)
+            let builder = DiagramBuilder(
+                rules: group, sink: sink, cellBudget: mark + 64 * group.count + 65536, workBudget: 256 * group.count + 65536)
+            guard builder.variables.count <= Int(LFP_MAX_DEPTH) else {
+                throw CompileError(
+                    code: .outOfBounds,
+                    message: "\(layerName): filters test \(builder.variables.count) distinct field/mask combinations; the kernel follows at most \(LFP_MAX_DEPTH) per classification")
+            }
+            do {
+                let root = try builder.build()
+                var g = lfp_group()
+                g.root = root
+                g.sublayer = tag
+                groups.append(g)
+            } catch is DiagramOverflow {
+                sink.cells.removeSubrange(mark...)  // leaves made meanwhile are dropped too
+                sink.forgetLeaves(from: mark)
+                (sink.nodes, sink.edges) = (markNodes, markEdges)
+                var split: [(UInt32, [ClassifierRule])] = []
+                if tag == LFP_GROUP_ALONE && Set(group.map(\.sublayer)).count > 1 {
+                    var k = 0
+                    while k < group.count {
+                        var m = k
+                        while m < group.count && group[m].sublayer == group[k].sublayer { m += 1 }
+                        split.append((UInt32(group[k].sublayer), Array(group[k..<m])))
+                        k = m
+                    }
+                } else if group.count > 1 {
+                    let t = tag == LFP_GROUP_ALONE ? UInt32(group[0].sublayer) : tag
+                    split = [(t, Array(group[..<(group.count / 2)])), (t, Array(group[(group.count / 2)...]))]
+                } else {
+                    throw CompileError(code: .outOfBounds, message: "\(layerName): filter \(group[0].filterId) is too complex for the classifier")
+                }
+                work.insert(contentsOf: split, at: 0)
+            }
+        }
+        return groups
+    }
+}

@@ -1,0 +1,112 @@
+import KernelABI
+
+/// What one node of a diagram tests: a field's value ANDed with a mask. Conditions whose mask is
+/// a prefix of the field's width (exact values, ranges, subnets) all become intervals of the
+/// field itself (mask = all ones), so a blocklist of subnets of every length is one variable.
+/// Any other mask (FWP_MATCH_FLAGS_*, a non-contiguous address mask) is its own variable.
+struct Variable: Hashable {
+    var field: UInt8
+    var mask: U128
+
+    static let full = U128.max
+}
+
+/// A compiled filter as the diagram builder sees it: per variable, the values it accepts (an AND
+/// of every condition on that variable). `order` is its place in the layer's evaluation order.
+struct ClassifierRule {
+    var order: UInt32
+    var filterId: UInt64
+    var sublayer: UInt16
+    var action: UInt8
+    var hard: Bool
+    var blockErrno: Int32
+    var constraints: [(variable: Variable, set: IntervalSet)]
+}
+
+/// The largest value a field takes at a layer; the kernel's 128-bit values of narrower fields
+/// are zero above it (lfp_field_value in bpf/lib/classify.h).
+func domainMax(field: UInt8, v6: Bool) -> U128 {
+    switch UInt32(field) {
+    case LFP_FIELD_IP_LOCAL_ADDRESS.rawValue, LFP_FIELD_IP_REMOTE_ADDRESS.rawValue: return v6 ? .max : .ones(32)
+    case LFP_FIELD_IP_LOCAL_PORT.rawValue, LFP_FIELD_IP_REMOTE_PORT.rawValue: return .ones(16)
+    case LFP_FIELD_IP_PROTOCOL.rawValue: return .ones(8)
+    case LFP_FIELD_CGROUP_ID.rawValue: return .ones(64)
+    case LFP_FIELD_APP_ID.rawValue: return .max
+    default: return .ones(32)  // uid, gid, flags, workload
+    }
+}
+
+extension PolicyCompiler {
+    /// The most rules one kernel rule may split into when an OR group spans variables (a user
+    /// descriptor that allows uids and gids).
+    static let maxSplitsPerRule = 64
+
+    /// One kernel test as (variable, accepted values).
+    static func constraint(_ c: lfp_cond, v6: Bool) -> (Variable, IntervalSet) {
+        let d = domainMax(field: c.field, v6: v6)
+        if c.flags & UInt8(LFP_COND_MATCH_EMPTY) != 0 {
+            return (Variable(field: c.field, mask: Variable.full), IntervalSet(ranges: [], empty: true))
+        }
+        let mask = U128(hi: c.mask_hi, lo: c.mask_lo) & d
+        let lo = U128(hi: c.lo_hi, lo: c.lo_lo)
+        let hi = U128(hi: c.hi_hi, lo: c.hi_lo)
+        var variable = Variable(field: c.field, mask: Variable.full)
+        var set: IntervalSet
+        let low = ~(mask | ~d)  // the bits the mask clears inside the field's width
+        if low & low.plusOne == .zero {
+            // A prefix mask: (v & mask) in [lo, hi]  <=>  v in [lo rounded up, hi rounded down + low].
+            let start: U128? = lo & low == .zero ? lo : (lo | low).successor
+            let end = (hi & ~low) | low
+            if let start, start <= end, start <= d { set = .span(start, Swift.min(end, d)) } else { set = .none }
+        } else {
+            variable.mask = mask
+            set = lo <= hi && lo <= d ? .span(lo, Swift.min(hi, d)) : .none
+        }
+        if c.flags & UInt8(LFP_COND_NEGATE) != 0 { set = set.complement(max: d) }
+        return (variable, set)
+    }
+
+    /// A kernel rule (CNF of tests) as classifier rules: usually one; several adjacent ones with
+    /// the same filter and order when an OR group spans variables (the first that matches
+    /// decides, with the same outcome). None when it can never match.
+    static func classifierRules(_ r: lfp_rule, order: UInt32, v6: Bool) throws -> [ClassifierRule] {
+        var groups: [[(Variable, IntervalSet)]] = []
+        var current: [Variable: IntervalSet] = [:]
+        var currentOrder: [Variable] = []
+        withUnsafeBytes(of: r.cond) { raw in
+            let conds = raw.bindMemory(to: lfp_cond.self)
+            for i in 0..<Int(min(r.ncond, UInt16(LFP_MAX_CONDS))) {
+                let (v, s) = constraint(conds[i], v6: v6)
+                if let old = current[v] { current[v] = old.union(s) } else { current[v] = s; currentOrder.append(v) }
+                if conds[i].flags & UInt8(LFP_COND_GROUP_END) != 0 {
+                    groups.append(currentOrder.map { ($0, current[$0]!) })
+                    current = [:]
+                    currentOrder = []
+                }
+            }
+        }
+        var combos: [[Variable: IntervalSet]] = [[:]]
+        for alternatives in groups {
+            var next: [[Variable: IntervalSet]] = []
+            for prefix in combos {
+                for (v, s) in alternatives {
+                    var c = prefix
+                    c[v] = c[v].map { $0.intersection(s) } ?? s
+                    if !c[v]!.isUnsatisfiable { next.append(c) }
+                }
+            }
+            combos = next
+            guard combos.count <= maxSplitsPerRule else {
+                throw CompileError(
+                    code: .outOfBounds,
+                    message: "filter \(r.filter_id) splits into more than \(maxSplitsPerRule) classifier rules")
+            }
+        }
+        return combos.map { c in
+            ClassifierRule(
+                order: order, filterId: r.filter_id, sublayer: r.sublayer, action: r.action,
+                hard: r.flags & UInt8(LFP_RULE_HARD) != 0, blockErrno: r.block_errno,
+                constraints: c.map { ($0.key, $0.value) }.sorted { ($0.0.field, $0.0.mask) < ($1.0.field, $1.0.mask) })
+        }
+    }
+}
