@@ -128,7 +128,10 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     }
 
     private let lock = NSRecursiveLock()
-    private var committed = Store()
+    private var committed = Store() { didSet { classifyOrder = [:] } }
+    /// classify()'s arbitration order per layer, for the committed store (reset on every change):
+    /// sorting every filter on every classify made the model O(n log n) per call.
+    private var classifyOrder: [Layer: [(sublayer: Sublayer, filters: [Filter])]] = [:]
     private var sessions: [SessionHandle: SessionState] = [:]
     private var nextSession: UInt64 = 1
     private var writeOwner: SessionHandle?
@@ -897,7 +900,9 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                 result.subLayerName = sl.displayData.name
                 result.absorb = absorb && a == .block
             }
-            for (sl, filters) in arbitrationOrder(layer: layer, store: store, includeDisabled: true) {
+            let order = classifyOrder[layer] ?? arbitrationOrder(layer: layer, store: store, includeDisabled: true)
+            classifyOrder[layer] = order
+            for (sl, filters) in order {
                 var st = SublayerTrace(
                     subLayerKey: sl.subLayerKey, subLayerName: sl.displayData.name ?? "",
                     weight: sl.weight, entries: [], result: nil)

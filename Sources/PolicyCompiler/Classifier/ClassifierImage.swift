@@ -38,8 +38,10 @@ extension PolicyCompiler {
             let range = image.ranges[layer]
             let v6 = layer % 2 == 1
             var rules: [ClassifierRule] = []
+            let slice = image.rules[Int(range.start)..<Int(range.start + range.count)]
+            let merged = mergedMasks(slice, v6: v6)
             for i in 0..<Int(range.count) {
-                rules += try classifierRules(image.rules[Int(range.start) + i], order: UInt32(i), v6: v6)
+                rules += try classifierRules(image.rules[Int(range.start) + i], order: UInt32(i), v6: v6, merged: merged)
             }
             let name = Layer(kernelID: UInt16(layer))?.name ?? "layer \(layer)"
             groupCells.append(try buildLayer(rules, sink: sink, layerName: name))

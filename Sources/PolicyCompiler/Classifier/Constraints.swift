@@ -41,8 +41,45 @@ extension PolicyCompiler {
     /// descriptor that allows uids and gids).
     static let maxSplitsPerRule = 64
 
+    /// A field's non-prefix masks with at most this many bits in all (FLAGS tests, odd address
+    /// masks) share one variable: the field ANDed with their union, whose few values are listed.
+    static let maxMergedMaskBits = 12
+
+    /// Per field, the union of the non-prefix masks its tests use at one layer, when small
+    /// enough to share one variable (see maxMergedMaskBits).
+    static func mergedMasks(_ rules: ArraySlice<lfp_rule>, v6: Bool) -> [UInt8: U128] {
+        var union: [UInt8: U128] = [:]
+        for r in rules {
+            withUnsafeBytes(of: r.cond) { raw in
+                let conds = raw.bindMemory(to: lfp_cond.self)
+                for i in 0..<Int(min(r.ncond, UInt16(LFP_MAX_CONDS))) where conds[i].flags & UInt8(LFP_COND_MATCH_EMPTY) == 0 {
+                    let d = domainMax(field: conds[i].field, v6: v6)
+                    let mask = U128(hi: conds[i].mask_hi, lo: conds[i].mask_lo) & d
+                    let low = ~(mask | ~d)
+                    if low & low.plusOne != .zero { union[conds[i].field] = (union[conds[i].field] ?? .zero) | mask }
+                }
+            }
+        }
+        return union.filter { $0.value.hi.nonzeroBitCount + $0.value.lo.nonzeroBitCount <= maxMergedMaskBits }
+    }
+
+    /// The values w of (v & merged) with (w & mask) in [lo, hi], as points.
+    static func listed(merged: U128, mask: U128, lo: U128, hi: U128) -> IntervalSet {
+        var bits: [U128] = []
+        for i in 0..<64 where merged.lo >> UInt64(i) & 1 == 1 { bits.append(U128(hi: 0, lo: 1 << UInt64(i))) }
+        for i in 0..<64 where merged.hi >> UInt64(i) & 1 == 1 { bits.append(U128(hi: 1 << UInt64(i), lo: 0)) }
+        var points: [IntervalSet.Interval] = []
+        for combo in 0..<(1 << bits.count) {
+            var w = U128.zero
+            for (b, bit) in bits.enumerated() where combo >> b & 1 == 1 { w = w | bit }
+            let x = w & mask
+            if lo <= x && x <= hi { points.append(.init(lo: w, hi: w)) }
+        }
+        return IntervalSet(ranges: [], empty: false).union(IntervalSet(ranges: points, empty: false))
+    }
+
     /// One kernel test as (variable, accepted values).
-    static func constraint(_ c: lfp_cond, v6: Bool) -> (Variable, IntervalSet) {
+    static func constraint(_ c: lfp_cond, v6: Bool, merged: [UInt8: U128] = [:]) -> (Variable, IntervalSet) {
         let d = domainMax(field: c.field, v6: v6)
         if c.flags & UInt8(LFP_COND_MATCH_EMPTY) != 0 {
             return (Variable(field: c.field, mask: Variable.full), IntervalSet(ranges: [], empty: true))
@@ -58,6 +95,9 @@ extension PolicyCompiler {
             let start: U128? = lo & low == .zero ? lo : (lo | low).successor
             let end = (hi & ~low) | low
             if let start, start <= end, start <= d { set = .span(start, Swift.min(end, d)) } else { set = .none }
+        } else if let m = merged[c.field] {
+            variable.mask = m
+            set = listed(merged: m, mask: mask, lo: lo, hi: hi)
         } else {
             variable.mask = mask
             set = lo <= hi && lo <= d ? .span(lo, Swift.min(hi, d)) : .none
@@ -69,14 +109,14 @@ extension PolicyCompiler {
     /// A kernel rule (CNF of tests) as classifier rules: usually one; several adjacent ones with
     /// the same filter and order when an OR group spans variables (the first that matches
     /// decides, with the same outcome). None when it can never match.
-    static func classifierRules(_ r: lfp_rule, order: UInt32, v6: Bool) throws -> [ClassifierRule] {
+    static func classifierRules(_ r: lfp_rule, order: UInt32, v6: Bool, merged: [UInt8: U128] = [:]) throws -> [ClassifierRule] {
         var groups: [[(Variable, IntervalSet)]] = []
         var current: [Variable: IntervalSet] = [:]
         var currentOrder: [Variable] = []
         withUnsafeBytes(of: r.cond) { raw in
             let conds = raw.bindMemory(to: lfp_cond.self)
             for i in 0..<Int(min(r.ncond, UInt16(LFP_MAX_CONDS))) {
-                let (v, s) = constraint(conds[i], v6: v6)
+                let (v, s) = constraint(conds[i], v6: v6, merged: merged)
                 if let old = current[v] { current[v] = old.union(s) } else { current[v] = s; currentOrder.append(v) }
                 if conds[i].flags & UInt8(LFP_COND_GROUP_END) != 0 {
                     groups.append(currentOrder.map { ($0, current[$0]!) })
