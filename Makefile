@@ -23,6 +23,7 @@ BPF_LIB := $(wildcard bpf/lib/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 	-Ibpf -I$(BUILD_DIR) -ISources/KernelABI/include
 APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format
+BENCH_PACKAGES := iptables nftables gcc
 LFP := .build/debug/lfp
 
 .DELETE_ON_ERROR:
@@ -74,6 +75,10 @@ test: deps all
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
 
 bench: deps all
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; fi
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 	./Tests/bench/bench.sh .build/release/lfp
 

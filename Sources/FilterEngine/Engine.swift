@@ -71,6 +71,8 @@ public final class Engine {
         /// Kernel memory of the classifier map, and its decision diagrams (all layers).
         public var classifierBytes: Int
         public var diagrams: Int
+        /// Seconds spent per phase (validate, compile, classifier, publish, record).
+        public var phases: [(name: String, seconds: Double)]
     }
 
     /// Validate, compile and commit `policy`, replacing the committed one. All or nothing: any
@@ -83,10 +85,14 @@ public final class Engine {
                 code: .outOfBounds,
                 message: "the policy has \(policy.filters.count) filters; this engine holds at most \(config.maxFilters) (LFP_MAX_FILTERS)")
         }
+        var clock = PhaseClock()
         let bfe = BaseFilteringEngine()
         let ids = try bfe.load(policy)  // validation: FWP_E_* errors
+        clock.mark("validate")
         let image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
+        clock.mark("compile")
         var classifier = try PolicyCompiler.buildClassifier(image)
+        clock.mark("classifier")
         try requireRoot("lfp policy load")
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
@@ -103,6 +109,7 @@ public final class Engine {
         // lfp_config counts generations (never reused, also when a commit is rolled back).
         let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
         try maps.config.update(key: UInt32(0), value: next)
+        clock.mark("publish")
         do {
             let committed = CommittedPolicy(
                 generation: next.generation, committedAt: Date(),
@@ -115,10 +122,11 @@ public final class Engine {
             throw EngineError(
                 "could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
         }
+        clock.mark("record")
         logger.info("policy committed", metadata: ["generation": "\(next.generation)", "cells": "\(classifier.cells.count)"])
         return Commit(
             generation: next.generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
-            classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +))
+            classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +), phases: clock.phases)
     }
 
     /// The committed policy as the engine recorded it (objects with their filterIds).
@@ -151,6 +159,17 @@ public final class Engine {
                 batch[i].workload = names[id]!
             }
         }
+    }
+}
+
+/// Wall-clock time per phase of a commit, for `lfp policy load --json` and `make bench`.
+struct PhaseClock {
+    private var last = DispatchTime.now()
+    private(set) var phases: [(name: String, seconds: Double)] = []
+    mutating func mark(_ name: String) {
+        let now = DispatchTime.now()
+        phases.append((name, Double(now.uptimeNanoseconds - last.uptimeNanoseconds) / 1e9))
+        last = now
     }
 }
 

@@ -181,6 +181,7 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
     /// Accepts the constant name (any case; the `FWPM_CONDITION_` prefix may be left out), an alias
     /// such as FWPM_CONDITION_ICMP_TYPE, or the GUID string.
     public init?(name: String) {
+        if let f = ConditionField(rawValue: name) { self = f; return }  // the usual spelling, no copies
         let t = name.trimmingCharacters(in: .whitespaces)
         if let u = UUID(uuidString: t.trimmingCharacters(in: CharacterSet(charactersIn: "{}"))) {
             guard let f = ConditionField.allCases.first(where: { $0.guid == u }) else { return nil }
@@ -365,6 +366,7 @@ public enum MatchType: UInt32, CaseIterable, Hashable, Sendable, Codable {
     }
 
     public init?(name: String) {
+        if let m = MatchType.allCases.first(where: { $0.name == name }) { self = m; return }
         let up = name.uppercased()
         guard let m = MatchType.allCases.first(where: { $0.name == up || $0.name == "FWP_MATCH_" + up }) else {
             return nil

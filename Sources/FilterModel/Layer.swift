@@ -78,6 +78,7 @@ public enum Layer: String, CaseIterable, Hashable, Sendable, Codable, Comparable
     /// Accepts the constant name (with or without the `FWPM_LAYER_` prefix) or the GUID string,
     /// case-insensitively.
     public init?(name: String) {
+        if let l = Layer(rawValue: name) { self = l; return }  // the usual spelling, no copies
         let t = name.trimmingCharacters(in: .whitespaces)
         if let u = UUID(uuidString: t.trimmingCharacters(in: CharacterSet(charactersIn: "{}"))) {
             guard let l = Layer.allCases.first(where: { $0.guid == u }) else { return nil }

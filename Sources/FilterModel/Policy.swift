@@ -52,16 +52,22 @@ public struct Policy: Hashable, Sendable {
     }
 
     public static func parse(_ text: String, sourceName: String = "<policy>") throws -> Policy {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let isJSON = trimmed.hasPrefix("{") || trimmed.hasPrefix("[")
+        // The first character that is not white space says JSON or YAML (no copy of the text:
+        // trimming a 50 MB document took seconds).
+        let first = text.utf8.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
+        let isJSON = first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
         if isJSON {
+            // JSON goes through Foundation's parser and straight into the reader's tree: a
+            // 100k-filter file composes in about a second instead of fifteen through YAML.
+            let object: Any
             do {
-                _ = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+                object = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
             } catch {
                 let ns = error as NSError
                 let detail = (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
                 throw FWPError(.policySyntax, "\(sourceName): JSON syntax error: \(detail)")
             }
+            return try PolicyReader(root: "$").readPolicy(jsonNode(object))
         }
         let node: Node?
         do {
@@ -71,6 +77,27 @@ public struct Policy: Hashable, Sendable {
         }
         guard let root = node else { return Policy() }
         return try PolicyReader(root: isJSON ? "$" : "").readPolicy(root)
+    }
+
+    /// A JSON value as the YAML node the reader takes: text is a string scalar, numbers plain
+    /// scalars, null YAML's null.
+    static func jsonNode(_ v: Any) -> Node {
+        switch v {
+        case let d as [String: Any]:
+            return .mapping(Node.Mapping(d.keys.sorted().map { (Node($0, Tag(.str)), jsonNode(d[$0]!)) }))
+        case let a as [Any]:
+            return .sequence(Node.Sequence(a.map(jsonNode)))
+        case let s as String:
+            return Node(s, Tag(.str))
+        case is NSNull:
+            return Node("null", Tag(.null))
+        case let b as Bool where type(of: v) == Bool.self:
+            return Node(b ? "true" : "false", Tag(.bool))
+        case let n as NSNumber:
+            return Node(n.stringValue, Tag(.int))
+        default:
+            return Node(String(describing: v), Tag(.str))
+        }
     }
 
     /// Parses an already-composed YAML node (e.g. the `policy` member of a larger document).
@@ -140,7 +167,9 @@ struct PolicyReader {
 
     func guid(_ n: Node?, _ p: String) throws -> UUID? {
         guard let n = n, !isNull(n) else { return nil }
-        let t = try text(n, p).trimmingCharacters(in: CharacterSet(charactersIn: "{} "))
+        let raw = try text(n, p)
+        if let u = UUID(uuidString: raw) { return u }
+        let t = raw.trimmingCharacters(in: CharacterSet(charactersIn: "{} "))
         guard let u = UUID(uuidString: t) else { throw syntax(p, "'\(t)' is not a GUID") }
         return u
     }

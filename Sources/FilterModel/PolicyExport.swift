@@ -24,25 +24,58 @@ indirect enum PNode {
     }
 
     func json(indent: Int = 0) -> String {
-        let pad = String(repeating: "  ", count: indent)
-        let pad1 = String(repeating: "  ", count: indent + 1)
+        var out = ""
+        write(into: &out, indent: indent)
+        return out
+    }
+
+    /// One buffer for the whole document: building a string per node and joining them copied
+    /// every byte once per nesting level (seconds for a 100k-filter policy).
+    func write(into out: inout String, indent: Int) {
+        func pad(_ n: Int) { for _ in 0..<n { out += "  " } }
         switch self {
         case .map(let kv):
-            if kv.isEmpty { return "{}" }
-            return "{\n" + kv.map { "\(pad1)\(PNode.quote($0.0)): \($0.1.json(indent: indent + 1))" }.joined(separator: ",\n") + "\n\(pad)}"
+            if kv.isEmpty { out += "{}"; return }
+            out += "{\n"
+            for (i, (k, v)) in kv.enumerated() {
+                pad(indent + 1)
+                PNode.quote(k, into: &out)
+                out += ": "
+                v.write(into: &out, indent: indent + 1)
+                out += i == kv.count - 1 ? "\n" : ",\n"
+            }
+            pad(indent)
+            out += "}"
         case .seq(let xs):
-            if xs.isEmpty { return "[]" }
-            return "[\n" + xs.map { pad1 + $0.json(indent: indent + 1) }.joined(separator: ",\n") + "\n\(pad)]"
-        case .str(let s): return PNode.quote(s)
+            if xs.isEmpty { out += "[]"; return }
+            out += "[\n"
+            for (i, x) in xs.enumerated() {
+                pad(indent + 1)
+                x.write(into: &out, indent: indent + 1)
+                out += i == xs.count - 1 ? "\n" : ",\n"
+            }
+            pad(indent)
+            out += "]"
+        case .str(let s): PNode.quote(s, into: &out)
         case .num(let s):
-            if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { return String(v) }
-            return s
-        case .null: return "null"
+            if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { out += String(v) } else { out += s }
+        case .null: out += "null"
         }
     }
 
     static func quote(_ s: String) -> String {
-        var out = "\""
+        var out = ""
+        quote(s, into: &out)
+        return out
+    }
+
+    static func quote(_ s: String, into out: inout String) {
+        out += "\""
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out += s  // the usual case: nothing to escape
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""
@@ -54,7 +87,7 @@ indirect enum PNode {
                 if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
             }
         }
-        return out + "\""
+        out += "\""
     }
 }
 

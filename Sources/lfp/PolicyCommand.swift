@@ -15,16 +15,31 @@ struct PolicyCommand: ParsableCommand {
         @Flag(help: "Print the result as JSON.") var json = false
 
         func run() throws {
+            let started = DispatchTime.now()
             let policy = try Policy.load(contentsOf: file)
+            let parsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             let commit = try Engine().commit(policy)
             if json {
-                struct Out: Encodable { var generation: UInt64; var filterIds: [UInt64]; var kernelRules: Int; var notes: [String] }
+                struct Out: Encodable {
+                    var generation: UInt64
+                    var filterIds: [UInt64]
+                    var kernelRules: Int
+                    var classifierBytes: Int
+                    var diagrams: Int
+                    var seconds: [String: Double]
+                    var notes: [String]
+                }
+                var seconds = ["parse": parsed]
+                for p in commit.phases { seconds[p.name] = p.seconds }
                 try printJSON(
                     Out(
-                        generation: commit.generation, filterIds: commit.filterIds,
-                        kernelRules: commit.kernelRules, notes: commit.notes.map(\.description)))
+                        generation: commit.generation, filterIds: commit.filterIds, kernelRules: commit.kernelRules,
+                        classifierBytes: commit.classifierBytes, diagrams: commit.diagrams, seconds: seconds,
+                        notes: commit.notes.map(\.description)))
             } else {
-                print("committed policy generation \(commit.generation): \(commit.filterIds.count) filters, \(commit.kernelRules) kernel rules")
+                print(
+                    "committed policy generation \(commit.generation): \(commit.filterIds.count) filters, \(commit.kernelRules) kernel rules, classifier \(commit.classifierBytes / 1024) KiB in \(commit.diagrams) diagrams"
+                )
                 for n in commit.notes { print("note: \(n)") }
             }
         }

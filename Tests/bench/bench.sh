@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # make bench: the figures of the issues, measured on this machine.
+#   0. the classifier (issue 7): Tests/bench/bench.py prints its table and writes bench-results.json
 #   1. connect rate: no lfp / lfp attached / lfp attached + a tail consuming every event
 #      (each tail run: >=100k connects across several processes, default ring; the tail prints
 #      submitted == received + dropped for its ring)
@@ -8,6 +9,9 @@
 set -euo pipefail
 LFP=$(realpath "${1:-.build/release/lfp}")
 here=$(cd "$(dirname "$0")" && pwd)
+python3 "$here/bench.py" "$LFP"
+[ "${BENCH_EVENTS:-0}" = 1 ] || exit 0
+echo
 export LFP_BPFFS_ROOT=/sys/fs/bpf/lfp-bench LFP_STATE_DIR=/run/lfp-bench
 cg2=$(awk '$9=="cgroup2"{print $5; exit}' /proc/self/mountinfo)
 parent="$cg2/lfp-bench"

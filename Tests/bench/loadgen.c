@@ -1,6 +1,8 @@
 /* loadgen: P processes each doing N socket()+connect()+close() to a closed loopback port (TCP:
  * refused, the full ALE lifetime without TIME_WAIT or an acceptor) or N connect() of one UDP
- * socket. Optionally moves itself into a cgroup first. Prints connects/s. Used by `make bench`. */
+ * socket; or, with `cycle`, one process doing N whole loopback TCP connections (connect, accept,
+ * close both with an RST so no TIME_WAIT piles up) and printing the ns per connection.
+ * Optionally moves itself into a cgroup first. Used by `make bench`. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,10 +25,10 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: loadgen tcp|udp PORT PROCS N [CGROUP]\n");
+		fprintf(stderr, "usage: loadgen tcp|udp|cycle PORT PROCS N [CGROUP]\n");
 		return 2;
 	}
-	int udp = !strcmp(argv[1], "udp");
+	int udp = !strcmp(argv[1], "udp"), cycle = !strcmp(argv[1], "cycle");
 	int port = atoi(argv[2]), procs = atoi(argv[3]);
 	long n = atol(argv[4]);
 	if (argc > 5) {
@@ -40,6 +42,38 @@ int main(int argc, char **argv)
 	}
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (cycle) {
+		int ls = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in la = { .sin_family = AF_INET };
+		la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(la);
+		if (ls < 0 || bind(ls, (struct sockaddr *)&la, sizeof(la)) || listen(ls, 128) ||
+		    getsockname(ls, (struct sockaddr *)&la, &len)) {
+			perror("listener");
+			return 1;
+		}
+		struct linger rst = { .l_onoff = 1, .l_linger = 0 };
+		long total = n * procs;
+		double t0 = now();
+		for (long i = 0; i < total; i++) {
+			int c = socket(AF_INET, SOCK_STREAM, 0);
+			if (c < 0 || connect(c, (struct sockaddr *)&la, sizeof(la))) {
+				perror("connect");
+				return 1;
+			}
+			int s = accept(ls, 0, 0);
+			if (s < 0) {
+				perror("accept");
+				return 1;
+			}
+			setsockopt(c, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+			setsockopt(s, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+			close(c);
+			close(s);
+		}
+		printf("%.0f\n", (now() - t0) * 1e9 / total);
+		return 0;
+	}
 	double t0 = now();
 	for (int p = 0; p < procs; p++) {
 		if (fork() == 0) {
