@@ -1,5 +1,6 @@
 import ArgumentParser
 import FilterEngine
+import FilterModel
 import Foundation
 
 @main
@@ -15,6 +16,18 @@ struct LFP: AsyncParsableCommand {
             PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
             EventsCommand.self, StatusCommand.self, ClassifyCommand.self,
         ])
+
+    /// ArgumentParser's entry point, after one setting every command shares: policy files are
+    /// refused past the engine's capacity before they are read into objects.
+    static func main() async {
+        Policy.maxFilters = EngineConfiguration.fromEnvironment().maxFilters
+        do {
+            var command = try parseAsRoot()
+            if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Print data as pretty JSON (objects) or one object per line (streams).
