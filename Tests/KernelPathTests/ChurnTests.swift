@@ -1,0 +1,87 @@
+import BPFKit
+import FilterEngine
+import FilterModel
+import Foundation
+import Testing
+
+/// Commits that never mix policies: each commit publishes a fresh classifier map and the
+/// kernel classifies against the one map it looked up (lfp_policy, lfp_abi.h). Here two
+/// policies alternate in a commit loop while 4 processes connect without pause; every
+/// AUTH_CONNECT event carries the generation that decided it, and its verdict and deciding
+/// filter must be exactly that generation's policy's.
+@Suite("Policy churn under load", .serialized)
+struct ChurnTests {
+    static let loop = """
+        import socket, sys
+        port = int(sys.argv[1])
+        print("ready", flush=True)
+        while True:
+            s = socket.socket()
+            s.settimeout(1)
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                pass
+            s.close()
+        """
+
+    @Test("200 commits alternating two policies while 4 processes connect: zero verdicts from a mixed policy")
+    func churn() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let port = Net.freePort()
+        func policy(_ block: Bool) -> String {
+            """
+            filters:
+              - displayData: { name: \(block ? "A block" : "B permit") }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                weight: { type: FWP_UINT64, uint64: \(block ? 10 : 20) }
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(port) } }
+                action: { type: \(block ? "FWP_ACTION_BLOCK" : "FWP_ACTION_PERMIT") }
+              - displayData: { name: \(block ? "A other" : "B other") }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(port &+ 1) } }
+                action: { type: FWP_ACTION_BLOCK }
+            """
+        }
+        // generation -> (block?, deciding filterId) of the policy committed under it
+        var expected: [UInt64: (block: Bool, filterId: UInt64)] = [:]
+        func commit(_ block: Bool) throws {
+            let c = try fx.engine.commit(try Policy.parse(policy(block), sourceName: "churn"))
+            expected[c.generation] = (block, c.filterIds[0])
+        }
+        try commit(true)
+        let w = try fx.workload("churn")
+        let sub = try fx.engine.subscribe()
+        var procs: [PyProc] = []
+        for _ in 0..<4 {
+            let p = try PyProc(cgroup: w.cgroupPath, script: Self.loop, args: [String(port)])
+            try #require(p.readLine() == "ready")
+            procs.append(p)
+        }
+        for i in 0..<200 { try commit(i % 2 == 0) }
+        for p in procs { kill(p.process.processIdentifier, SIGKILL) }  // SIGTERM: blocked in processes the test threads start
+        for p in procs { _ = p.finish() }
+        let events = await fx.collect(sub, timeout: 1) { _ in false }
+        sub.cancel()
+
+        var checked = 0
+        var generations = Set<UInt64>()
+        for e in events where e.layer == .authConnectV4 && e.workload == w.name && e.remotePort == port {
+            guard let want = expected[e.policyGeneration] else {
+                Issue.record("an event with generation \(e.policyGeneration), which no commit of this test made: \(e.render())")
+                continue
+            }
+            #expect(
+                e.isBlock == want.block && e.filterId == want.filterId,
+                "generation \(e.policyGeneration) is policy \(want.block ? "A (block)" : "B (permit)") with filter \(want.filterId); the event says \(e.actionType) by filter \(e.filterId)"
+            )
+            checked += 1
+            generations.insert(e.policyGeneration)
+        }
+        #expect(checked > 500, "\(checked) connect events checked")
+        #expect(generations.count > 20, "connects met \(generations.count) distinct generations")
+    }
+}
