@@ -1,0 +1,262 @@
+import BPFKit
+import FilterEngine
+import FilterModel
+import Foundation
+import Testing
+
+/// Issue 10 replayed as it was found: a hostile machine (an unprivileged user squatting lfp's
+/// state before lfp first runs) and hostile input (a FIFO as ALE_APP_ID, deep YAML, empty and
+/// oversized files, a reader that goes away). Each test asserts the fixed behaviour; every
+/// blocking wait has a timeout and everything made here is removed, also after a failure.
+@Suite("Hostile machines and hostile input (issue 10)", .serialized)
+struct HostileTests {
+    static let nobody: UInt32 = 65534
+
+    /// Run a command as `nobody` (uid and gid 65534, no supplementary groups, no capabilities).
+    static func asNobody(_ command: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", "--inh-caps=-all"] + command
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    struct Outcome {
+        var exited: Bool  // false: killed by a signal (a crash), or by the timeout
+        var status: Int32  // exit status, or the signal
+        var timedOut: Bool
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Run the lfp binary with a deadline; its output goes to files, so nothing here can block
+    /// on a pipe. On timeout it is killed and `timedOut` is set.
+    static func lfp(_ args: [String], env: [String: String], umask mask: String? = nil, timeout: Double = 30) throws -> Outcome {
+        let dir = NSTemporaryDirectory() + "lfp-hostile-out-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
+        let p = Process()
+        if let mask {
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "umask \(mask) && exec \"$0\" \"$@\"", CLITests.lfp] + args
+        } else {
+            p.executableURL = URL(fileURLWithPath: CLITests.lfp)
+            p.arguments = args
+        }
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
+        p.standardOutput = out
+        p.standardError = err
+        let done = DispatchSemaphore(value: 0)
+        p.terminationHandler = { _ in done.signal() }
+        try p.run()
+        try? out.close()
+        try? err.close()
+        var timedOut = false
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            kill(p.processIdentifier, SIGKILL)
+            _ = done.wait(timeout: .now() + 10)
+        }
+        return Outcome(
+            exited: p.terminationReason == .exit, status: p.terminationStatus, timedOut: timedOut,
+            stdout: (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? "")
+    }
+
+    /// `body` throws a StateTreeError, and it is the `expected` case.
+    static func expectRefused(
+        _ expected: (StateTreeError) -> Bool, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: () throws -> Any?
+    ) {
+        let error = #expect(throws: StateTreeError.self, "\(what)", sourceLocation: sourceLocation) { _ = try body() }
+        if let error { #expect(expected(error), "\(what): \(error)", sourceLocation: sourceLocation) }
+    }
+
+    /// A policy file with `text`, removed by the caller.
+    static func file(_ text: String, _ ext: String = "yaml") throws -> String {
+        let path = NSTemporaryDirectory() + "lfp-hostile-\(UUID().uuidString).\(ext)"
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        return path
+    }
+
+    static func remove(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+
+    // MARK: squatting the state tree
+
+    /// How the squatter prepared lfp's bpffs root before lfp ever ran, and what lfp must say.
+    enum Squat: String, CaseIterable {
+        case directories  // nobody made root/ and root/maps/ (bpffs is mounted 1777)
+        case symlink  // nobody made root a symlink to a directory of its own
+        case worldWritable  // root/ made by root, but 0777 (no sticky bit)
+        case squattedMaps  // root/ is root's, root/maps/ belongs to nobody
+        case plantedPin  // a symlink where lfp's map pin would be
+    }
+
+    @Test("an unprivileged user squatting the bpffs root before lfp runs: refused with the path, owner and mode", arguments: Squat.allCases)
+    func squattedBPFFS(_ squat: Squat) throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        // bpffs as many machines mount it: 1777. A directory of the same mode on bpffs stands in
+        // for the mount, so the test does not depend on how /sys/fs/bpf is mounted here.
+        let parent = "/sys/fs/bpf/" + fx.tag + "-squat"
+        try #require(mkdir(parent, 0o700) == 0 && chmod(parent, 0o1777) == 0)
+        defer { Self.remove(parent) }
+        let root = parent + "/lfp"
+        var expected: (StateTreeError) -> Bool
+        switch squat {
+        case .directories:
+            #expect(try Self.asNobody(["/bin/mkdir", "-p", root + "/maps", root + "/workloads"]) == 0)
+            expected = { if case .notOwnedByRoot(root, Self.nobody, _) = $0 { return true } else { return false } }
+        case .symlink:
+            #expect(try Self.asNobody(["/bin/mkdir", parent + "/mine"]) == 0)
+            #expect(try Self.asNobody(["/bin/ln", "-s", parent + "/mine", root]) == 0)
+            expected = { if case .symlink(root, Self.nobody, _) = $0 { return true } else { return false } }
+        case .worldWritable:
+            try #require(mkdir(root, 0o700) == 0 && chmod(root, 0o777) == 0)
+            expected = { if case .writableByOthers(root, 0, let mode) = $0 { return mode & 0o777 == 0o777 } else { return false } }
+        case .squattedMaps:
+            try #require(mkdir(root, 0o700) == 0 && mkdir(root + "/maps", 0o755) == 0)
+            try #require(chown(root + "/maps", Self.nobody, Self.nobody) == 0)
+            expected = { if case .notOwnedByRoot(root + "/maps", Self.nobody, _) = $0 { return true } else { return false } }
+        case .plantedPin:
+            try #require(mkdir(root, 0o700) == 0 && mkdir(root + "/maps", 0o700) == 0)
+            try #require(symlink(parent + "/elsewhere", root + "/maps/lfp_config") == 0)
+            expected = { if case .symlink(root + "/maps/lfp_config", 0, _) = $0 { return true } else { return false } }
+        }
+        var cfg = fx.config
+        cfg.bpffsRoot = root
+        let engine = Engine(config: cfg)
+        let policy = try Policy.parse(CLITests.good, sourceName: "good")
+        let before = Self.tree(root)
+
+        Self.expectRefused(expected, "commit") { try engine.commit(policy) }
+        try CgroupV2.create(fx.cgroupParent + "/w")
+        Self.expectRefused(expected, "attach") { try engine.attach(workload: "w", cgroupPath: fx.cgroupParent + "/w") }
+        Self.expectRefused(expected, "subscribe") { try engine.subscribe() }
+        Self.expectRefused(expected, "status") { try engine.status() }
+        #expect(Self.tree(root) == before, "lfp pinned or made nothing in the squatted tree")
+        #expect(engine.workloads().isEmpty)
+
+        // The CLI says the same in one message that names the path and its owner.
+        var env = CLITests.env(fx)
+        env["LFP_BPFFS_ROOT"] = root
+        let good = try Self.file(CLITests.good)
+        defer { Self.remove(good) }
+        let r = try Self.lfp(["policy", "load", good], env: env)
+        #expect(r.exited && r.status == 1, "\(r)")
+        #expect(r.stderr.contains("refusing \(root)") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(!r.stdout.contains("committed"))
+    }
+
+    /// Every path under `root` with its owner and mode (lstat), to show nothing changed.
+    static func tree(_ root: String) -> [String: String] {
+        var out: [String: String] = [:]
+        var st = stat()
+        guard lstat(root, &st) == 0 else { return out }
+        out[root] = "\(st.st_uid) \(String(st.st_mode, radix: 8))"
+        if st.st_mode & S_IFMT == S_IFDIR, let names = try? FileManager.default.contentsOfDirectory(atPath: root) {
+            for n in names { out.merge(tree(root + "/" + n)) { a, _ in a } }
+        }
+        return out
+    }
+
+    /// How the state directory was prepared before lfp ran.
+    enum StateSquat: String, CaseIterable {
+        case ownedByNobody  // nobody made $LFP_STATE_DIR in /tmp first
+        case worldWritable  // root made it 0777
+        case symlinkedPolicy  // policy.json is a symlink (to a file lfp would then overwrite)
+        case squattedRegistry  // workloads/ belongs to nobody
+    }
+
+    @Test("a state directory others own or can write is refused", arguments: StateSquat.allCases)
+    func squattedStateDirectory(_ squat: StateSquat) throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let dir = fx.config.stateDirectory + "-squat"
+        defer { Self.remove(dir) }
+        let victim = dir + "-victim"
+        defer { Self.remove(victim) }
+        var expected: (StateTreeError) -> Bool
+        switch squat {
+        case .ownedByNobody:
+            #expect(try Self.asNobody(["/bin/mkdir", "-m", "0755", dir]) == 0)
+            expected = { if case .notOwnedByRoot(dir, Self.nobody, _) = $0 { return true } else { return false } }
+        case .worldWritable:
+            try #require(mkdir(dir, 0o700) == 0 && chmod(dir, 0o777) == 0)
+            expected = { if case .writableByOthers(dir, 0, _) = $0 { return true } else { return false } }
+        case .symlinkedPolicy:
+            try #require(mkdir(dir, 0o700) == 0)
+            try "precious".write(toFile: victim, atomically: false, encoding: .utf8)
+            try #require(symlink(victim, dir + "/policy.json") == 0)
+            expected = { if case .symlink(dir + "/policy.json", 0, _) = $0 { return true } else { return false } }
+        case .squattedRegistry:
+            try #require(mkdir(dir, 0o700) == 0 && mkdir(dir + "/workloads", 0o755) == 0)
+            try #require(chown(dir + "/workloads", Self.nobody, Self.nobody) == 0)
+            expected = { if case .notOwnedByRoot(dir + "/workloads", Self.nobody, _) = $0 { return true } else { return false } }
+        }
+        var cfg = fx.config
+        cfg.stateDirectory = dir
+        let engine = Engine(config: cfg)
+        let policy = try Policy.parse(CLITests.good, sourceName: "good")
+        Self.expectRefused(expected, "commit") { try engine.commit(policy) }
+        Self.expectRefused(expected, "committedPolicy") { try engine.committedPolicy() }
+        Self.expectRefused(expected, "status") { try engine.status() }
+        try CgroupV2.create(fx.cgroupParent + "/w")
+        Self.expectRefused(expected, "attach") { try engine.attach(workload: "w", cgroupPath: fx.cgroupParent + "/w") }
+        Self.expectRefused(expected, "subscribe") { try engine.subscribe() }
+        if squat == .symlinkedPolicy {
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious", "the link's target is untouched")
+        }
+    }
+
+    @Test("state files 0600 and directories 0700 whatever the umask; modes of older versions narrowed")
+    func stateModes() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let env = CLITests.env(fx)
+        // What an older lfp left: a 0755 state directory and a 0644 file.
+        try #require(mkdir(fx.config.stateDirectory, 0o755) == 0 && chmod(fx.config.stateDirectory, 0o755) == 0)
+        let old = fx.config.stateDirectory + "/workload-names"
+        try "old\n".write(toFile: old, atomically: false, encoding: .utf8)
+        try #require(chmod(old, 0o644) == 0)
+        let good = try Self.file(CLITests.good)
+        defer { Self.remove(good) }
+        try CgroupV2.create(fx.cgroupParent + "/modes")
+        for args in [["policy", "load", good], ["attach", "--workload", "modes", "--cgroup", fx.cgroupParent + "/modes"]] {
+            let r = try Self.lfp(args, env: env, umask: "000")
+            try #require(r.exited && r.status == 0, "\(args): \(r)")
+        }
+        for root in [fx.config.stateDirectory, fx.config.bpffsRoot] {
+            let entries = Self.tree(root)
+            #expect(entries.count > 3, "\(root): \(entries)")
+            for (path, ownerMode) in entries {
+                let parts = ownerMode.split(separator: " ")
+                let mode = UInt32(parts[1], radix: 8)! & 0o170777
+                let isDir = mode & 0o170000 == 0o040000
+                #expect(parts[0] == "0" && mode == (isDir ? 0o040700 : 0o100600), "\(path): \(ownerMode)")
+            }
+        }
+        for name in ["policy.json", "workloads/modes.json", "workload-names", "lock"] {
+            #expect(Self.tree(fx.config.stateDirectory)[fx.config.stateDirectory + "/" + name] != nil, "\(name) exists")
+        }
+    }
+
+    @Test("lfp mounts bpffs root-only (mode=0700), not 1777")
+    func bpffsMountMode() throws {
+        try #require(geteuid() == 0)
+        let point = NSTemporaryDirectory() + "lfp-hostile-bpffs-\(getpid())"
+        try #require(mkdir(point, 0o700) == 0)
+        defer { rmdir(point) }
+        try BPFFS.ensureMounted(at: point)
+        defer { umount2(point, 2) }  // MNT_DETACH
+        #expect(BPFFS.isBPFFS(point))
+        var st = stat()
+        try #require(stat(point, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o700 && st.st_uid == 0, "mode \(String(st.st_mode, radix: 8))")
+    }
+}
