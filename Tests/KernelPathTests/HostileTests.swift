@@ -2,6 +2,7 @@ import BPFKit
 import FilterEngine
 import FilterModel
 import Foundation
+import PolicyCompiler
 import Testing
 
 /// Issue 10 replayed as it was found: a hostile machine (an unprivileged user squatting lfp's
@@ -258,5 +259,74 @@ struct HostileTests {
         var st = stat()
         try #require(stat(point, &st) == 0)
         #expect(st.st_mode & 0o777 == 0o700 && st.st_uid == 0, "mode \(String(st.st_mode, radix: 8))")
+    }
+
+    // MARK: hostile input
+
+    static func appIDPolicy(_ path: String) -> String {
+        """
+        filters:
+          - displayData: { name: app }
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+            filterCondition:
+              - { fieldKey: FWPM_CONDITION_ALE_APP_ID, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_BYTE_BLOB_TYPE, byteBlob: '\(path)' } }
+            action: { type: FWP_ACTION_BLOCK }
+        """
+    }
+
+    final class Box<T>: @unchecked Sendable { var value: T? }
+
+    @Test("a FIFO, a directory or a device as ALE_APP_ID: FWP_E_INVALID_PARAMETER at once, no hang")
+    func fifoAppID() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let dir = NSTemporaryDirectory() + "lfp-hostile-app-\(UUID().uuidString)"
+        try #require(mkdir(dir, 0o700) == 0)
+        defer { Self.remove(dir) }
+        let fifo = dir + "/fifo"
+        try #require(mkfifo(fifo, 0o600) == 0)
+        try #require(symlink(fifo, dir + "/link-to-fifo") == 0)
+        let cases = [(fifo, "a FIFO"), (dir + "/link-to-fifo", "a FIFO"), (dir, "a directory"), ("/dev/null", "a character device")]
+        for (path, kind) in cases {
+            let bfe = BaseFilteringEngine()
+            _ = try bfe.load(try Policy.parse(Self.appIDPolicy(path), sourceName: "app"))
+            // Compile on a thread with a deadline. Were the FIFO opened for reading, open()
+            // would wait for a writer: the watchdog then opens it for writing, which releases
+            // the reader, so a regression fails here instead of hanging the suite.
+            let outcome = Box<Result<PolicyImage, any Error>>()
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                outcome.value = Result { try PolicyCompiler.compile(bfe) }
+                done.signal()
+            }.start()
+            if done.wait(timeout: .now() + 10) == .timedOut {
+                Issue.record("compiling ALE_APP_ID=\(path) blocked")
+                let w = open(fifo, O_WRONLY | O_NONBLOCK)
+                _ = done.wait(timeout: .now() + 10)
+                if w >= 0 { close(w) }
+            }
+            guard case .failure(let error)? = outcome.value else {
+                Issue.record("ALE_APP_ID=\(path) compiled: \(String(describing: outcome.value))")
+                continue
+            }
+            let compileError = try #require(error as? CompileError, "\(error)")
+            #expect(compileError.code == .invalidParameter)
+            #expect(compileError.message.contains("names \(path), which is \(kind), not a regular file"), "\(compileError)")
+        }
+        // The CLI, as the probe ran it: one message, exit 1, long before the deadline.
+        let file = try Self.file(Self.appIDPolicy(fifo))
+        defer { Self.remove(file) }
+        let started = Date()
+        let r = try Self.lfp(["policy", "load", file], env: CLITests.env(fx), timeout: 20)
+        #expect(!r.timedOut && r.exited && r.status == 1, "\(r)")
+        #expect(r.stderr.hasPrefix("Error: FWP_E_INVALID_PARAMETER: filter 'app': FWPM_CONDITION_ALE_APP_ID names \(fifo), which is a FIFO"), "\(r.stderr)")
+        #expect(Date().timeIntervalSince(started) < 10)
+        // A regular file still works, through a symlink too (identity of the target).
+        let exe = dir + "/exe"
+        try #require(FileManager.default.createFile(atPath: exe, contents: Data("#!/bin/sh\n".utf8)))
+        try #require(symlink(exe, dir + "/link-to-exe") == 0)
+        let bfe = BaseFilteringEngine()
+        _ = try bfe.load(try Policy.parse(Self.appIDPolicy(dir + "/link-to-exe"), sourceName: "app"))
+        #expect(throws: Never.self) { try PolicyCompiler.compile(bfe) }
     }
 }
