@@ -22,15 +22,10 @@ public struct Policy: Hashable, Sendable {
         self.filters = filters
     }
 
-    /// Reads and parses a policy file (YAML or JSON).
-    public static func load(contentsOf path: String) throws -> Policy {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw FWPError(.policySyntax, "\(path): cannot read the file (\(error.localizedDescription))")
-        }
-        return try parse(text, sourceName: path)
+    /// Reads and parses a policy file (YAML or JSON), refusing one larger than `maxBytes`
+    /// (`LFP_E_POLICY_TOO_LARGE`) before reading it whole (PolicyInput.swift).
+    public static func load(contentsOf path: String, maxBytes: Int = PolicyLimits.maxBytes) throws -> Policy {
+        try parse(PolicyLimits.readText(path, maxBytes: maxBytes), sourceName: path)
     }
 
     /// Parses a policy document. Errors name the path in the document, e.g.
@@ -52,6 +47,7 @@ public struct Policy: Hashable, Sendable {
     }
 
     public static func parse(_ text: String, sourceName: String = "<policy>") throws -> Policy {
+        try checkLimits(text, sourceName: sourceName)
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         let isJSON = trimmed.hasPrefix("{") || trimmed.hasPrefix("[")
         if isJSON {

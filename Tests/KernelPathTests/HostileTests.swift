@@ -329,4 +329,95 @@ struct HostileTests {
         _ = try bfe.load(try Policy.parse(Self.appIDPolicy(dir + "/link-to-exe"), sourceName: "app"))
         #expect(throws: Never.self) { try PolicyCompiler.compile(bfe) }
     }
+
+    /// Documents nested as the probe nested them (5,000 deep in ~10 KB), and an alias chain
+    /// whose every line is shallow but whose composed depth is not.
+    static let deepDocuments: [(String, String)] = [
+        ("flow mappings", "filters: " + String(repeating: "{a: ", count: 5000) + String(repeating: "}", count: 5000)),
+        ("flow sequences", "filters: " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)),
+        ("block sequences", String(repeating: "- ", count: 50000) + "x"),
+        ("JSON", "{\"filters\": " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "}"),
+        ("alias chain", aliasChain(links: 5000, depth: 59)),
+    ]
+
+    /// `a0: &a0 [[…x…]]`, then each `aN: &aN [[…*aN-1…]]`: every line `depth` deep, the last
+    /// anchor `links * depth` deep once composed.
+    static func aliasChain(links: Int, depth: Int) -> String {
+        (0..<links).map { i in
+            let open = String(repeating: "[", count: depth), close = String(repeating: "]", count: depth)
+            return "a\(i): &a\(i) \(open)\(i == 0 ? "x" : "*a\(i - 1)")\(close)"
+        }.joined(separator: "\n") + "\n"
+    }
+
+    @Test("deep YAML: LFP_E_POLICY_TOO_DEEP from policy load, run --policy and classify --policy; no crash")
+    func deepYAML() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let env = CLITests.env(fx)
+        for (shape, text) in Self.deepDocuments {
+            let file = try Self.file(text)
+            defer { Self.remove(file) }
+            let commands = [
+                ["policy", "load", file],
+                ["run", "--workload", "deep", "--policy", file, "--", "/bin/true"],
+                ["classify", "--policy", file, "--layer", "FWPM_LAYER_ALE_AUTH_CONNECT_V4"],
+            ]
+            for args in commands {
+                let r = try Self.lfp(args, env: env, timeout: 60)
+                #expect(r.exited && r.status == 1, "\(shape), \(args[0]): \(r.status) \(r.stderr.prefix(300))")
+                #expect(r.stderr.hasPrefix("Error: LFP_E_POLICY_TOO_DEEP: \(file): line "), "\(shape), \(args[0]): \(r.stderr.prefix(300))")
+            }
+        }
+        #expect(try fx.engine.committedPolicy() == nil, "nothing was committed")
+        // In this process, just past the limit (shallow enough that even an unbounded parser
+        // would survive, so a regression fails here rather than crashing the runner).
+        let justPast = [
+            "x: " + String(repeating: "[", count: 64) + String(repeating: "]", count: 64),  // 1 + 64
+            Self.aliasChain(links: 3, depth: 30),
+        ]
+        for text in justPast {
+            let error = #expect(throws: FWPError.self) { try Policy.parse(text, sourceName: "deep") }
+            #expect(error?.code == .policyTooDeep, "\(String(describing: error))")
+        }
+        // The limit itself is accepted: the document's mapping plus 63 sequences is 64 levels.
+        #expect(PolicyLimits.depthExcess(in: "x: " + String(repeating: "[", count: 63) + String(repeating: "]", count: 63)) == nil)
+        #expect(PolicyLimits.depthExcess(in: "x: " + String(repeating: "[", count: 64) + String(repeating: "]", count: 64))?.depth == 65)
+        // Brackets in quoted and block scalars and in comments are text, not nesting.
+        let brackets = String(repeating: "[", count: 200)
+        let text = "a: '\(brackets)'\nb: \"\(brackets)\"\nc: |\n  \(brackets)\n# \(brackets)\nd: e\(brackets)\n"
+        #expect(PolicyLimits.depthExcess(in: text) == nil)
+    }
+
+    @Test("a policy file over 64 MiB, or a stream past the limit, is refused before it is read whole")
+    func oversizedPolicy() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        // A sparse file one byte over the limit: refused from its size, without reading it.
+        let big = NSTemporaryDirectory() + "lfp-hostile-big-\(UUID().uuidString).yaml"
+        let fd = open(big, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        try #require(fd >= 0)
+        defer { Self.remove(big) }
+        #expect(ftruncate(fd, off_t(PolicyLimits.maxBytes + 1)) == 0)
+        close(fd)
+        let started = Date()
+        let r = try Self.lfp(["policy", "load", big], env: CLITests.env(fx), timeout: 30)
+        #expect(r.exited && r.status == 1, "\(r)")
+        #expect(r.stderr.hasPrefix("Error: LFP_E_POLICY_TOO_LARGE: \(big): \(PolicyLimits.maxBytes + 1) bytes, more than the limit"), "\(r.stderr)")
+        #expect(Date().timeIntervalSince(started) < 10)
+        let error = #expect(throws: FWPError.self) { try Policy.load(contentsOf: big) }
+        #expect(error?.code == .policyTooLarge)
+        // A stream (a pipe, as with `lfp policy load <(...)`): refused once past the limit.
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        let padding = "filters: []\n" + String(repeating: "# padding\n", count: 400)  // ~4 KB, less than the pipe holds
+        #expect(padding.withCString { write(fds[1], $0, strlen($0)) } == padding.utf8.count)
+        close(fds[1])
+        let streamed = #expect(throws: FWPError.self) { try Policy.load(contentsOf: "/dev/fd/\(fds[0])", maxBytes: 1024) }
+        #expect(streamed?.code == .policyTooLarge && streamed?.message.contains("refused after reading more than") == true)
+        // Under the limit, the same text loads.
+        let small = try Self.file(padding)
+        defer { Self.remove(small) }
+        #expect(throws: Never.self) { try Policy.load(contentsOf: small, maxBytes: padding.utf8.count) }
+    }
 }
