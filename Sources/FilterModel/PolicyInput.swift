@@ -1,5 +1,5 @@
 // Bounds on policy input, checked before Yams composes it: size (read in chunks, refused past
-// the limit) and nesting depth (libyaml events, no recursion).
+// the limit), nesting depth (libyaml events, no recursion), and emptiness.
 
 // libyaml as Yams bundles it (Yams' CYaml target; Yams has no public event API). The same
 // parser Yams uses, so the depth measured is the depth Yams would compose.
@@ -81,6 +81,17 @@ extension Policy {
                 "\(sourceName): line \(excess.line) nests deeper than \(PolicyLimits.maxDepth) levels (\(excess.depth) reached; an alias counts as deep as the node it names); lfp refuses such documents before building them, and a policy needs about 8"
             )
         }
+    }
+
+    /// Refuse a policy without a single object: committing it removes every filter, which an
+    /// empty or comment-only file (a truncated write, the wrong file) should not do by accident.
+    /// `lfp policy load --allow-empty` skips this.
+    public func requireObjects(sourceName: String) throws {
+        guard isEmpty else { return }
+        throw FWPError(
+            .policyEmpty,
+            "\(sourceName) defines no providers, sublayers, callouts, provider contexts or filters: committing it would remove every filter; use --allow-empty to do that on purpose"
+        )
     }
 }
 

@@ -11,11 +11,13 @@ struct PolicyCommand: ParsableCommand {
     struct Load: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a policy file and commit it (all or nothing).")
-        @Argument(help: "Policy file (YAML or JSON).") var file: String
+        @Argument(help: "Policy file (YAML or JSON, at most 64 MiB).") var file: String
         @Flag(help: "Print the result as JSON.") var json = false
+        @Flag(help: "Commit even a policy without objects (which removes every filter).") var allowEmpty = false
 
         func run() throws {
             let policy = try Policy.load(contentsOf: file)
+            if !allowEmpty { try policy.requireObjects(sourceName: file) }
             let commit = try Engine().commit(policy)
             if json {
                 struct Out: Encodable { var generation: UInt64; var filterIds: [UInt64]; var kernelRules: Int; var notes: [String] }

@@ -388,6 +388,37 @@ struct HostileTests {
         #expect(PolicyLimits.depthExcess(in: text) == nil)
     }
 
+    @Test("an empty or comment-only policy file is refused unless --allow-empty")
+    func emptyPolicy() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let env = CLITests.env(fx)
+        let good = try Self.file(CLITests.good)
+        defer { Self.remove(good) }
+        try #require(try Self.lfp(["policy", "load", good], env: env).status == 0)
+        let before = try #require(try fx.engine.committedPolicy())
+        for text in ["", "\n\n", "# nothing here\n   # still nothing\n", "---\n", "filters: []\n", "{}"] {
+            let file = try Self.file(text)
+            defer { Self.remove(file) }
+            for args in [["policy", "load", file], ["run", "--workload", "empty", "--policy", file, "--", "/bin/true"]] {
+                let r = try Self.lfp(args, env: env)
+                #expect(r.exited && r.status == 1, "\(text.debugDescription), \(args[0]): \(r)")
+                #expect(r.stderr.hasPrefix("Error: LFP_E_POLICY_EMPTY: \(file) defines no "), "\(r.stderr)")
+            }
+            let error = #expect(throws: FWPError.self) { try Policy.parse(text, sourceName: "empty").requireObjects(sourceName: "empty") }
+            #expect(error?.code == .policyEmpty)
+        }
+        let after = try #require(try fx.engine.committedPolicy())
+        #expect(after.generation == before.generation && after.policy == before.policy, "the committed policy is unchanged")
+        // On purpose: committed, every filter gone.
+        let empty = try Self.file("# no filters, on purpose\n")
+        defer { Self.remove(empty) }
+        let r = try Self.lfp(["policy", "load", "--allow-empty", empty], env: env)
+        #expect(r.exited && r.status == 0, "\(r)")
+        let cleared = try #require(try fx.engine.committedPolicy())
+        #expect(cleared.generation == before.generation + 1 && cleared.policy.filters.isEmpty)
+    }
+
     @Test("a policy file over 64 MiB, or a stream past the limit, is refused before it is read whole")
     func oversizedPolicy() throws {
         let fx = try KernelFixture()
