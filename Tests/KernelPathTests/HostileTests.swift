@@ -33,7 +33,9 @@ struct HostileTests {
 
     /// Run the lfp binary with a deadline; its output goes to files, so nothing here can block
     /// on a pipe. On timeout it is killed and `timedOut` is set.
-    static func lfp(_ args: [String], env: [String: String], umask mask: String? = nil, timeout: Double = 30) throws -> Outcome {
+    static func lfp(
+        _ args: [String], env: [String: String], umask mask: String? = nil, timeout: Double = 30, shell: String? = nil
+    ) throws -> Outcome {
         let dir = NSTemporaryDirectory() + "lfp-hostile-out-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -42,7 +44,10 @@ struct HostileTests {
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
         let p = Process()
-        if let mask {
+        if let shell {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+            p.arguments = ["--wait", "/bin/bash", "-c", shell, CLITests.lfp]
+        } else if let mask {
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", "umask \(mask) && exec \"$0\" \"$@\"", CLITests.lfp] + args
         } else {
@@ -60,7 +65,7 @@ struct HostileTests {
         var timedOut = false
         if done.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true
-            kill(p.processIdentifier, SIGKILL)
+            kill(shell == nil ? p.processIdentifier : -p.processIdentifier, SIGKILL)  // setsid: its group
             _ = done.wait(timeout: .now() + 10)
         }
         return Outcome(
@@ -450,5 +455,145 @@ struct HostileTests {
         let small = try Self.file(padding)
         defer { Self.remove(small) }
         #expect(throws: Never.self) { try Policy.load(contentsOf: small, maxBytes: padding.utf8.count) }
+    }
+
+    // MARK: a reader that goes away
+
+    /// `lfp events` with its standard output into a pipe this test reads as `head -1` would,
+    /// and its standard error into a file.
+    final class Tail {
+        let process = Process()
+        let readEnd: Int32
+        var readEndOpen = true
+        let errFile = NSTemporaryDirectory() + "lfp-hostile-tail-\(UUID().uuidString).err"
+        let exited = DispatchSemaphore(value: 0)
+
+        init(_ args: [String], env: [String: String]) throws {
+            var fds: [Int32] = [0, 0]
+            try #require(pipe(&fds) == 0)
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }  // only the tail gets the write end
+            readEnd = fds[0]
+            _ = FileManager.default.createFile(atPath: errFile, contents: nil)
+            process.executableURL = URL(fileURLWithPath: CLITests.lfp)
+            process.arguments = ["events"] + args
+            process.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
+            process.standardOutput = FileHandle(fileDescriptor: fds[1], closeOnDealloc: false)
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errFile))
+            let exited = self.exited
+            process.terminationHandler = { _ in exited.signal() }
+            try process.run()
+            close(fds[1])  // the child has it: closing the read end now leaves the pipe without a reader
+        }
+
+        /// The first line the tail printed, within `timeout` seconds.
+        func firstLine(timeout: Double) -> String? {
+            var line = Data()
+            let deadline = Date().addingTimeInterval(timeout)
+            var byte: UInt8 = 0
+            while true {
+                var p = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+                let left = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
+                guard poll(&p, 1, left) > 0, read(readEnd, &byte, 1) == 1 else { return nil }
+                if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+                line.append(byte)
+            }
+        }
+
+        /// What `head` does once it has its line: close its end of the pipe.
+        func closeReadEnd() {
+            if readEndOpen { close(readEnd) }
+            readEndOpen = false
+        }
+
+        var stderr: String { (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? "" }
+
+        deinit {
+            closeReadEnd()
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                _ = exited.wait(timeout: .now() + 10)
+            }
+            try? FileManager.default.removeItem(atPath: errFile)
+        }
+    }
+
+    /// A workload that connects to a blocked port every 10 ms: AUTH_CONNECT events keep coming
+    /// until it is stopped, so the tail's subscription shows up as soon as it is live.
+    static let connectLoop = """
+        import socket, time
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', 9), 0.2)
+            except OSError:
+                pass
+            time.sleep(0.01)
+        """
+
+    /// Stop a workload process for good. SIGKILL, because a process spawned from a test thread
+    /// inherits that thread's blocked signals (SIGTERM stays pending); waiting after SIGKILL
+    /// cannot block.
+    static func stop(_ py: PyProc) {
+        guard py.process.isRunning else { return }
+        kill(py.process.processIdentifier, SIGKILL)
+        py.process.waitUntilExit()
+    }
+
+    @Test("`lfp events --follow | head -1`: the tail exits as SIGPIPE does (141), quietly, and frees its slot")
+    func eventsIntoClosedPipe() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit(CLITests.good)
+        let w = try fx.workload("pipe")
+        let tail = try Tail(["--follow", "--json", "--workload", "pipe"], env: CLITests.env(fx))
+        let loop = try PyProc(cgroup: w.cgroupPath, script: Self.connectLoop)
+        defer { Self.stop(loop) }
+        let line = try #require(tail.firstLine(timeout: 15), "the tail printed an event")
+        #expect(line.contains("\"workload\":\"pipe\""))
+        tail.closeReadEnd()  // head -1 is done; events keep coming
+        try #require(tail.exited.wait(timeout: .now() + 15) == .success, "the tail exited")
+        #expect(tail.process.terminationReason == .uncaughtSignal && tail.process.terminationStatus == SIGPIPE, "status \(tail.process.terminationStatus)")
+        #expect(tail.stderr.isEmpty, "quietly: \(tail.stderr)")
+        #expect(try fx.engine.status().subscribers.isEmpty, "the subscriber slot is free")
+    }
+
+    @Test("a tail with nothing left to print notices its reader is gone and frees its slot")
+    func quietTailReaderGone() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit(CLITests.good)
+        let w = try fx.workload("quiet")
+        let tail = try Tail(
+            ["--follow", "--workload", "quiet", "--layer", "FWPM_LAYER_ALE_AUTH_CONNECT_V4"], env: CLITests.env(fx))
+        let loop = try PyProc(cgroup: w.cgroupPath, script: Self.connectLoop)
+        let line = tail.firstLine(timeout: 15)
+        Self.stop(loop)  // no AUTH_CONNECT after this: the tail has nothing to write
+        try #require(line != nil, "the tail printed an event")
+        try #require(try fx.engine.status().subscribers.count == 1)
+        tail.closeReadEnd()
+        try #require(tail.exited.wait(timeout: .now() + 15) == .success, "the tail exited without writing")
+        #expect(tail.process.terminationReason == .uncaughtSignal && tail.process.terminationStatus == SIGPIPE, "status \(tail.process.terminationStatus)")
+        #expect(tail.stderr.isEmpty, "quietly: \(tail.stderr)")
+        #expect(try fx.engine.status().subscribers.isEmpty, "the subscriber slot is free")
+    }
+
+    @Test("through a real shell pipeline: `lfp events --follow | head -n 1` reports 141")
+    func shellPipeline() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit(CLITests.good)
+        let w = try fx.workload("shell")
+        let loop = try PyProc(cgroup: w.cgroupPath, script: Self.connectLoop)
+        defer { Self.stop(loop) }
+        let script = "\"$0\" events --follow --workload shell | head -n 1 >/dev/null; echo \"${PIPESTATUS[0]} ${PIPESTATUS[1]}\""
+        let r = try Self.lfpShell(script, env: CLITests.env(fx), timeout: 30)
+        #expect(!r.timedOut && r.stdout == "141 0\n", "\(r)")
+        #expect(!r.stderr.contains("Fatal error") && !r.stderr.contains("Illegal instruction"), "\(r.stderr)")
+        #expect(try fx.engine.status().subscribers.isEmpty, "the subscriber slot is free")
+    }
+
+    /// `bash -c script lfp` with a deadline, in its own session so a timeout kills the whole
+    /// pipeline.
+    static func lfpShell(_ script: String, env: [String: String], timeout: Double) throws -> Outcome {
+        try lfp([], env: env, timeout: timeout, shell: script)
     }
 }
