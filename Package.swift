@@ -56,7 +56,7 @@ let package = Package(
             exclude: ["Fixtures"]),  // read through #filePath
         .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "FilterModel", "KernelABI"]),
         .testTarget(
-            name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "BPFKit", "KernelABI"],
+            name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI"],
             exclude: ["Support/client.py"]),  // run by the tests through #filePath
     ],
     swiftLanguageModes: [.v5]

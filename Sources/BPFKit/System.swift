@@ -3,13 +3,18 @@ import Foundation
 
 /// bpffs: where lfp pins its maps and links.
 public enum BPFFS {
-    /// Make sure a bpf filesystem is mounted at `mountPoint` (mount it if absent).
+    /// Make sure a bpf filesystem is mounted at `mountPoint` (mount it if absent). lfp mounts
+    /// it root-only (mode=0700; the kernel adds the sticky bit): bpffs defaults to 1777, which
+    /// lets any user create the directories where lfp will pin its maps.
     public static func ensureMounted(at mountPoint: String = "/sys/fs/bpf") throws {
         var st = statfs()
         if statfs(mountPoint, &st) == 0, UInt(st.f_type) == lfp_bpffs_magic() { return }
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        try sysCall("mount(bpf)", mountPoint) { mount("bpf", mountPoint, "bpf", 0, nil) }
+        try sysCall("mount(bpf)", mountPoint) { mount("bpf", mountPoint, "bpf", 0, mountOptions) }
     }
+
+    /// The mount data lfp gives bpffs: root-only.
+    public static let mountOptions = "mode=0700"
 
     /// True when `path` is on a bpf filesystem.
     public static func isBPFFS(_ path: String) -> Bool {

@@ -79,8 +79,7 @@ public struct EngineError: Error, CustomStringConvertible {
 final class StateLock {
     private let fd: Int32
     init(path: String) throws {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw EngineError("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
+        fd = try StateTree.openFile(path)
         while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
     }
     deinit {

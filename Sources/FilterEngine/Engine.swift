@@ -52,11 +52,7 @@ public final class Engine {
     }
 
     func stateLock() throws -> StateLock {
-        do {
-            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw EngineError("cannot create the state directory \(config.stateDirectory): \(error.localizedDescription)")
-        }
+        try StateTree.prepareStateDirectory(config)  // 0700, root's alone (StateTree.swift)
         return try StateLock(path: config.lockFile)
     }
 
@@ -114,7 +110,7 @@ public final class Engine {
             let committed = CommittedPolicy(
                 generation: next.generation, committedAt: Date(),
                 policy: bfe.snapshot().exportJSON())
-            try JSONEncoder.lfp.encode(committed).write(to: URL(fileURLWithPath: config.policyFile), options: .atomic)
+            try StateTree.write(JSONEncoder.lfp.encode(committed), to: config.policyFile)
         } catch {
             // Put the previous classifier back (its own generation: flows it classified are still
             // current; flows of the failed generation are not, as lfp_config moved past it).
@@ -131,7 +127,7 @@ public final class Engine {
 
     /// The committed policy as the engine recorded it (objects with their filterIds).
     public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
-        guard let data = FileManager.default.contents(atPath: config.policyFile) else { return nil }
+        guard let data = try StateTree.read(config.policyFile, root: config.stateDirectory) else { return nil }
         let c = try JSONDecoder.lfp.decode(CommittedPolicy.self, from: data)
         return (c.generation, try Policy.parse(c.policy, sourceName: config.policyFile))
     }
@@ -148,6 +144,7 @@ public final class Engine {
     /// Subscribe to every ALE event from now on. Each subscription has its own ring.
     public func subscribe(ringBytes: UInt32 = LFP_RING_BYTES, pollTimeoutMs: Int32 = 50) throws -> EventSubscription {
         try requireRoot("lfp events")
+        try StateTree.prepareStateDirectory(config)
         let maps = try KernelMaps.open(config, create: true)
         let registry = WorkloadNames(engine: self)
         return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { batch in

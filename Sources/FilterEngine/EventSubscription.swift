@@ -36,14 +36,14 @@ public final class EventSubscription: @unchecked Sendable {
         decorate: @escaping @Sendable (inout [ALEEvent]) -> Void
     ) throws {
         self.maps = maps
-        try FileManager.default.createDirectory(atPath: config.subscriberLocks, withIntermediateDirectories: true)
+        try StateTree.makeDirectory(config.subscriberLocks)  // in the state directory subscribe() checked
         var claimed: (UInt32, Int32)?
         // Another tail starting at the same moment holds every free slot's lock for an instant
         // while it sweeps: try a few times before calling the slots full.
         for attempt in 0..<20 where claimed == nil {
             if attempt > 0 { usleep(10_000) }
             for s in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {
-                let fd = open(config.subscriberLocks + "/\(s).lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+                let fd = open(config.subscriberLocks + "/\(s).lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
                 guard fd >= 0 else { continue }
                 guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); continue }
                 // A free slot may still hold the ring of a tail that died: stop feeding it.
@@ -109,7 +109,7 @@ public final class EventSubscription: @unchecked Sendable {
     /// Set or clear this slot's bit in lfp_sub_mask. Every tail read-modify-writes the same
     /// value, so they take turns through an flock.
     static func setActive(_ active: Bool, slot: UInt32, maps: KernelMaps, lockPath: String) {
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 && errno == EINTR {}

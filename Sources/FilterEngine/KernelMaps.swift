@@ -18,6 +18,7 @@ final class KernelMaps {
     /// which creates and pins them.
     static func open(_ cfg: EngineConfiguration, create: Bool) throws -> KernelMaps {
         let dir = cfg.mapsDirectory
+        try StateTree.verify(root: cfg.bpffsRoot)  // no squatted directory, planted pin or symlink
         if !FileManager.default.fileExists(atPath: dir + "/lfp_config") {
             guard create else {
                 throw EngineError("lfp has no kernel state yet (nothing pinned under \(dir)): load a policy or attach a workload first")
@@ -38,16 +39,8 @@ final class KernelMaps {
     @discardableResult
     static func prepareBPFFS(_ cfg: EngineConfiguration) throws -> [String] {
         try BPFFS.ensureMounted()
-        var created: [String] = []
-        for d in [cfg.bpffsRoot, cfg.mapsDirectory, cfg.workloadsPinDirectory] where !FileManager.default.fileExists(atPath: d) {
-            do {
-                try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-            } catch {
-                undo(created)
-                throw EngineError("cannot create \(d): \(error.localizedDescription)")
-            }
-            created.append(d)
-        }
+        // 0700 and root's alone, or refused (StateTree.swift).
+        let created = try StateTree.prepare(root: cfg.bpffsRoot, subdirectories: [cfg.mapsDirectory, cfg.workloadsPinDirectory])
         guard BPFFS.isBPFFS(cfg.bpffsRoot) else {
             undo(created)
             throw EngineError("\(cfg.bpffsRoot) is not on a bpf filesystem; set LFP_BPFFS_ROOT to a directory under a bpffs mount")

@@ -61,6 +61,8 @@ public struct EngineStatus: Encodable, Sendable {
 
 extension Engine {
     public func status() throws -> EngineStatus {
+        try StateTree.verify(root: config.stateDirectory)
+        try StateTree.verify(root: config.bpffsRoot)
         let ws = workloads().map { w -> EngineStatus.WorkloadStatus in
             let pins = ((try? FileManager.default.contentsOfDirectory(atPath: linkDirectory(w.name))) ?? []).sorted()
             return .init(

@@ -77,7 +77,7 @@ extension Engine {
         defer { close(cgfd) }
         let dir = linkDirectory(name)
         try? FileManager.default.removeItem(atPath: dir)  // a stale empty dir from a crash
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try StateTree.makeDirectory(dir)
         var links: [BPFLink] = []
         let hooks = object.programs.filter { !$0.isIterator }
         do {
@@ -94,8 +94,8 @@ extension Engine {
             try maps.sweep.update(key: UInt32(0), value: w.cgroupId)
             defer { try? maps.sweep.update(key: UInt32(0), value: UInt64(0)) }
             for iterator in object.programs where iterator.isIterator { try iterator.runIterator() }
-            try FileManager.default.createDirectory(atPath: config.workloadRegistry, withIntermediateDirectories: true)
-            try JSONEncoder.lfp.encode(w).write(to: URL(fileURLWithPath: registryPath(name)), options: .atomic)
+            try StateTree.makeDirectory(config.workloadRegistry)
+            try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
             recordName(name)
             logger.info("workload attached", metadata: ["workload": "\(name)", "cgroup.path": "\(path)"])
             return w
@@ -113,16 +113,7 @@ extension Engine {
         let path = config.workloadNameHistory
         let known = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
         guard !known.contains(name) else { return }
-        if let h = FileHandle(forWritingAtPath: path)
-            ?? {
-                FileManager.default.createFile(atPath: path, contents: nil)
-                return FileHandle(forWritingAtPath: path)
-            }()
-        {
-            h.seekToEndOfFile()
-            h.write(Data((name + "\n").utf8))
-            try? h.close()
-        }
+        try? StateTree.append(Data((name + "\n").utf8), to: path)
     }
 
     /// Detach workload `name`: unpin its links (which detaches the programs lfp attached, and
@@ -132,6 +123,7 @@ extension Engine {
         try requireRoot("lfp detach")
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
+        try StateTree.verify(root: config.bpffsRoot)
         let w = workload(named: name)
         let dir = linkDirectory(name)
         guard w != nil || FileManager.default.fileExists(atPath: dir) else {

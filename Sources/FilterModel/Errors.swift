@@ -68,6 +68,15 @@ public struct FWPErrorCode: Hashable, Sendable, CustomStringConvertible {
     /// Not a WFP code: the policy document is not well-formed (unknown name, wrong YAML shape,
     /// unparsable number). Its `description` is just "path: message".
     public static let policySyntax = FWPErrorCode(name: "LFP_E_POLICY_SYNTAX", hresult: 0x8007_0057)
+    /// Not a WFP code: the policy file is larger than `PolicyLimits.maxBytes`
+    /// (HRESULT_FROM_WIN32(ERROR_FILE_TOO_LARGE)).
+    public static let policyTooLarge = FWPErrorCode(name: "LFP_E_POLICY_TOO_LARGE", hresult: 0x8007_00DF)
+    /// Not a WFP code: the document nests deeper than `PolicyLimits.maxDepth`
+    /// (HRESULT_FROM_WIN32(ERROR_STACK_OVERFLOW): what parsing it would have caused).
+    public static let policyTooDeep = FWPErrorCode(name: "LFP_E_POLICY_TOO_DEEP", hresult: 0x8007_03E9)
+    /// Not a WFP code: the document defines no object, and the caller did not allow that
+    /// (`lfp policy load --allow-empty`) (HRESULT_FROM_WIN32(ERROR_EMPTY)).
+    public static let policyEmpty = FWPErrorCode(name: "LFP_E_POLICY_EMPTY", hresult: 0x8007_10D2)
 
     /// Every code this module can throw, for lookups by name.
     public static let all: [FWPErrorCode] = [
@@ -80,7 +89,8 @@ public struct FWPErrorCode: Hashable, Sendable, CustomStringConvertible {
         .invalidWeight, .matchTypeMismatch, .typeMismatch, .outOfBounds, .reserved,
         .duplicateCondition, .actionIncompatibleWithLayer, .neverMatch, .invalidParameter,
         .tooManySublayers, .calloutNotificationFailed, .invalidSecurityDescriptor,
-        .statusAlreadyExists, .statusCalloutNotFound, .policySyntax,
+        .statusAlreadyExists, .statusCalloutNotFound, .policySyntax, .policyTooLarge, .policyTooDeep,
+        .policyEmpty,
     ]
 
     /// Looks a code up by its constant name (case-sensitive).

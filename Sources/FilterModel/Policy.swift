@@ -22,15 +22,10 @@ public struct Policy: Hashable, Sendable {
         self.filters = filters
     }
 
-    /// Reads and parses a policy file (YAML or JSON).
-    public static func load(contentsOf path: String) throws -> Policy {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw FWPError(.policySyntax, "\(path): cannot read the file (\(error.localizedDescription))")
-        }
-        return try parse(text, sourceName: path)
+    /// Reads and parses a policy file (YAML or JSON), refusing one larger than `maxBytes`
+    /// (`LFP_E_POLICY_TOO_LARGE`) before reading it whole (PolicyInput.swift).
+    public static func load(contentsOf path: String, maxBytes: Int = PolicyLimits.maxBytes) throws -> Policy {
+        try parse(PolicyLimits.readText(path, maxBytes: maxBytes), sourceName: path)
     }
 
     /// Parses a policy document. Errors name the path in the document, e.g.
@@ -112,6 +107,7 @@ public struct Policy: Hashable, Sendable {
         // trimming a 50 MB document took seconds).
         let first = text.utf8.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
         let isJSON = first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+        try checkLimits(text, sourceName: sourceName, json: isJSON)
         if isJSON {
             try checkCapacity(jsonFilterCount(text), sourceName)
             // JSON goes through Foundation's parser and straight into the reader's tree: a

@@ -152,11 +152,7 @@ extension PolicyCompiler {
         var b = bytes
         while b.last == 0 { b.removeLast() }
         let path = String(decoding: b, as: UTF8.self)
-        guard let (dev, ino) = fileIdentity(path) else {
-            throw fail(
-                "names \(path), which does not exist here: the kernel matches executables by file identity, so the file must exist when the policy is committed"
-            )
-        }
+        let (dev, ino) = try appFileIdentity(path, fail: fail)  // FileIdentity.swift
         var k = lfp_cond()
         k.field = UInt8(LFP_FIELD_APP_ID.rawValue)
         k.mask_hi = .max; k.mask_lo = .max
@@ -164,36 +160,6 @@ extension PolicyCompiler {
         k.lo_lo = ino; k.hi_lo = ino
         if match == .notEqual { k.flags |= UInt8(LFP_COND_NEGATE) }
         return [[k]]
-    }
-
-    /// (kernel dev_t of the file's superblock, inode), as the kernel sees an executable:
-    /// `exe->f_inode->i_sb->s_dev`. stat()'s st_dev is not always that (btrfs subvolumes report
-    /// their own anonymous device), so the device comes from the mount the file is on: its
-    /// mount id (/proc/self/fdinfo) names a line of /proc/self/mountinfo whose major:minor is
-    /// the superblock's. stat()'s device is the fallback.
-    static func fileIdentity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        func kernelDev(major: UInt64, minor: UInt64) -> UInt64 { major << 20 | minor }
-        let d = UInt64(st.st_dev)  // glibc's encoding of major:minor
-        var dev = kernelDev(major: ((d >> 8) & 0xfff) | ((d >> 32) & ~UInt64(0xfff)), minor: (d & 0xff) | ((d >> 12) & ~UInt64(0xff)))
-        let fd = open(path, O_RDONLY | O_CLOEXEC)  // an executable is readable by root
-        if fd >= 0 {
-            defer { close(fd) }
-            if let info = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8),
-                let line = info.split(separator: "\n").first(where: { $0.hasPrefix("mnt_id:") }),
-                let mountID = line.split(separator: ":").last.map({ String($0).trimmingCharacters(in: .whitespaces) }),
-                let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8),
-                let mount = mounts.split(separator: "\n").first(where: { $0.split(separator: " ").first.map(String.init) == mountID })
-            {
-                let fields = mount.split(separator: " ")
-                let mm = fields.count > 2 ? fields[2].split(separator: ":") : []
-                if mm.count == 2, let major = UInt64(mm[0]), let minor = UInt64(mm[1]) {
-                    dev = kernelDev(major: major, minor: minor)
-                }
-            }
-        }
-        return (dev, UInt64(st.st_ino))
     }
 
     /// ALE_USER_ID with a security descriptor (R3.16): the condition holds when no deny ACE and

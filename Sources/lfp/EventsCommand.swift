@@ -28,9 +28,24 @@ struct EventsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let wantLayer = layer.flatMap { Layer(name: $0) }
+        StreamOutput.deferBrokenPipe()
         let sub = try Engine().subscribe()
         let stop = { sub.cancel() }
-        let sources = [SIGINT, SIGTERM, SIGPIPE].map { sig -> DispatchSourceSignal in
+        // The reader left (a write failed with EPIPE, or the watcher saw the pipe close): free
+        // the slot at once, then exit as SIGPIPE would have, quietly.
+        let stats = self.stats
+        let printStats: @Sendable () -> Void = {
+            if stats, let a = try? sub.accounting() {
+                FileHandle.standardError.write(Data("ring slot \(sub.slot): submitted \(a.submitted), received \(a.received), dropped \(a.dropped)\n".utf8))
+            }
+        }
+        let brokenPipe: @Sendable () -> Never = {
+            sub.cancel()
+            printStats()
+            StreamOutput.exitForBrokenPipe()
+        }
+        StreamOutput.watchReader { brokenPipe() }
+        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler(handler: stop)
@@ -48,18 +63,13 @@ struct EventsCommand: AsyncParsableCommand {
         for await event in sub.events {
             if let wantLayer, event.layer != wantLayer { continue }
             if let workload, event.workload != workload { continue }
-            if json {
-                FileHandle.standardOutput.write(try encoder.encode(event) + Data("\n".utf8))
-            } else {
-                FileHandle.standardOutput.write(Data((event.render() + "\n").utf8))
-            }
+            let line = json ? try encoder.encode(event) + Data("\n".utf8) : Data((event.render() + "\n").utf8)
+            guard try StreamOutput.write(line) else { brokenPipe() }
             seen += 1
             if let count, seen >= count { sub.cancel(); break }
         }
         sub.cancel()
-        if stats, let a = try? sub.accounting() {
-            FileHandle.standardError.write(Data("ring slot \(sub.slot): submitted \(a.submitted), received \(a.received), dropped \(a.dropped)\n".utf8))
-        }
+        printStats()
     }
 }
 

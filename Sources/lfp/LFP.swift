@@ -20,7 +20,9 @@ struct LFP: AsyncParsableCommand {
     /// ArgumentParser's entry point, after one setting every command shares: policy files are
     /// refused past the engine's capacity before they are read into objects.
     static func main() async {
-        Policy.maxFilters = EngineConfiguration.fromEnvironment().maxFilters
+        let capacity = EngineConfiguration.fromEnvironment().maxFilters
+        Policy.maxFilters = capacity
+        PolicyLimits.maxBytes = max(PolicyLimits.maxBytes, capacity << 10)
         do {
             var command = try parseAsRoot()
             if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }

@@ -11,13 +11,15 @@ struct PolicyCommand: ParsableCommand {
     struct Load: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a policy file and commit it (all or nothing).")
-        @Argument(help: "Policy file (YAML or JSON).") var file: String
+        @Argument(help: "Policy file (YAML or JSON, at most 64 MiB, or 1 KiB per filter of LFP_MAX_FILTERS).") var file: String
         @Flag(help: "Print the result as JSON.") var json = false
+        @Flag(help: "Commit even a policy without objects (which removes every filter).") var allowEmpty = false
 
         func run() throws {
             let started = DispatchTime.now()
             let policy = try Policy.load(contentsOf: file)
             let parsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            if !allowEmpty { try policy.requireObjects(sourceName: file) }
             let commit = try Engine().commit(policy)
             if json {
                 struct Out: Encodable {

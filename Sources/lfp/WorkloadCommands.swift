@@ -34,13 +34,18 @@ struct RunCommand: ParsableCommand {
         discussion: "Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/")
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(help: "Commit this policy file before running.") var policy: String?
+    @Flag(help: "Commit the --policy file even if it has no objects (which removes every filter).") var allowEmpty = false
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.") var command: [String] = []
 
     func run() throws {
         let cmd = command.first == "--" ? Array(command.dropFirst()) : command
         guard !cmd.isEmpty else { throw ValidationError("no command given: lfp run --workload NAME -- CMD [ARGS...]") }
         let engine = Engine()
-        if let policy { try engine.commit(try Policy.load(contentsOf: policy)) }
+        if let policy {
+            let p = try Policy.load(contentsOf: policy)
+            if !allowEmpty { try p.requireObjects(sourceName: policy) }
+            try engine.commit(p)
+        }
         let status = try engine.run(workload: workload, command: cmd)
         throw ExitCode(status)
     }
