@@ -133,6 +133,10 @@ public final class EventSubscription: @unchecked Sendable {
     /// Stop receiving: remove the ring from the kernel's list, deliver what is already in it,
     /// end the stream and release the slot.
     public func cancel() {
+        // Whole, once: a second caller (the broken-pipe watcher racing the writer) waits here
+        // until the slot is really released, instead of returning while it is still held.
+        cancelling.lock()
+        defer { cancelling.unlock() }
         lock.lock()
         if cancelled { lock.unlock(); return }
         cancelled = true
@@ -147,6 +151,8 @@ public final class EventSubscription: @unchecked Sendable {
         flock(lockFD, LOCK_UN)
         close(lockFD)
     }
+
+    private let cancelling = NSLock()
 
     deinit { cancel() }
 
