@@ -107,10 +107,8 @@ public final class Engine {
         try maps.config.update(key: UInt32(0), value: next)
         clock.mark("publish")
         do {
-            let committed = CommittedPolicy(
-                generation: next.generation, committedAt: Date(),
-                policy: bfe.snapshot().exportJSON())
-            try StateTree.write(JSONEncoder.lfp.encode(committed), to: config.policyFile)
+            try StateTree.write(
+                CommittedPolicy.record(generation: next.generation, policyJSON: bfe.snapshot().exportJSON()), to: config.policyFile)
         } catch {
             // Put the previous classifier back (its own generation: flows it classified are still
             // current; flows of the failed generation are not, as lfp_config moved past it).
@@ -128,8 +126,7 @@ public final class Engine {
     /// The committed policy as the engine recorded it (objects with their filterIds).
     public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
         guard let data = try StateTree.read(config.policyFile, root: config.stateDirectory) else { return nil }
-        let c = try JSONDecoder.lfp.decode(CommittedPolicy.self, from: data)
-        return (c.generation, try Policy.parse(c.policy, sourceName: config.policyFile))
+        return try CommittedPolicy.read(data, sourceName: config.policyFile)
     }
 
     /// A BFE holding the committed policy (empty when none), e.g. for `lfp classify`.
@@ -170,10 +167,28 @@ struct PhaseClock {
     }
 }
 
-struct CommittedPolicy: Codable {
-    var generation: UInt64
-    var committedAt: Date
-    var policy: String  // the policy file (JSON) as exported by the BFE, filterIds included
+/// The record of the committed policy (`$LFP_STATE_DIR/policy.json`): one JSON object with the
+/// generation, the time, and the policy as the BFE exports it (filterIds included), embedded as an
+/// object. Written by splicing the exported text in, not by encoding it as a string: escaping a
+/// 50 MB policy took longer than compiling it.
+enum CommittedPolicy {
+    static func record(generation: UInt64, policyJSON: String, at date: Date = Date()) -> Data {
+        let stamp = ISO8601DateFormatter().string(from: date)
+        var out = Data("{\"generation\": \(generation), \"committedAt\": \"\(stamp)\", \"policy\": ".utf8)
+        out.append(Data(policyJSON.utf8))
+        out.append(Data("}\n".utf8))
+        return out
+    }
+
+    static func read(_ data: Data, sourceName: String) throws -> (generation: UInt64, policy: Policy) {
+        guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let generation = (top["generation"] as? NSNumber)?.uint64Value
+        else { throw EngineError("\(sourceName) is not a record of a committed policy") }
+        if let text = top["policy"] as? String {  // records of earlier versions: the policy as a string
+            return (generation, try Policy.parse(text, sourceName: sourceName))
+        }
+        return (generation, try Policy.parse(jsonObject: top["policy"] ?? [:], sourceName: sourceName))
+    }
 }
 
 /// Workload id (in every event, computed by the kernel at emit time) -> name. Names come from

@@ -154,6 +154,12 @@ public struct Policy: Hashable, Sendable {
         }
     }
 
+    /// Parses a policy already decoded by JSONSerialization (e.g. embedded in another document).
+    public static func parse(jsonObject: Any, sourceName: String = "<policy>") throws -> Policy {
+        try checkCapacity(((jsonObject as? [String: Any])?["filters"] as? [Any])?.count, sourceName)
+        return try PolicyReader(root: "$").readPolicy(jsonNode(jsonObject))
+    }
+
     /// Parses an already-composed YAML node (e.g. the `policy` member of a larger document).
     public static func parse(node: Node) throws -> Policy {
         try PolicyReader(root: "").readPolicy(node)

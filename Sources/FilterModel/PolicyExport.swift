@@ -24,71 +24,69 @@ indirect enum PNode {
     }
 
     func json(indent: Int = 0) -> String {
-        var out = ""
+        var out: [UInt8] = []
         write(into: &out, indent: indent)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// One buffer for the whole document: building a string per node and joining them copied
-    /// every byte once per nesting level (seconds for a 100k-filter policy).
-    func write(into out: inout String, indent: Int) {
-        func pad(_ n: Int) { for _ in 0..<n { out += "  " } }
+    /// One byte buffer for the whole document: a string per node, joined, copied every byte once
+    /// per nesting level, and String appends cost more than bytes (seconds for 100k filters).
+    func write(into out: inout [UInt8], indent: Int) {
+        func pad(_ n: Int) { for _ in 0..<(2 * n) { out.append(0x20) } }
         switch self {
         case .map(let kv):
-            if kv.isEmpty { out += "{}"; return }
-            out += "{\n"
+            if kv.isEmpty { out += Array("{}".utf8); return }
+            out += [0x7B, 0x0A]
             for (i, (k, v)) in kv.enumerated() {
                 pad(indent + 1)
                 PNode.quote(k, into: &out)
-                out += ": "
+                out += [0x3A, 0x20]
                 v.write(into: &out, indent: indent + 1)
-                out += i == kv.count - 1 ? "\n" : ",\n"
+                if i != kv.count - 1 { out.append(0x2C) }
+                out.append(0x0A)
             }
             pad(indent)
-            out += "}"
+            out.append(0x7D)
         case .seq(let xs):
-            if xs.isEmpty { out += "[]"; return }
-            out += "[\n"
+            if xs.isEmpty { out += Array("[]".utf8); return }
+            out += [0x5B, 0x0A]
             for (i, x) in xs.enumerated() {
                 pad(indent + 1)
                 x.write(into: &out, indent: indent + 1)
-                out += i == xs.count - 1 ? "\n" : ",\n"
+                if i != xs.count - 1 { out.append(0x2C) }
+                out.append(0x0A)
             }
             pad(indent)
-            out += "]"
+            out.append(0x5D)
         case .str(let s): PNode.quote(s, into: &out)
         case .num(let s):
-            if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { out += String(v) } else { out += s }
-        case .null: out += "null"
+            if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { out += Array(String(v).utf8) } else { out += Array(s.utf8) }
+        case .null: out += Array("null".utf8)
         }
+    }
+
+    static func quote(_ s: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        for b in s.utf8 {
+            switch b {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            case 0x09: out += [0x5C, 0x74]
+            case ..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
+            default: out.append(b)
+            }
+        }
+        out.append(0x22)
     }
 
     static func quote(_ s: String) -> String {
-        var out = ""
+        var out: [UInt8] = []
         quote(s, into: &out)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-            out += s  // the usual case: nothing to escape
-            out += "\""
-            return
-        }
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        out += "\""
-    }
 }
 
 extension Policy {

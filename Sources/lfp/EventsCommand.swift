@@ -39,7 +39,9 @@ struct EventsCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("ring slot \(sub.slot): submitted \(a.submitted), received \(a.received), dropped \(a.dropped)\n".utf8))
             }
         }
+        let readerGone = ManagedAtomicFlag()
         let brokenPipe: @Sendable () -> Never = {
+            readerGone.set()
             sub.cancel()
             printStats()
             StreamOutput.exitForBrokenPipe()
@@ -69,8 +71,18 @@ struct EventsCommand: AsyncParsableCommand {
             if let count, seen >= count { sub.cancel(); break }
         }
         sub.cancel()
+        // The watcher's cancel() ended the stream: exit as it would, not with 0 before it does.
+        if readerGone.isSet { brokenPipe() }
         printStats()
     }
+}
+
+/// A flag one thread sets and another reads.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }
 
 struct StatusCommand: ParsableCommand {
