@@ -152,7 +152,7 @@ public final class EventSubscription: @unchecked Sendable {
         close(lockFD)
     }
 
-    private let cancelling = NSLock()
+    private let cancelling = NSRecursiveLock()  // finish() re-enters cancel() through onTermination
 
     deinit { cancel() }
 
