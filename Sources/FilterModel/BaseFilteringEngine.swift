@@ -884,7 +884,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     public func classify(layer: Layer, values: IncomingValues) -> ClassifyResult {
         locked {
             let store = committed
-            let vals = values.normalized()
+            let vals = values.normalized(layer: layer)
             var result = ClassifyResult(
                 layer: layer, actionType: .permit, filterId: 0, filterKey: nil, filterName: nil,
                 subLayerKey: nil, subLayerName: nil, hard: false, veto: false, absorb: false,
