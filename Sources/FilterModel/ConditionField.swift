@@ -290,7 +290,10 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
             return .kernel(
                 "ifindex (Linux has no interface LUID), as FWP_UINT64: the device the socket is bound to (SO_BINDTODEVICE) at RESOURCE_ASSIGNMENT, AUTH_CONNECT and AUTH_LISTEN, the device the packet arrived on at AUTH_RECV_ACCEPT; FWP_EMPTY for a socket bound to no device (its route is chosen after connect)"
             )
-        case .aleAppId: return .kernel("canonical absolute path of the process executable (/proc/PID/exe), UTF-8, case preserved")
+        case .aleAppId:
+            return .kernel(
+                "canonical absolute path of the process executable (/proc/PID/exe), UTF-8, case preserved; EQUAL/NOT_EQUAL compare file identity (device, inode) when both paths name existing files, so a symlink or hard link of the executable matches"
+            )
         case .aleUserId:
             return .kernel("the socket owner's credentials: uid and gids, matched against a security descriptor whose SIDs are S-1-22-1-UID / S-1-22-2-GID")
         case .flags:
