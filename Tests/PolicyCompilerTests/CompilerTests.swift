@@ -657,7 +657,9 @@ struct CompilerTests {
             let id = want.flatMap { ids[$0] } ?? 0
             #expect(model.filterId == id && kernel.filterId == id, "\(remote) from \(local ?? "-"): model \(model.filterId), image \(kernel.filterId)")
         }
-        let v6: [(String, String?)] = [("ff02::1", "v6-multicast"), ("ff00::", "v6-multicast"), ("fe80::1", nil), ("::1", nil), ("::", nil), ("::ffff:224.0.0.1", nil)]
+        let v6: [(String, String?)] = [
+            ("ff02::1", "v6-multicast"), ("ff00::", "v6-multicast"), ("fe80::1", nil), ("::1", nil), ("::", nil), ("::ffff:224.0.0.1", nil),
+        ]
         for (remote, want) in v6 {
             let b = try #require(IPText.parseV6(remote))
             let hi = b[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }, lo = b[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }

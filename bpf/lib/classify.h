@@ -29,8 +29,6 @@
 #define AF_INET 2
 #define AF_INET6 10
 
-
-
 static __always_inline void lfp_addr128(__u16 family, const __u32 *a, __u64 *hi, __u64 *lo)
 {
 	if (family == AF_INET) {

@@ -132,7 +132,12 @@ struct ScalePolicy {
                 return FilterCondition(fieldKey: field, matchType: rng.chance(85) ? .equal : .notEqual, conditionValue: .byteArray16(a.bytes))
             case 4..<8:
                 let p = rng.pick([0, 16, 32, 48, 56, 64, 96, 112, 120, 127, 128])
-                let net = p == 0 ? U2(hi: 0, 0) : p <= 64 ? U2(hi: a.hi & ~(UInt64.max >> UInt64(p)) | (p == 64 ? a.hi : 0), 0) : U2(hi: a.hi, p == 128 ? a.lo : a.lo & ~(UInt64.max >> UInt64(p - 64)))
+                let net =
+                    p == 0
+                    ? U2(hi: 0, 0)
+                    : p <= 64
+                        ? U2(hi: a.hi & ~(UInt64.max >> UInt64(p)) | (p == 64 ? a.hi : 0), 0)
+                        : U2(hi: a.hi, p == 128 ? a.lo : a.lo & ~(UInt64.max >> UInt64(p - 64)))
                 interval(net, a)
                 edges += [U2(hi: net.hi, .max), U2(hi: net.hi &+ 1, 0)]
                 return FilterCondition(
