@@ -9,7 +9,7 @@ import PolicyCompiler
 /// `parentEndpointHandle`, `processId`, `ipProtocol`, `localAddress`, ...
 public struct ALEEvent: Sendable, Encodable {
     /// The record as the kernel wrote it. Everything else is computed from it on demand, so the
-    /// thread draining the ring only copies one 160-byte record per event (it must keep up with the kernel).
+    /// thread draining the ring only copies one 168-byte record per event (it must keep up with the kernel).
     public let raw: lfp_event
     /// The workload's name (resolved from `workloadId`), when lfp knows it.
     public var workload: String?
@@ -56,6 +56,9 @@ public struct ALEEvent: Sendable, Encodable {
     /// What a blocked operation returned to the application, e.g. "EPERM".
     public var errno: String? { raw.error > 0 ? BlockErrno.name(of: raw.error) ?? "errno \(raw.error)" : nil }
     public var conditionFlags: UInt32 { raw.cond_flags }
+    /// FWPM_CONDITION_IP_LOCAL_INTERFACE as the kernel saw it: the ifindex of the socket's bound
+    /// device (socket hooks) or of the arrival device (inbound); nil when unknown (FWP_EMPTY).
+    public var localInterface: UInt32? { raw.ifindex == 0 ? nil : raw.ifindex }
     public var policyGeneration: UInt64 { raw.generation }
 
     public var isBlock: Bool { UInt32(raw.action) == LFP_ACTION_BLOCK.rawValue }
@@ -80,7 +83,7 @@ public struct ALEEvent: Sendable, Encodable {
         case sequence, timestampNs, layer, actionType, filterId, transportEndpointHandle,
             parentEndpointHandle, processId, threadId, userId, groupId, cgroupId, processName,
             ipVersion, ipProtocol, localAddress, localPort, remoteAddress, remotePort, errno,
-            conditionFlags, policyGeneration, workload, workloadId
+            conditionFlags, policyGeneration, workload, workloadId, localInterface
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -109,6 +112,7 @@ public struct ALEEvent: Sendable, Encodable {
         try c.encode(policyGeneration, forKey: .policyGeneration)
         try c.encodeIfPresent(workload, forKey: .workload)
         try c.encode(workloadId, forKey: .workloadId)
+        try c.encodeIfPresent(localInterface, forKey: .localInterface)
     }
 
     /// One line for humans: `seq layer verdict filter handle pid/comm proto local -> remote`.
@@ -129,6 +133,7 @@ public struct ALEEvent: Sendable, Encodable {
         if let workload { s += " workload=\(workload)" }
         s += " \(proto) \(ep(localAddress, localPort))"
         if remoteAddress != nil { s += " -> \(ep(remoteAddress, remotePort))" }
+        if let localInterface { s += " if=\(localInterface)" }
         return s
     }
 }

@@ -152,7 +152,7 @@ public final class EventSubscription: @unchecked Sendable {
         close(lockFD)
     }
 
-    private let cancelling = NSRecursiveLock()  // finishing the stream calls cancel() again on this thread
+    private let cancelling = NSRecursiveLock()  // finish() re-enters cancel() through onTermination
 
     deinit { cancel() }
 

@@ -139,8 +139,12 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     private var nextSubscription: UInt64 = 0
     /// The static session used when a call names none (an implicit, non-dynamic session).
     public let defaultSession: SessionHandle
+    /// How classify tells that two ALE_APP_ID paths name the same executable (the kernel's
+    /// rule: file identity); `AppId.pathsOnly` compares paths only.
+    public let appIdentity: AppId.IdentityLookup
 
-    public init() {
+    public init(appIdentity: @escaping AppId.IdentityLookup = AppId.statIdentity) {
+        self.appIdentity = appIdentity
         defaultSession = SessionHandle(id: 0)
         sessions[defaultSession] = SessionState(flags: [], name: "default")
     }
@@ -884,7 +888,8 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     public func classify(layer: Layer, values: IncomingValues) -> ClassifyResult {
         locked {
             let store = committed
-            let vals = values.normalized()
+            let vals = values.normalized(layer: layer)
+            let apps = AppIdentityCache(appIdentity)
             var result = ClassifyResult(
                 layer: layer, actionType: .permit, filterId: 0, filterKey: nil, filterName: nil,
                 subLayerKey: nil, subLayerName: nil, hard: false, veto: false, absorb: false,
@@ -916,7 +921,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                     defer { e.rightAfter = right; st.entries.append(e) }
                     if terminated { e.note = "an earlier filter of this sublayer terminated it"; continue }
                     if f.flags.contains(.disabled) { e.outcome = .disabled; continue }
-                    guard ConditionMatcher.filterMatches(f.filterCondition, vals) else { e.outcome = .notMatched; continue }
+                    guard ConditionMatcher.filterMatches(f.filterCondition, vals, apps: apps) else { e.outcome = .notMatched; continue }
 
                     // What this filter amounts to.
                     var act: ActionType

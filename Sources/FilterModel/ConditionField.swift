@@ -281,10 +281,19 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         case .ipRemotePort: return .kernel("remote port; for ICMP the ICMP code (FWPM_CONDITION_ICMP_CODE)")
         case .ipProtocol: return .kernel("IP protocol number of the socket (IPPROTO_TCP 6, IPPROTO_UDP 17, ...)")
         case .ipLocalAddressType:
-            return .kernel("NL_ADDRESS_TYPE of the local address, derived from the address (0 unspecified, 1 unicast, 2 anycast, 3 multicast, 4 broadcast)")
-        case .ipDestinationAddressType: return .kernel("NL_ADDRESS_TYPE of the destination address, derived from the address")
-        case .ipLocalInterface: return .kernel("ifindex of the bound/outgoing interface (Linux has no interface LUID), as FWP_UINT64")
-        case .aleAppId: return .kernel("canonical absolute path of the process executable (/proc/PID/exe), UTF-8, case preserved")
+            return .kernel(
+                "NL_ADDRESS_TYPE of the local address, derived from the address alone (AddressType): 0 unspecified (0.0.0.0, ::), 4 broadcast (255.255.255.255), 3 multicast (224.0.0.0/4, ff00::/8), else 1 unicast; 2 anycast is never derived and a subnet-directed broadcast is unicast; FWP_EMPTY when the local address is"
+            )
+        case .ipDestinationAddressType:
+            return .kernel("NL_ADDRESS_TYPE of the remote (destination) address, derived as for IP_LOCAL_ADDRESS_TYPE; FWP_EMPTY when the remote address is")
+        case .ipLocalInterface:
+            return .kernel(
+                "ifindex (Linux has no interface LUID), as FWP_UINT64: the device the socket is bound to (SO_BINDTODEVICE) at RESOURCE_ASSIGNMENT, AUTH_CONNECT and AUTH_LISTEN, the device the packet arrived on at AUTH_RECV_ACCEPT; FWP_EMPTY for a socket bound to no device (its route is chosen after connect)"
+            )
+        case .aleAppId:
+            return .kernel(
+                "canonical absolute path of the process executable (/proc/PID/exe), UTF-8, case preserved; EQUAL/NOT_EQUAL compare file identity (device, inode) when both paths name existing files, so a symlink or hard link of the executable matches"
+            )
         case .aleUserId:
             return .kernel("the socket owner's credentials: uid and gids, matched against a security descriptor whose SIDs are S-1-22-1-UID / S-1-22-2-GID")
         case .flags:

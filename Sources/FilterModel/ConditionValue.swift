@@ -229,7 +229,8 @@ enum ConditionMatcher {
     }
 
     /// Evaluates one condition against the incoming value of its field (`nil` = not supplied = empty).
-    static func matches(_ cond: FilterCondition, _ incoming: IncomingValue?) -> Bool {
+    /// With `apps`, ALE_APP_ID's EQUAL and NOT_EQUAL compare file identities (AppIdentityCache).
+    static func matches(_ cond: FilterCondition, _ incoming: IncomingValue?, apps: AppIdentityCache? = nil) -> Bool {
         let v = incoming ?? .empty
         let c = cond.conditionValue
         if case .empty = c {
@@ -239,6 +240,11 @@ enum ConditionMatcher {
             return cond.matchType == .notEqual ? !isEmpty : isEmpty
         }
         if case .empty = v { return false }  // R3.12: a typed condition never matches an empty field
+        if cond.fieldKey == .aleAppId, let apps, case .byteBlob(let x) = v, case .byteBlob(let y) = c,
+            cond.matchType == .equal || cond.matchType == .notEqual
+        {
+            return apps.sameApp(x, y) == (cond.matchType == .equal)
+        }
         switch cond.matchType {
         case .equal: return equal(v, c)
         case .notEqual: return !equal(v, c)
@@ -292,9 +298,9 @@ enum ConditionMatcher {
 
     /// AND over fields, OR inside the conditions of one field (R3.3, R3.4). Same-field
     /// conditions OR together even when they are not adjacent (Q8: lfp's documented choice).
-    static func filterMatches(_ conditions: [FilterCondition], _ values: IncomingValues) -> Bool {
+    static func filterMatches(_ conditions: [FilterCondition], _ values: IncomingValues, apps: AppIdentityCache? = nil) -> Bool {
         for group in groups(conditions) {
-            if !group.conditions.contains(where: { matches($0, values[group.field]) }) { return false }
+            if !group.conditions.contains(where: { matches($0, values[group.field], apps: apps) }) { return false }
         }
         return true
     }

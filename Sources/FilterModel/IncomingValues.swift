@@ -110,9 +110,20 @@ public struct IncomingValues: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The values arbitration really sees: LFP_CONDITION_UID/GID and ALE_USER_ID are kept
-    /// consistent (each is derived from the other when only one is given).
-    func normalized() -> IncomingValues {
+    /// consistent (each is derived from the other when only one is given); the address types
+    /// not given are derived from the addresses as the kernel derives them (AddressType):
+    /// IP_LOCAL_ADDRESS_TYPE from IP_LOCAL_ADDRESS, IP_DESTINATION_ADDRESS_TYPE from
+    /// IP_REMOTE_ADDRESS at the layers that have it.
+    func normalized(layer: Layer? = nil) -> IncomingValues {
         var v = self
+        if v[.ipLocalAddressType] == nil, let a = v[.ipLocalAddress], let t = AddressType.of(a) {
+            v[.ipLocalAddressType] = .uint8(t.rawValue)
+        }
+        if v[.ipDestinationAddressType] == nil, layer.map(ConditionField.ipDestinationAddressType.isAvailable(at:)) ?? true,
+            let a = v[.ipRemoteAddress], let t = AddressType.of(a)
+        {
+            v[.ipDestinationAddressType] = .uint8(t.rawValue)
+        }
         if case .token(let t)? = v[.aleUserId] {
             if v[.lfpUid] == nil { v[.lfpUid] = .uint32(t.uid) }
             if v[.lfpGid] == nil, let g = t.gids.first { v[.lfpGid] = .uint32(g) }

@@ -202,8 +202,8 @@ public enum ConditionFlagNames {
 
 /// ALE_APP_ID on Linux: the executable's absolute path, lexically canonicalised
 /// ("." and ".." resolved, repeated "/" collapsed, no trailing "/"). Case is preserved
-/// (Linux paths are case-sensitive; R3.15 / C37). Symlinks are not resolved here: the kernel side
-/// reports /proc/PID/exe, which is already resolved.
+/// (Linux paths are case-sensitive; R3.15 / C37). Symlinks are not resolved in the text: matching
+/// compares file identities instead (AppIdentity.swift), as the kernel does.
 public enum AppId {
     public static func canonical(_ path: String) -> String {
         guard path.hasPrefix("/") else { return path }

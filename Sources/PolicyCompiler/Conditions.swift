@@ -41,6 +41,9 @@ extension PolicyCompiler {
         case .ipLocalPort: return LFP_FIELD_IP_LOCAL_PORT
         case .ipRemotePort: return LFP_FIELD_IP_REMOTE_PORT
         case .ipProtocol: return LFP_FIELD_IP_PROTOCOL
+        case .ipLocalAddressType: return LFP_FIELD_IP_LOCAL_ADDRESS_TYPE
+        case .ipDestinationAddressType: return LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE
+        case .ipLocalInterface: return LFP_FIELD_IP_LOCAL_INTERFACE
         case .lfpUid: return LFP_FIELD_UID
         case .lfpGid: return LFP_FIELD_GID
         case .lfpCgroupId: return LFP_FIELD_CGROUP_ID
@@ -64,7 +67,7 @@ extension PolicyCompiler {
         }
         guard let field = kernelField(c.fieldKey) else {
             throw fail(
-                "is not supported by the kernel fast path yet (supported: addresses, ports, protocol, FLAGS, ALE_USER_ID, LFP_CONDITION_*); `lfp classify` evaluates it"
+                "is not supported by the kernel fast path yet (supported: addresses, address types, ports, protocol, IP_LOCAL_INTERFACE, FLAGS, ALE_USER_ID, ALE_APP_ID, LFP_CONDITION_*); `lfp classify` evaluates it"
             )
         }
         var k = lfp_cond()

@@ -44,7 +44,7 @@ struct CaseFailure: Error, CustomStringConvertible {
 final class FixtureRunner {
     let id: String
     let node: Node
-    let bfe = BaseFilteringEngine()
+    let bfe = BaseFilteringEngine(appIdentity: AppId.pathsOnly)  // deterministic: no file system
     var sessions: [String: SessionHandle] = [:]
     var policySession: SessionHandle?
     var names: [String: UUID] = [:]  // filters, sublayers, providers, callouts by displayData.name

@@ -11,10 +11,10 @@ struct ABITests {
         #expect(MemoryLayout<lfp_cell>.size == 32)
         #expect(MemoryLayout<lfp_node>.size == 32 && MemoryLayout<lfp_edge>.size == 32 && MemoryLayout<lfp_leaf>.size == 32)
         #expect(MemoryLayout<lfp_verdict>.size == 24)
-        #expect(MemoryLayout<lfp_test_case>.size == 192)
-        #expect(MemoryLayout<lfp_test_case>.offset(of: \.out) == 168)
+        #expect(MemoryLayout<lfp_test_case>.size == 200)
+        #expect(MemoryLayout<lfp_test_case>.offset(of: \.out) == 176)
         #expect(MemoryLayout<lfp_config>.size == 16)
-        #expect(MemoryLayout<lfp_event>.size == 160)
+        #expect(MemoryLayout<lfp_event>.size == 168)
     }
 
     @Test func eventOffsets() {
@@ -22,7 +22,18 @@ struct ABITests {
         #expect(MemoryLayout<lfp_event>.offset(of: \.local_addr_be) == 92)
         #expect(MemoryLayout<lfp_event>.offset(of: \.comm) == 124)
         #expect(MemoryLayout<lfp_event>.offset(of: \.exe_ino) == 152)
+        #expect(MemoryLayout<lfp_event>.offset(of: \.ifindex) == 160)
         #expect(MemoryLayout<lfp_rule>.offset(of: \.cond) == 24)
+    }
+
+    @Test func fieldIdsAreStable() {
+        // appended, never renumbered: compiled images and tests name fields by these ids
+        #expect(LFP_FIELD_APP_ID.rawValue == 10)
+        #expect(LFP_FIELD_IP_LOCAL_ADDRESS_TYPE.rawValue == 11)
+        #expect(LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE.rawValue == 12)
+        #expect(LFP_FIELD_IP_LOCAL_INTERFACE.rawValue == 13)
+        #expect(LFP_FIELD_COUNT.rawValue == 14)
+        #expect(LFP_ADDR_MULTICAST.rawValue == 3 && LFP_ADDR_BROADCAST.rawValue == 4)
     }
 
     @Test func layerIdsAreDense() {

@@ -131,6 +131,15 @@ enum KernelEval {
         return true
     }
 
+    /// lfp_addr_type (NL_ADDRESS_TYPE from the address alone), for an IPv4 address in host order
+    /// or an IPv6 one as (hi, lo).
+    static func addrType(v4 a: UInt32) -> UInt64 {
+        a == 0 ? 0 : a == 0xFFFF_FFFF ? 4 : a >> 28 == 0xE ? 3 : 1
+    }
+    static func addrType(v6 hi: UInt64, _ lo: UInt64) -> UInt64 {
+        hi == 0 && lo == 0 ? 0 : hi >> 56 == 0xFF ? 3 : 1
+    }
+
     /// (action, filterId) as lfp_classify returns them.
     static func classify(_ image: PolicyImage, _ layer: Layer, _ values: Values) -> (action: UInt8, filterId: UInt64) {
         var action = UInt8(LFP_ACTION_PERMIT.rawValue), filterId: UInt64 = 0
@@ -550,6 +559,129 @@ struct CompilerTests {
             ])
     }
 
+    @Test("IP_LOCAL_ADDRESS_TYPE, IP_DESTINATION_ADDRESS_TYPE, IP_LOCAL_INTERFACE -> kernel fields 11, 12, 13")
+    func addressTypesAndInterface() throws {
+        let u8 = { (v: Int) in "{ type: FWP_UINT8, uint8: \(v) }" }
+        let u64 = { (v: Int) in "{ type: FWP_UINT64, uint64: \(v) }" }
+        let r = try onlyRule(
+            try compileYAML(
+                oneFilter([
+                    cond("IP_DESTINATION_ADDRESS_TYPE", "EQUAL", u8(3)),
+                    cond("IP_DESTINATION_ADDRESS_TYPE", "EQUAL", u8(4)),
+                    cond("IP_LOCAL_ADDRESS_TYPE", "NOT_EQUAL", u8(0)),
+                    cond("IP_LOCAL_INTERFACE", "EQUAL", u64(1)),
+                ])
+            ).image)
+        expectConds(
+            r,
+            [
+                C(LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE, 3, 3),
+                C(LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE, 4, 4, flags: END),
+                C(LFP_FIELD_IP_LOCAL_ADDRESS_TYPE, 0, 0, flags: NEG | END),
+                C(LFP_FIELD_IP_LOCAL_INTERFACE, 1, 1, flags: END),
+            ])
+        #expect(LFP_FIELD_IP_LOCAL_ADDRESS_TYPE.rawValue == 11 && LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE.rawValue == 12)
+        #expect(LFP_FIELD_IP_LOCAL_INTERFACE.rawValue == 13)
+        // FWP_EMPTY (no bound device) is matched by EQUAL FWP_EMPTY, at RESOURCE_ASSIGNMENT and RECV_ACCEPT too
+        for layer in ["FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V6", "FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4"] {
+            let image = try compileYAML(
+                oneFilter(
+                    [cond("IP_LOCAL_INTERFACE", "EQUAL", "{ type: FWP_EMPTY }"), cond("IP_LOCAL_ADDRESS_TYPE", "EQUAL", u8(3))],
+                    layer: layer)
+            ).image
+            let rule = try onlyRule(image, Layer(name: layer)!)
+            expectConds(
+                rule,
+                [
+                    C(LFP_FIELD_IP_LOCAL_INTERFACE, flags: LFP_COND_MATCH_EMPTY | END, mask: (0, 0), lo: (0, 0), hi: (0, 0)),
+                    C(LFP_FIELD_IP_LOCAL_ADDRESS_TYPE, 3, 3, flags: END),
+                ])
+        }
+        // the destination's type exists where WFP defines it (AUTH_CONNECT, FLOW_ESTABLISHED) only
+        #expect(throws: FWPError.self) {
+            try compileYAML(oneFilter([cond("IP_DESTINATION_ADDRESS_TYPE", "EQUAL", u8(3))], layer: "FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4"))
+        }
+    }
+
+    @Test("address types: the model derives them from the addresses as the kernel does")
+    func addressTypesModelAgrees() throws {
+        let yaml = """
+            filters:
+              - displayData: { name: to-multicast }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                weight: { type: FWP_UINT64, uint64: 30 }
+                filterCondition:
+                  - \(cond("IP_DESTINATION_ADDRESS_TYPE", "EQUAL", "{ type: FWP_UINT8, uint8: 3 }"))
+                action: { type: FWP_ACTION_BLOCK }
+              - displayData: { name: to-broadcast }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                weight: { type: FWP_UINT64, uint64: 20 }
+                filterCondition:
+                  - \(cond("IP_DESTINATION_ADDRESS_TYPE", "EQUAL", "{ type: FWP_UINT8, uint8: 4 }"))
+                action: { type: FWP_ACTION_BLOCK }
+              - displayData: { name: from-unspecified }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                weight: { type: FWP_UINT64, uint64: 10 }
+                filterCondition:
+                  - \(cond("IP_LOCAL_ADDRESS_TYPE", "EQUAL", "{ type: FWP_UINT8, uint8: 0 }"))
+                action: { type: FWP_ACTION_BLOCK }
+              - displayData: { name: v6-multicast }
+                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V6
+                filterCondition:
+                  - \(cond("IP_DESTINATION_ADDRESS_TYPE", "GREATER_OR_EQUAL", "{ type: FWP_UINT8, uint8: 3 }"))
+                  - \(cond("IP_LOCAL_ADDRESS_TYPE", "EQUAL", "{ type: FWP_EMPTY }"))
+                action: { type: FWP_ACTION_BLOCK }
+            """
+        let (image, bfe, ids) = try compileYAML(yaml)
+        // (remote, local or nil, expected deciding filter)
+        let v4: [(String, String?, String?)] = [
+            ("239.1.2.3", nil, "to-multicast"), ("224.0.0.1", "10.0.0.1", "to-multicast"),
+            ("240.0.0.1", nil, nil), ("223.255.255.255", nil, nil),
+            ("255.255.255.255", nil, "to-broadcast"), ("10.1.255.255", nil, nil),  // subnet-directed: unicast
+            ("127.0.0.1", "0.0.0.0", "from-unspecified"), ("127.0.0.1", "127.0.0.1", nil), ("0.0.0.0", nil, nil),
+        ]
+        for (remote, local, want) in v4 {
+            var a = ["FWPM_CONDITION_IP_REMOTE_ADDRESS=\(remote)"]
+            var values: KernelEval.Values = [:]
+            let r = try #require(IPText.parseV4(remote))
+            values[LFP_FIELD_IP_REMOTE_ADDRESS.rawValue] = (0, UInt64(r))
+            values[LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE.rawValue] = (0, KernelEval.addrType(v4: r))
+            if let local {
+                a.append("FWPM_CONDITION_IP_LOCAL_ADDRESS=\(local)")
+                let l = try #require(IPText.parseV4(local))
+                values[LFP_FIELD_IP_LOCAL_ADDRESS.rawValue] = (0, UInt64(l))
+                values[LFP_FIELD_IP_LOCAL_ADDRESS_TYPE.rawValue] = (0, KernelEval.addrType(v4: l))
+            }
+            let model = bfe.classify(layer: .authConnectV4, values: try IncomingValues.parse(layer: .authConnectV4, assignments: a))
+            let kernel = KernelEval.classify(image, .authConnectV4, values)
+            let id = want.flatMap { ids[$0] } ?? 0
+            #expect(model.filterId == id && kernel.filterId == id, "\(remote) from \(local ?? "-"): model \(model.filterId), image \(kernel.filterId)")
+        }
+        let v6: [(String, String?)] = [
+            ("ff02::1", "v6-multicast"), ("ff00::", "v6-multicast"), ("fe80::1", nil), ("::1", nil), ("::", nil), ("::ffff:224.0.0.1", nil),
+        ]
+        for (remote, want) in v6 {
+            let b = try #require(IPText.parseV6(remote))
+            let hi = b[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }, lo = b[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let values: KernelEval.Values = [
+                LFP_FIELD_IP_REMOTE_ADDRESS.rawValue: (hi, lo), LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE.rawValue: (0, KernelEval.addrType(v6: hi, lo)),
+            ]
+            let model = bfe.classify(
+                layer: .authConnectV6,
+                values: try IncomingValues.parse(layer: .authConnectV6, assignments: ["FWPM_CONDITION_IP_REMOTE_ADDRESS=\(remote)"]))
+            let kernel = KernelEval.classify(image, .authConnectV6, values)
+            let id = want.flatMap { ids[$0] } ?? 0
+            #expect(model.filterId == id && kernel.filterId == id, "\(remote): model \(model.filterId), image \(kernel.filterId)")
+        }
+        // a type given explicitly is used as given (`lfp classify --field`)
+        let explicit = bfe.classify(
+            layer: .authConnectV4,
+            values: try IncomingValues.parse(
+                layer: .authConnectV4,
+                assignments: ["FWPM_CONDITION_IP_REMOTE_ADDRESS=10.0.0.1", "FWPM_CONDITION_IP_DESTINATION_ADDRESS_TYPE=NlatBroadcast"]))
+        #expect(explicit.filterId == ids["to-broadcast"])
+    }
+
     // MARK: limits and refusals
 
     @Test("too many conditions in one filter -> FWP_E_OUT_OF_BOUNDS naming the filter")
@@ -602,7 +734,7 @@ struct CompilerTests {
                 layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
                 filterCondition:
                   - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 443 } }
-                  - { fieldKey: FWPM_CONDITION_IP_LOCAL_ADDRESS_TYPE, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: 1 } }
+                  - { fieldKey: FWPM_CONDITION_INTERFACE_INDEX, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT32, uint32: 1 } }
                 action: { type: FWP_ACTION_BLOCK }
             """
         let bfe = BaseFilteringEngine()
@@ -611,8 +743,8 @@ struct CompilerTests {
             try PolicyCompiler.compile(bfe)
         } throws: { e in
             guard let e = e as? CompileError else { return false }
-            return e.message.contains("'curl only'") && e.message.contains("FWPM_CONDITION_IP_LOCAL_ADDRESS_TYPE")
-                && e.code == .invalidParameter
+            return e.message.contains("'curl only'") && e.message.contains("FWPM_CONDITION_INTERFACE_INDEX")
+                && e.message.contains("not supported by the kernel fast path") && e.code == .invalidParameter
         }
         // ALE_APP_ID is matched by file identity: an executable that does not exist is refused
         #expect {
@@ -801,12 +933,19 @@ struct SplitMix {
 enum GeneratedPolicy {
     static let ports: [UInt16] = [0, 1, 22, 23, 79, 80, 81, 443, 1023, 1024, 8080, 65534, 65535]
     static let uids: [UInt32] = [0, 5, 1000]
-    static let addrs: [UInt32] = [0x7F00_0001, 0x7F00_0002, 0x7F01_0001, 0x0A00_0001, 0xC0A8_0101]
+    static let addrs: [UInt32] = [0x7F00_0001, 0x7F00_0002, 0x7F01_0001, 0x0A00_0001, 0xC0A8_0101, 0xEF01_0203, 0xFFFF_FFFF]
+    static let interfaces: [UInt64] = [1, 2, 7]
 
     static func ip(_ a: UInt32) -> String { "\(a >> 24).\((a >> 16) & 255).\((a >> 8) & 255).\(a & 255)" }
 
     static func condition(_ rng: inout SplitMix) -> String {
-        switch rng.int(7) {
+        switch rng.int(9) {
+        case 7:
+            return cond(
+                "IP_DESTINATION_ADDRESS_TYPE", rng.pick(["EQUAL", "NOT_EQUAL", "GREATER_OR_EQUAL"]), "{ type: FWP_UINT8, uint8: \(rng.pick([1, 3, 4])) }")
+        case 8:
+            if rng.int(4) == 0 { return cond("IP_LOCAL_INTERFACE", "EQUAL", "{ type: FWP_EMPTY }") }
+            return cond("IP_LOCAL_INTERFACE", rng.pick(["EQUAL", "NOT_EQUAL"]), "{ type: FWP_UINT64, uint64: \(rng.pick(interfaces)) }")
         case 0:
             let m = rng.pick(["EQUAL", "NOT_EQUAL", "GREATER", "LESS", "GREATER_OR_EQUAL", "LESS_OR_EQUAL"])
             return cond("IP_REMOTE_PORT", m, u16(Int(rng.pick(ports))))
@@ -889,6 +1028,13 @@ enum GeneratedPolicy {
         if let local {
             a.append("FWPM_CONDITION_IP_LOCAL_PORT=\(local)")
             v[LFP_FIELD_IP_LOCAL_PORT.rawValue] = (0, UInt64(local))
+        }
+        // the destination's type is not given: the model derives it from the address
+        v[LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE.rawValue] = (0, KernelEval.addrType(v4: addr))
+        if rng.bool() {
+            let ifindex = rng.pick(interfaces + [3])
+            a.append("FWPM_CONDITION_IP_LOCAL_INTERFACE=\(ifindex)")
+            v[LFP_FIELD_IP_LOCAL_INTERFACE.rawValue] = (0, ifindex)
         }
         return Probe(assignments: a, values: v)
     }

@@ -29,8 +29,6 @@
 #define AF_INET 2
 #define AF_INET6 10
 
-
-
 static __always_inline void lfp_addr128(__u16 family, const __u32 *a, __u64 *hi, __u64 *lo)
 {
 	if (family == AF_INET) {
@@ -40,6 +38,25 @@ static __always_inline void lfp_addr128(__u16 family, const __u32 *a, __u64 *hi,
 		*hi = ((__u64)bpf_ntohl(a[0]) << 32) | bpf_ntohl(a[1]);
 		*lo = ((__u64)bpf_ntohl(a[2]) << 32) | bpf_ntohl(a[3]);
 	}
+}
+
+/* NL_ADDRESS_TYPE of an address from the address alone (enum lfp_addr_type): the kernel has no
+ * cheap view of the routing table or of interface subnets here, so anycast is never derived and
+ * a subnet-directed broadcast (10.1.255.255) is unicast. FilterModel's AddressType.of is the same
+ * rule, so `lfp classify` and the kernel agree. */
+static __always_inline __u64 lfp_addr_type(__u16 family, const __u32 *a)
+{
+	if (family == AF_INET) {
+		__u32 v = bpf_ntohl(a[0]);
+		if (v == 0)
+			return LFP_ADDR_UNSPECIFIED;
+		if (v == 0xffffffffu)
+			return LFP_ADDR_BROADCAST;
+		return (v >> 28) == 0xe ? LFP_ADDR_MULTICAST : LFP_ADDR_UNICAST; /* 224.0.0.0/4 */
+	}
+	if (!(a[0] | a[1] | a[2] | a[3]))
+		return LFP_ADDR_UNSPECIFIED;
+	return (bpf_ntohl(a[0]) >> 24) == 0xff ? LFP_ADDR_MULTICAST : LFP_ADDR_UNICAST; /* ff00::/8 */
 }
 
 /* The incoming value of one field as a 128-bit number; 0 when the field is FWP_EMPTY. */
@@ -92,6 +109,21 @@ static __always_inline int lfp_field_value(const struct lfp_event *in, __u32 fie
 			return 0;
 		*hi = in->exe_dev;
 		*lo = in->exe_ino;
+		return 1;
+	case LFP_FIELD_IP_LOCAL_ADDRESS_TYPE:
+		if (!(in->evflags & LFP_EVF_LOCAL_ADDR))
+			return 0;
+		*lo = lfp_addr_type(in->family, in->local_addr_be);
+		return 1;
+	case LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE:
+		if (!(in->evflags & LFP_EVF_REMOTE))
+			return 0;
+		*lo = lfp_addr_type(in->family, in->remote_addr_be);
+		return 1;
+	case LFP_FIELD_IP_LOCAL_INTERFACE:
+		if (!in->ifindex)
+			return 0; /* no bound device: the route is not chosen yet */
+		*lo = in->ifindex;
 		return 1;
 	case LFP_FIELD_WORKLOAD: {
 		__u64 cg = in->cgroup_id;

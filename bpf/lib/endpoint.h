@@ -11,6 +11,17 @@
 #pragma once
 #include "sk.h"
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* IP_LOCAL_INTERFACE at post_bind: the kernel lets only sock_create and sock_release read
+ * bound_dev_if from their context, but the context of every cgroup/sock hook is the struct sock
+ * itself, so a read-only BTF cast reads it (one guarded load, no helper call). */
+static __always_inline __u32 lfp_bound_dev(struct bpf_sock *ctx)
+{
+	const struct sock *sk = bpf_rdonly_cast(ctx, bpf_core_type_id_kernel(struct sock));
+	return sk->__sk_common.skc_bound_dev_if;
+}
+
 static __always_inline void lfp_read_sock_local(struct lfp_event *e, struct bpf_sock *sk, int v6)
 {
 	e->local_port = sk->src_port; /* host order in struct bpf_sock */
@@ -59,6 +70,7 @@ static __always_inline int lfp_on_sock_create(struct bpf_sock *sk)
 	lfp_event_init(&e, cookie, lfp_layer_for(LFP_LAYER_RESOURCE_ASSIGNMENT_V4, family), LFP_EV_CLASSIFY);
 	e.family = family;
 	e.protocol = sk->protocol;
+	e.ifindex = sk->bound_dev_if; /* 0 (FWP_EMPTY) unless a program before us set one */
 	if (sk->type == SOCK_RAW)
 		e.cond_flags |= LFP_FLAG_IS_RAW_ENDPOINT;
 	struct lfp_verdict v = lfp_decide(&e);
@@ -80,6 +92,7 @@ static __always_inline int lfp_on_post_bind(struct bpf_sock *sk, int v6)
 	               LFP_EV_CLASSIFY);
 	e.family = v6 ? AF_INET6 : AF_INET;
 	e.protocol = sk->protocol;
+	e.ifindex = lfp_bound_dev(sk);
 	lfp_read_sock_local(&e, sk, v6);
 	if (lfp_is_unspecified(e.local_addr_be))
 		e.cond_flags |= LFP_FLAG_IS_WILDCARD_BIND;
@@ -99,7 +112,7 @@ static __always_inline int lfp_on_post_bind(struct bpf_sock *sk, int v6)
 /* An implicit bind is about to happen (connect or first sendmsg of an unbound socket): the
  * event `e` is turned, in place, into its RESOURCE_ASSIGNMENT form with IS_IMPLICIT_BIND (no
  * remote fields) and back. In place because the verifier allows 512 bytes of stack for the whole
- * call chain and one event is 160. The local port is known for sendmsg (autobound already),
+ * call chain and one event is 168. The local port is known for sendmsg (autobound already),
  * FWP_EMPTY for connect (bound after the hook). */
 struct lfp_saved_remote {
 	__u32 addr_be[4];
@@ -148,6 +161,9 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 	e.protocol = ctx->protocol;
 	lfp_read_user_remote(&e, ctx, v6);
 	if (sk) {
+		/* IP_LOCAL_INTERFACE: only a socket bound to a device knows it here; the route (and
+		 * so the interface) of an unbound one is chosen after this hook */
+		e.ifindex = sk->bound_dev_if;
 		s = lfp_sk_own(sk, cookie, &e);
 		/* a TCP socket whose earlier connect() failed gave its implicit port back: this
 		 * connect binds anew */
@@ -244,6 +260,7 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	}
 	lfp_event_init_current(&e);
 	if (sk) {
+		e.ifindex = sk->bound_dev_if; /* as at connect: the bound device or FWP_EMPTY */
 		s = lfp_sk_own(sk, cookie, &e);
 		if (s && !(s->flags & LFP_SKF_ASSIGNED)) {
 			/* inet_send_prepare() autobound the socket before this hook: the port is real */
@@ -304,6 +321,7 @@ static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 	                     s);
 	e.family = family;
 	e.protocol = sk->protocol;
+	e.ifindex = sk->bound_dev_if;
 	if (!s)
 		lfp_event_init_current(&e);
 	__u16 dport = bpf_ntohs((__u16)sk->dst_port);

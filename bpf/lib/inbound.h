@@ -94,6 +94,7 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 	e.remote_port = p.sport;
 	e.local_port = p.dport;
 	e.evflags |= LFP_EVF_LOCAL_ADDR | LFP_EVF_LOCAL_PORT | LFP_EVF_REMOTE;
+	e.ifindex = skb->ifindex; /* IP_LOCAL_INTERFACE: the device the packet arrived on */
 	lfp_unmap(&e);
 	if (lfp_is_loopback(&e))
 		e.cond_flags |= LFP_FLAG_IS_LOOPBACK;

@@ -37,6 +37,9 @@ static __always_inline void lfp_skops_tuple(struct lfp_event *e, struct bpf_sock
 	e->evflags |= LFP_EVF_LOCAL_ADDR | LFP_EVF_LOCAL_PORT;
 	if (e->remote_port)
 		e->evflags |= LFP_EVF_REMOTE;
+	struct bpf_sock *sk = skops->sk;
+	if (sk)
+		e->ifindex = sk->bound_dev_if; /* the bound device (listen, implicit bind), or 0 */
 }
 
 static __always_inline void lfp_want_state_cb(struct bpf_sock_ops *skops, struct lfp_sk *s)

@@ -21,7 +21,7 @@ typedef uint64_t __u64;
 typedef int32_t __s32;
 #endif
 
-#define LFP_ABI_VERSION 2
+#define LFP_ABI_VERSION 3
 
 /* ---- capacities (Swift reads these; changing one changes the pinned maps' shape) ---- */
 #define LFP_MAX_CONDS 16             /* conditions per compiled rule                        */
@@ -66,7 +66,23 @@ enum lfp_field {
 	LFP_FIELD_FLAGS = 8,    /* FWP_CONDITION_FLAG_* bits                         */
 	LFP_FIELD_WORKLOAD = 9, /* lfp_workload_id(name) of the socket's cgroup        */
 	LFP_FIELD_APP_ID = 10,  /* executable identity: (kernel dev_t, inode)          */
-	LFP_FIELD_COUNT = 11,
+	/* NL_ADDRESS_TYPE (enum lfp_addr_type) derived from the local / remote address of the
+	 * event, by lfp_addr_type() in bpf/lib/classify.h and FilterModel's AddressType.of: the
+	 * event carries no field of its own for them */
+	LFP_FIELD_IP_LOCAL_ADDRESS_TYPE = 11,
+	LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE = 12, /* of the remote address (AUTH_CONNECT)   */
+	LFP_FIELD_IP_LOCAL_INTERFACE = 13,          /* lfp_event.ifindex; 0 is FWP_EMPTY        */
+	LFP_FIELD_COUNT = 14,
+};
+
+/* NL_ADDRESS_TYPE values. Only the address is looked at (no routing table, no interface
+ * configuration): anycast is never produced, and a subnet-directed broadcast is unicast. */
+enum lfp_addr_type {
+	LFP_ADDR_UNSPECIFIED = 0, /* 0.0.0.0, ::                                               */
+	LFP_ADDR_UNICAST = 1,     /* everything else                                           */
+	LFP_ADDR_ANYCAST = 2,     /* never derived                                             */
+	LFP_ADDR_MULTICAST = 3,   /* 224.0.0.0/4, ff00::/8                                     */
+	LFP_ADDR_BROADCAST = 4,   /* 255.255.255.255                                           */
 };
 
 /* ---- FWP_CONDITION_FLAG_* bits the kernel sets ---- */
@@ -238,6 +254,9 @@ struct lfp_event {
 	__u32 workload_id; /* lfp_workload_id of the cgroup, 0 when not an lfp workload       */
 	__u32 exe_dev;     /* the process's executable: kernel dev_t (MAJOR << 20 | MINOR)   */
 	__u64 exe_ino;     /* ... and inode number; 0 when unknown (FWP_EMPTY ALE_APP_ID)    */
+	__u32 ifindex;     /* IP_LOCAL_INTERFACE: the socket's bound device (SO_BINDTODEVICE) at
+	                    * the socket hooks, the arrival device at ingress; 0 = unknown     */
+	__u32 pad_end;
 };
 
 /* A classification's outcome (bpf/lib/classify.h). */
@@ -282,10 +301,11 @@ LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_layer_range) ==
 LFP_ABI_CHECK(sizeof(struct lfp_group) == 32 && sizeof(struct lfp_node) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
-LFP_ABI_CHECK(sizeof(struct lfp_event) == 160, "lfp_event layout");
+LFP_ABI_CHECK(sizeof(struct lfp_event) == 168, "lfp_event layout");
 LFP_ABI_CHECK(sizeof(struct lfp_verdict) == 24, "lfp_verdict layout");
-LFP_ABI_CHECK(sizeof(struct lfp_test_case) == 192, "lfp_test_case layout");
+LFP_ABI_CHECK(sizeof(struct lfp_test_case) == 200, "lfp_test_case layout");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, layer) == 72, "lfp_event.layer offset");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, local_addr_be) == 92, "lfp_event addr offset");
+LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, ifindex) == 160, "lfp_event.ifindex offset");
 
 #endif /* LFP_ABI_H */

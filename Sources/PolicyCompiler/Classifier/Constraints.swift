@@ -29,10 +29,11 @@ func domainMax(field: UInt8, v6: Bool) -> U128 {
     switch UInt32(field) {
     case LFP_FIELD_IP_LOCAL_ADDRESS.rawValue, LFP_FIELD_IP_REMOTE_ADDRESS.rawValue: return v6 ? .max : .ones(32)
     case LFP_FIELD_IP_LOCAL_PORT.rawValue, LFP_FIELD_IP_REMOTE_PORT.rawValue: return .ones(16)
-    case LFP_FIELD_IP_PROTOCOL.rawValue: return .ones(8)
+    case LFP_FIELD_IP_PROTOCOL.rawValue, LFP_FIELD_IP_LOCAL_ADDRESS_TYPE.rawValue, LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE.rawValue:
+        return .ones(8)
     case LFP_FIELD_CGROUP_ID.rawValue: return .ones(64)
     case LFP_FIELD_APP_ID.rawValue: return .max
-    default: return .ones(32)  // uid, gid, flags, workload
+    default: return .ones(32)  // uid, gid, flags, workload, local interface (lfp_event.ifindex is 32 bits)
     }
 }
 

@@ -5,12 +5,23 @@ import KernelABI
 /// Generated policies for the classifier at scale: many sublayers, thousands of filters, every
 /// match type the kernel evaluates (EQUAL, NOT_EQUAL, the ordered comparisons, RANGE, v4 and v6
 /// masks including non-contiguous v4 ones, FLAGS_*, FWP_EMPTY), several fields ORed and ANDed,
-/// hard and soft permits, at v4 and v6 layers; and inputs drawn at the conditions' edges.
+/// hard and soft permits, at v4 and v6 layers; and inputs drawn at the conditions' edges. The
+/// address types are never given to the model: both sides derive them from the addresses, which
+/// the inputs draw from every NL_ADDRESS_TYPE class.
 struct ScalePolicy {
     static let layers: [Layer] = [.authConnectV4, .authConnectV6, .authRecvAcceptV4, .resourceAssignmentV6]
     static let kernelFlags: [UInt32] = [0x1, 0x4, 0x8, 0x10, 0x200]
     static let fields: [ConditionField] = [
         .ipRemoteAddress, .ipLocalAddress, .ipRemotePort, .ipLocalPort, .ipProtocol, .flags, .lfpUid, .lfpGid, .lfpCgroupId,
+        .ipLocalAddressType, .ipDestinationAddressType, .ipLocalInterface,
+    ]
+    /// Interface indexes the conditions name (one beyond the kernel's 32-bit ifindex).
+    static let interfaces: [UInt64] = [1, 2, 3, 7, 1000, 0xFFFF_FFFF, 0x1_0000_0001]
+    /// Addresses of every NL_ADDRESS_TYPE class: unspecified, broadcast, multicast, unicast edges.
+    static let specialV4: [UInt32] = [0, 0xFFFF_FFFF, 0xE000_0000, 0xE000_0001, 0xEFFF_FFFF, 0xDFFF_FFFF, 0xF000_0000, 0x7F00_0001]
+    static let specialV6: [U2] = [
+        U2(hi: 0, 0), U2(hi: 0xFF02_0000_0000_0000, 1), U2(hi: 0xFF00_0000_0000_0000, 0), U2(hi: 0xFEFF_FFFF_FFFF_FFFF, .max),
+        U2(hi: 0, 1), U2(hi: 0, 0x0000_FFFF_E000_0001),
     ]
 
     var policy: Policy
@@ -83,7 +94,7 @@ struct ScalePolicy {
         edges: inout [U2]
     ) -> FilterCondition {
         func interval(_ lo: U2, _ hi: U2) { edges += [lo.minus1, lo, hi, hi.plus1] }
-        if [.ipLocalAddress, .ipLocalPort, .lfpUid].contains(field) && rng.chance(3) {
+        if [.ipLocalAddress, .ipLocalPort, .lfpUid, .ipLocalInterface, .ipLocalAddressType].contains(field) && rng.chance(3) {
             return FilterCondition(fieldKey: field, matchType: .equal, conditionValue: .empty)
         }
         let ordered: [MatchType] = [.greater, .less, .greaterOrEqual, .lessOrEqual]
@@ -121,7 +132,12 @@ struct ScalePolicy {
                 return FilterCondition(fieldKey: field, matchType: rng.chance(85) ? .equal : .notEqual, conditionValue: .byteArray16(a.bytes))
             case 4..<8:
                 let p = rng.pick([0, 16, 32, 48, 56, 64, 96, 112, 120, 127, 128])
-                let net = p == 0 ? U2(hi: 0, 0) : p <= 64 ? U2(hi: a.hi & ~(UInt64.max >> UInt64(p)) | (p == 64 ? a.hi : 0), 0) : U2(hi: a.hi, p == 128 ? a.lo : a.lo & ~(UInt64.max >> UInt64(p - 64)))
+                let net =
+                    p == 0
+                    ? U2(hi: 0, 0)
+                    : p <= 64
+                        ? U2(hi: a.hi & ~(UInt64.max >> UInt64(p)) | (p == 64 ? a.hi : 0), 0)
+                        : U2(hi: a.hi, p == 128 ? a.lo : a.lo & ~(UInt64.max >> UInt64(p - 64)))
                 interval(net, a)
                 edges += [U2(hi: net.hi, .max), U2(hi: net.hi &+ 1, 0)]
                 return FilterCondition(
@@ -155,6 +171,25 @@ struct ScalePolicy {
             for f in kernelFlags where rng.chance(35) { bits |= f }
             if bits == 0 { bits = rng.pick(kernelFlags) }
             return FilterCondition(fieldKey: field, matchType: rng.pick([.flagsAllSet, .flagsAnySet, .flagsNoneSet]), conditionValue: .uint32(bits))
+        case .ipLocalAddressType, .ipDestinationAddressType:
+            let t = UInt8(rng.pick([0, 1, 1, 3, 3, 4, 2]))
+            if rng.chance(20) {
+                let u = min(4, t + UInt8(rng.int(0...2)))
+                interval(U2(UInt64(t)), U2(UInt64(u)))
+                return FilterCondition(fieldKey: field, matchType: .range, conditionValue: .range(low: .uint8(t), high: .uint8(u)))
+            }
+            interval(U2(UInt64(t)), U2(UInt64(t)))
+            return FilterCondition(
+                fieldKey: field, matchType: rng.pick([.equal, .equal, .equal, .notEqual] + ordered), conditionValue: .uint8(t))
+        case .ipLocalInterface:
+            let v = rng.pick(interfaces)
+            if rng.chance(15) {
+                let w = v &+ UInt64(rng.int(0...8))
+                interval(U2(v), U2(max(v, w)))
+                return FilterCondition(fieldKey: field, matchType: .range, conditionValue: .range(low: .uint64(v), high: .uint64(max(v, w))))
+            }
+            interval(U2(v), U2(v))
+            return FilterCondition(fieldKey: field, matchType: rng.pick([.equal, .equal, .notEqual] + ordered), conditionValue: .uint64(v))
         case .lfpCgroupId:
             let v = UInt64(rng.pick([1, 2, 0x1000, 0xFFFF_FFFF_0001]))
             interval(U2(v), U2(v))
@@ -195,10 +230,15 @@ struct ScalePolicy {
                 dst = (UInt32(truncatingIfNeeded: a.lo).bigEndian, 0, 0, 0)
             }
         }
+        /// An address: mostly from the edges, sometimes from a special class (address types).
+        func address(_ f: ConditionField) -> U2 {
+            guard rng.chance(20) else { return value(f, width: v6 ? 128 : 32) }
+            return v6 ? rng.pick(Self.specialV6) : U2(UInt64(rng.pick(Self.specialV4)))
+        }
         var flags: UInt8 = 0
         if !rng.chance(12) {
             flags |= UInt8(LFP_EVF_LOCAL_ADDR)
-            setAddr(value(.ipLocalAddress, width: v6 ? 128 : 32), &e.local_addr_be)
+            setAddr(address(.ipLocalAddress), &e.local_addr_be)
         }
         if !rng.chance(12) {
             flags |= UInt8(LFP_EVF_LOCAL_PORT)
@@ -206,7 +246,7 @@ struct ScalePolicy {
         }
         if !rng.chance(8) {
             flags |= UInt8(LFP_EVF_REMOTE)
-            setAddr(value(.ipRemoteAddress, width: v6 ? 128 : 32), &e.remote_addr_be)
+            setAddr(address(.ipRemoteAddress), &e.remote_addr_be)
             e.remote_port = UInt16(value(.ipRemotePort, width: 16).lo)
         }
         if !rng.chance(8) {
@@ -217,6 +257,7 @@ struct ScalePolicy {
         e.evflags = flags
         e.protocol = UInt8(value(.ipProtocol, width: 8).lo)
         e.cgroup_id = value(.lfpCgroupId, width: 64).lo
+        e.ifindex = rng.chance(25) ? 0 : UInt32(truncatingIfNeeded: value(.ipLocalInterface, width: 32).lo)  // 0: FWP_EMPTY
         var cf: UInt32 = 0
         for f in Self.kernelFlags where rng.chance(30) { cf |= f }
         e.cond_flags = cf
@@ -247,6 +288,8 @@ struct ScalePolicy {
         put(.ipProtocol, .uint8(e.protocol))
         put(.flags, .uint32(e.cond_flags))
         put(.lfpCgroupId, .uint64(e.cgroup_id))
+        if e.ifindex != 0 { put(.ipLocalInterface, .uint64(UInt64(e.ifindex))) }
+        // no address types: the model derives them from the addresses, as the kernel does
         return v
     }
 }

@@ -14,6 +14,8 @@ def run(step):
     try:
         s = socket.socket(fam, typ)
         try:
+            if "device" in step:  # SO_BINDTODEVICE: the socket's bound device (IP_LOCAL_INTERFACE)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, step["device"].encode())
             if "v6only" in step:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if step["v6only"] else 0)
             if "bind" in step:
