@@ -53,6 +53,8 @@ public struct EngineConfiguration: Sendable {
     var mapsDirectory: String { bpffsRoot + "/maps" }
     var workloadsPinDirectory: String { bpffsRoot + "/workloads" }
     var policyFile: String { stateDirectory + "/policy.json" }
+    /// A commit's intent: the policy under its new generation, written before the kernel sees it.
+    var pendingPolicyFile: String { stateDirectory + "/policy.pending.json" }
     var workloadRegistry: String { stateDirectory + "/workloads" }
     var workloadNameHistory: String { stateDirectory + "/workload-names" }
     var subscriberLocks: String { stateDirectory + "/subscribers" }

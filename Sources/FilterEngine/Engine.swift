@@ -93,40 +93,76 @@ public final class Engine {
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
         let maps = try KernelMaps.open(config, create: true)
+        try reconcile(maps)
         let previous = try maps.readConfig()
-        let previousCells = try maps.committedCells()
-        let generation = previous.generation + 1
+        // Generations are never reused: lfp_config counts them, and the map in force names its
+        // own (they differ only after a crash between the publish and the count).
+        let generation = max(previous.generation, try maps.policyGeneration() ?? 0) + 1
         classifier.setGeneration(generation)
+        let cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
+        // Crash safety: the intent (the policy under its new generation) is on disk before the
+        // kernel sees the policy, and becomes the record by one rename after. A kill at any point
+        // leaves either the old record and the old map, or an intent that `reconcile` turns into
+        // the record exactly when the kernel enforces its generation.
+        do {
+            try StateTree.write(
+                CommittedPolicy.record(generation: generation, policyJSON: bfe.snapshot().exportJSON()), to: config.pendingPolicyFile)
+        } catch {
+            throw EngineError(
+                "could not record the policy to commit in \(config.pendingPolicyFile): \(error.localizedDescription); nothing changed")
+        }
+        clock.mark("record")
         // A fresh map per commit, published with one update of lfp_policy: a classification
         // holds the map it looked up until it ends and the kernel frees the old one after an RCU
         // grace period, so nothing is rewritten under a reader and nothing waits.
-        let cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
-        try maps.policy.update(key: UInt32(0), mapFD: cells.fd)
-        // lfp_config counts generations (never reused, also when a commit is rolled back).
-        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
-        try maps.config.update(key: UInt32(0), value: next)
-        clock.mark("publish")
         do {
-            try StateTree.write(
-                CommittedPolicy.record(generation: next.generation, policyJSON: bfe.snapshot().exportJSON()), to: config.policyFile)
+            try maps.policy.update(key: UInt32(0), mapFD: cells.fd)
         } catch {
-            // Put the previous classifier back (its own generation: flows it classified are still
-            // current; flows of the failed generation are not, as lfp_config moved past it).
-            if let previousCells { try? maps.policy.update(key: UInt32(0), mapFD: previousCells.fd) } else { try? maps.policy.delete(key: UInt32(0)) }
+            unlink(config.pendingPolicyFile)
+            throw error
+        }
+        let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
+        try? maps.config.update(key: UInt32(0), value: next)  // a counter: the map in force is the truth
+        clock.mark("publish")
+        guard rename(config.pendingPolicyFile, config.policyFile) == 0 else {
+            // The kernel enforces the new policy and the intent names it: the next command's
+            // reconcile() finishes the record.
             throw EngineError(
-                "could not record the committed policy in \(config.policyFile): \(error.localizedDescription); the previous policy stays in force")
+                "the policy is committed (generation \(generation)) but renaming \(config.pendingPolicyFile) failed: \(String(cString: strerror(errno)))"
+            )
         }
         clock.mark("record")
-        logger.info("policy committed", metadata: ["generation": "\(next.generation)", "cells": "\(classifier.cells.count)"])
+        logger.info("policy committed", metadata: ["generation": "\(generation)", "cells": "\(classifier.cells.count)"])
         return Commit(
-            generation: next.generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
+            generation: generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
             classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +), phases: clock.phases)
     }
 
-    /// The committed policy as the engine recorded it (objects with their filterIds).
+    /// The committed policy as the engine recorded it (objects with their filterIds): the one the
+    /// kernel enforces, also right after a commit was killed halfway (see `reconcile`).
     public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
+        if let pending = try StateTree.read(config.pendingPolicyFile, root: config.stateDirectory),
+            let g = CommittedPolicy.generation(pending),
+            let maps = try? KernelMaps.open(config, create: false), (try? maps.policyGeneration()) == g
+        {
+            return try CommittedPolicy.read(pending, sourceName: config.pendingPolicyFile)
+        }
         guard let data = try StateTree.read(config.policyFile, root: config.stateDirectory) else { return nil }
         return try CommittedPolicy.read(data, sourceName: config.policyFile)
+    }
+
+    /// After a commit that was killed: an intent whose generation the kernel enforces becomes
+    /// the record; any other intent is dropped (the kernel never saw it). Under the state lock.
+    func reconcile(_ maps: KernelMaps) throws {
+        guard let pending = try StateTree.read(config.pendingPolicyFile, root: config.stateDirectory) else { return }
+        if let g = CommittedPolicy.generation(pending), try maps.policyGeneration() == g {
+            guard rename(config.pendingPolicyFile, config.policyFile) == 0 else {
+                throw EngineError("cannot finish the record of generation \(g): rename: \(String(cString: strerror(errno)))")
+            }
+            logger.warning("finished the record of a commit that was interrupted", metadata: ["generation": "\(g)"])
+        } else {
+            unlink(config.pendingPolicyFile)
+        }
     }
 
     /// A BFE holding the committed policy (empty when none), e.g. for `lfp classify`.
@@ -178,6 +214,13 @@ enum CommittedPolicy {
         out.append(Data(policyJSON.utf8))
         out.append(Data("}\n".utf8))
         return out
+    }
+
+    /// The generation at the head of a record, without parsing the rest.
+    static func generation(_ data: Data) -> UInt64? {
+        let head = String(decoding: data.prefix(64), as: UTF8.self)
+        guard let r = head.range(of: "\"generation\": ") else { return nil }
+        return UInt64(head[r.upperBound...].prefix { $0.isNumber })
     }
 
     static func read(_ data: Data, sourceName: String) throws -> (generation: UInt64, policy: Policy) {

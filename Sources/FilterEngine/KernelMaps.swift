@@ -75,6 +75,12 @@ final class KernelMaps {
         return try BPFMap.open(id: id)
     }
 
+    /// The generation of the classifier in force (its head cell); nil before any commit.
+    func policyGeneration() throws -> UInt64? {
+        guard let cells = try committedCells() else { return nil }
+        return try cells.lookup(key: UInt32(0), as: lfp_head.self)?.generation
+    }
+
     func stat(_ s: lfp_stat) throws -> UInt64 {
         try stats.lookupPerCPU(key: UInt32(s.rawValue)).reduce(0, &+)
     }

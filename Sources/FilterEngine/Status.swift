@@ -95,7 +95,7 @@ extension Engine {
             }
         }
         return EngineStatus(
-            workloads: ws, policyGeneration: cfg.generation, kernelStatePresent: true,
+            workloads: ws, policyGeneration: (try? maps.policyGeneration() ?? cfg.generation) ?? cfg.generation, kernelStatePresent: true,
             maps: [
                 .init(name: "filters (LFP_MAX_FILTERS)", used: filters ?? 0, capacity: config.maxFilters),
                 .init(name: "lfp_policy cells (32 B each)", used: cells, capacity: cells),
