@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // lfp — the Linux Filtering Platform. Module graph (dependencies point one way):
-//   lfp -> FilterEngine -> {PolicyCompiler, BPFKit} -> {FilterModel, KernelABI};  BPFKit -> CLibBPF
+//   lfp -> FilterEngine -> {PolicyCompiler, BPFKit} -> KernelVocabulary -> {FilterModel, KernelABI};
+//   BPFKit -> CLibBPF
 // Only BPFKit imports C (libbpf); FilterModel is pure Swift and needs no kernel.
 import PackageDescription
 
@@ -27,8 +28,11 @@ let package = Package(
         .target(
             name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
             exclude: ["README.md"]),
+        // The one owner of what the kernel and Swift share beyond struct layouts: layer and field
+        // ids, which fields the kernel evaluates, flag bits, the workload id, the default errno.
+        .target(name: "KernelVocabulary", dependencies: ["FilterModel", "KernelABI"]),
         // FWPM filters -> kernel map images (pure, deterministic).
-        .target(name: "PolicyCompiler", dependencies: ["FilterModel", "KernelABI"]),
+        .target(name: "PolicyCompiler", dependencies: ["FilterModel", "KernelABI", "KernelVocabulary"]),
         // The only module that talks to libbpf and the bpf() syscall.
         .target(
             name: "BPFKit",
@@ -39,7 +43,7 @@ let package = Package(
         .target(
             name: "FilterEngine",
             dependencies: [
-                "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI",
+                "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -54,9 +58,9 @@ let package = Package(
                 "FilterModel", .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Fixtures"]),  // read through #filePath
-        .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "FilterModel", "KernelABI"]),
+        .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "KernelVocabulary", "FilterModel", "KernelABI"]),
         .testTarget(
-            name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI"],
+            name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI", "KernelVocabulary"],
             exclude: ["Support/client.py"]),  // run by the tests through #filePath
     ],
     swiftLanguageModes: [.v5]

@@ -1,7 +1,7 @@
 import FilterModel
 import Foundation
 import KernelABI
-import PolicyCompiler
+import KernelVocabulary
 
 /// One ALE event as the kernel reported it (struct lfp_event), decoded. JSON names follow WFP's
 /// net-event header and metadata fields where WFP has one (FWPM_NET_EVENT_HEADER3,

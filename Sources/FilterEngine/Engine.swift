@@ -4,6 +4,7 @@ import Foundation
 import KernelABI
 import Logging
 import PolicyCompiler
+import KernelVocabulary
 
 /// The lfp engine: the committed policy (validated by FilterModel's BFE, compiled by
 /// PolicyCompiler, published atomically into the pinned maps), the workloads, and the event

@@ -1,6 +1,6 @@
 import BPFKit
 import Foundation
-import PolicyCompiler
+import KernelVocabulary
 
 /// A workload: a named cgroup v2 with lfp's programs attached through pinned bpf_links.
 public struct Workload: Codable, Sendable, Equatable {

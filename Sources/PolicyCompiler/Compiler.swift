@@ -1,5 +1,6 @@
 import FilterModel
 import KernelABI
+import KernelVocabulary
 
 /// FWPM filters -> kernel rules. The arbitration itself stays FilterModel's: the compiler walks
 /// `BaseFilteringEngine.arbitrationOrder(layer:)` (sublayers by weight, filters in evaluation
@@ -45,7 +46,7 @@ public enum PolicyCompiler {
         var rule = lfp_rule()
         rule.filter_id = filter.filterId
         rule.sublayer = sublayer
-        rule.block_errno = filter.action.blockErrno ?? EPERM_VALUE
+        rule.block_errno = filter.action.blockErrno ?? KernelVocabulary.defaultBlockErrno
         switch filter.action.type {
         case .block:
             rule.action = UInt8(LFP_ACTION_BLOCK.rawValue)
@@ -133,7 +134,6 @@ public enum PolicyCompiler {
     }
 }
 
-let EPERM_VALUE: Int32 = 1
 
 /// AND of OR-groups of kernel tests; [] is always true.
 typealias CNF = [[lfp_cond]]

@@ -1,6 +1,7 @@
 import FilterModel
 import Foundation
 import KernelABI
+import KernelVocabulary
 
 /// A 128-bit unsigned number as the kernel compares them: (hi, lo).
 struct U128: Comparable, Hashable {
@@ -33,26 +34,6 @@ struct U128: Comparable, Hashable {
 }
 
 extension PolicyCompiler {
-    /// Kernel field of a model field, nil when the kernel cannot supply it yet.
-    static func kernelField(_ f: ConditionField) -> lfp_field? {
-        switch f {
-        case .ipLocalAddress: return LFP_FIELD_IP_LOCAL_ADDRESS
-        case .ipRemoteAddress: return LFP_FIELD_IP_REMOTE_ADDRESS
-        case .ipLocalPort: return LFP_FIELD_IP_LOCAL_PORT
-        case .ipRemotePort: return LFP_FIELD_IP_REMOTE_PORT
-        case .ipProtocol: return LFP_FIELD_IP_PROTOCOL
-        case .ipLocalAddressType: return LFP_FIELD_IP_LOCAL_ADDRESS_TYPE
-        case .ipDestinationAddressType: return LFP_FIELD_IP_DESTINATION_ADDRESS_TYPE
-        case .ipLocalInterface: return LFP_FIELD_IP_LOCAL_INTERFACE
-        case .lfpUid: return LFP_FIELD_UID
-        case .lfpGid: return LFP_FIELD_GID
-        case .lfpCgroupId: return LFP_FIELD_CGROUP_ID
-        case .lfpWorkload: return LFP_FIELD_WORKLOAD
-        case .flags: return LFP_FIELD_FLAGS
-        default: return nil
-        }
-    }
-
     /// A condition as kernel tests, in CNF: usually one group of one test; a security descriptor
     /// becomes its deny groups and its allow group; [] is always true.
     static func compile(_ c: FilterCondition, layer: Layer, filter: String) throws -> CNF {
@@ -65,7 +46,7 @@ extension PolicyCompiler {
         if c.fieldKey == .aleAppId, case .byteBlob(let bytes) = c.conditionValue {
             return try compileAppID(bytes, match: c.matchType, fail: fail)
         }
-        guard let field = kernelField(c.fieldKey) else {
+        guard let field = c.fieldKey.kernelField, c.fieldKey != .aleAppId else {
             throw fail(
                 "is not supported by the kernel fast path yet (supported: addresses, address types, ports, protocol, IP_LOCAL_INTERFACE, FLAGS, ALE_USER_ID, ALE_APP_ID, LFP_CONDITION_*); `lfp classify` evaluates it"
             )

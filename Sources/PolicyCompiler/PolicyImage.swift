@@ -1,5 +1,6 @@
 import FilterModel
 import KernelABI
+import KernelVocabulary
 
 /// What the kernel reads: every layer's rules, in WFP evaluation order, as lfp_rule records,
 /// plus each layer's range. Deterministic: the same policy always gives the same bytes.
@@ -35,14 +36,4 @@ public struct CompileError: Error, CustomStringConvertible, Equatable {
         self.code = code
         self.message = message
     }
-}
-
-/// The workload id the kernel computes nothing about: both sides hash the name (lfp_abi.h).
-public func workloadID(_ name: String) -> UInt32 {
-    var h: UInt32 = LFP_FNV_OFFSET
-    for b in name.utf8 {
-        h ^= UInt32(b)
-        h = h &* LFP_FNV_PRIME
-    }
-    return h
 }

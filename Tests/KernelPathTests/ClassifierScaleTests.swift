@@ -4,6 +4,7 @@ import FilterModel
 import Foundation
 import KernelABI
 import Testing
+import KernelVocabulary
 
 /// The kernel classifier at scale, against the reference model: generated policies (many
 /// sublayers, thousands of filters, every match type; Support/ScalePolicy.swift) are committed

@@ -4,6 +4,7 @@ import FilterModel
 import Foundation
 import KernelABI
 import Testing
+import KernelVocabulary
 
 /// A commit killed at any moment leaves a record that names exactly what the kernel enforces:
 /// the intent (policy.pending.json) is written before the kernel sees the new classifier and

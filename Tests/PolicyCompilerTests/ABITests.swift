@@ -1,4 +1,6 @@
+import FilterModel
 import KernelABI
+import KernelVocabulary
 import Testing
 
 /// Swift's view of lfp_abi.h must match the C compiler's (_Static_assert in the header).
@@ -39,5 +41,43 @@ struct ABITests {
     @Test func layerIdsAreDense() {
         #expect(LFP_LAYER_COUNT.rawValue == 14)
         #expect(LFP_LAYER_AUTH_CONNECT_V6.rawValue == LFP_LAYER_AUTH_CONNECT_V4.rawValue + 1)
+    }
+}
+
+/// KernelVocabulary is the one owner of what the kernel and Swift share; FilterModel's
+/// descriptions and names must agree with it.
+@Suite("Kernel vocabulary")
+struct KernelVocabularyTests {
+    /// Fields FilterModel describes as computable from the kernel that the fast path does not
+    /// evaluate yet: a policy using them is refused at load with a precise error.
+    static let kernelButNotYet: Set<ConditionField> = [.direction, .interfaceIndex, .arrivalInterfaceIndex, .reauthorizeReason]
+
+    @Test func everyKernelFieldIsDescribedAsKernel() {
+        for f in ConditionField.allCases {
+            let describedKernel: Bool
+            if case .kernel = f.linuxSource { describedKernel = true } else { describedKernel = false }
+            if f.isKernelEvaluable {
+                #expect(describedKernel, "\(f.name) is evaluated by the kernel but FilterModel does not say so")
+            } else if describedKernel {
+                #expect(Self.kernelButNotYet.contains(f), "\(f.name) is described as a kernel field but the fast path does not evaluate it")
+            }
+        }
+    }
+
+    @Test func flagBitsAreWFPs() {
+        for (name, bit) in KernelVocabulary.conditionFlags {
+            #expect(ConditionFlagNames.flags.first { $0.0 == name }?.1 == bit, "\(name)")
+        }
+    }
+
+    @Test func kernelFieldIdsAreDistinct() {
+        let ids = ConditionField.allCases.compactMap { $0.kernelField?.rawValue }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0 < LFP_FIELD_COUNT.rawValue })
+    }
+
+    @Test func workloadIdIsFNV1a() {
+        #expect(workloadID("") == LFP_FNV_OFFSET)
+        #expect(workloadID("a") == 0xE40C_292C)  // FNV-1a 32 of "a"
     }
 }

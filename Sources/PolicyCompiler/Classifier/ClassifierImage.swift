@@ -1,5 +1,6 @@
 import FilterModel
 import KernelABI
+import KernelVocabulary
 
 /// The classifier the kernel reads: the cells of one lfp_policy inner map (layout in lfp_abi.h,
 /// "the classifier"). Built from a PolicyImage; deterministic.

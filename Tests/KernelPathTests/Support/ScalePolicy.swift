@@ -1,6 +1,7 @@
 import FilterModel
 import Foundation
 import KernelABI
+import KernelVocabulary
 
 /// Generated policies for the classifier at scale: many sublayers, thousands of filters, every
 /// match type the kernel evaluates (EQUAL, NOT_EQUAL, the ordered comparisons, RANGE, v4 and v6
