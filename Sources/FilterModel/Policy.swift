@@ -10,16 +10,22 @@ public struct Policy: Hashable, Sendable {
     public var callouts: [CalloutObject] = []
     public var providerContexts: [ProviderContext] = []
     public var filters: [Filter] = []
+    /// Linux extension (top-level `lfpReauthorize`, no FWPM counterpart): whether committing this
+    /// policy reauthorizes the live connections of lfp's workloads and ends the ones it blocks
+    /// (true, the default, as WFP does), or leaves established connections alone (false). A
+    /// setting of the document, not an object: it is not added to a BaseFilteringEngine.
+    public var lfpReauthorize: Bool = true
 
     public init(
         providers: [Provider] = [], sublayers: [Sublayer] = [], callouts: [CalloutObject] = [],
-        providerContexts: [ProviderContext] = [], filters: [Filter] = []
+        providerContexts: [ProviderContext] = [], filters: [Filter] = [], lfpReauthorize: Bool = true
     ) {
         self.providers = providers
         self.sublayers = sublayers
         self.callouts = callouts
         self.providerContexts = providerContexts
         self.filters = filters
+        self.lfpReauthorize = lfpReauthorize
     }
 
     /// Reads and parses a policy file (YAML or JSON), refusing one larger than `maxBytes`
@@ -145,7 +151,7 @@ public struct Policy: Hashable, Sendable {
             return Node(s, Tag(.str))
         case is NSNull:
             return Node("null", Tag(.null))
-        case let b as Bool where type(of: v) == Bool.self:
+        case let b as Bool where type(of: v) == Bool.self || type(of: v) == jsonBooleanType:
             return Node(b ? "true" : "false", Tag(.bool))
         case let n as NSNumber:
             return Node(n.stringValue, Tag(.int))
@@ -159,6 +165,10 @@ public struct Policy: Hashable, Sendable {
         try checkCapacity(((jsonObject as? [String: Any])?["filters"] as? [Any])?.count, sourceName)
         return try PolicyReader(root: "$").readPolicy(jsonNode(jsonObject))
     }
+
+    /// The class JSONSerialization gives `true` and `false` (swift-corelibs-foundation: an
+    /// NSNumber subclass, which `as Bool` alone cannot tell from the numbers 0 and 1).
+    static let jsonBooleanType: Any.Type = type(of: try! JSONSerialization.jsonObject(with: Data("true".utf8), options: [.fragmentsAllowed]))
 
     /// Parses an already-composed YAML node (e.g. the `policy` member of a larger document).
     public static func parse(node: Node) throws -> Policy {
@@ -223,6 +233,16 @@ struct PolicyReader {
         guard let v = NumberText.parse(t) else { throw syntax(p, "'\(t)' is not a number (decimal or 0x hex)") }
         guard v <= max else { throw syntax(p, "\(t) does not fit \(typeName)") }
         return v
+    }
+
+    /// `true` or `false` (any case); YAML 1.1's yes/no/on/off are refused as ambiguous.
+    func boolean(_ n: Node, _ p: String) throws -> Bool {
+        let t = try text(n, p)
+        switch t.lowercased() {
+        case "true": return true
+        case "false": return false
+        default: throw syntax(p, "'\(t)' is not a boolean (true or false)")
+        }
     }
 
     func guid(_ n: Node?, _ p: String) throws -> UUID? {
@@ -292,8 +312,11 @@ struct PolicyReader {
 
     func readPolicy(_ n: Node) throws -> Policy {
         if isNull(n) { return Policy() }
-        let m = try mapping(n, "", allowed: ["providers", "sublayers", "callouts", "providerContexts", "filters"])
+        let m = try mapping(n, "", allowed: ["providers", "sublayers", "callouts", "providerContexts", "filters", "lfpReauthorize"])
         var pol = Policy()
+        if let r = m["lfpReauthorize"], !isNull(r) {
+            pol.lfpReauthorize = try boolean(r, path("", "lfpReauthorize"))
+        }
         for (i, e) in try sequence(m["providers"], path("", "providers")).enumerated() {
             pol.providers.append(try provider(e, idx(path("", "providers"), i)))
         }

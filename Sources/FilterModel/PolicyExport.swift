@@ -11,6 +11,7 @@ indirect enum PNode {
     case seq([PNode])
     case str(String)
     case num(String)
+    case bool(Bool)
     case null
 
     func yamlNode() -> Node {
@@ -19,6 +20,7 @@ indirect enum PNode {
         case .seq(let xs): return Node(xs.map { $0.yamlNode() })
         case .str(let s): return Node(s, Tag(.str))
         case .num(let s): return Node(s, Tag(.int))
+        case .bool(let b): return Node(b ? "true" : "false", Tag(.bool))
         case .null: return Node("null", Tag(.null))
         }
     }
@@ -59,6 +61,7 @@ indirect enum PNode {
             pad(indent)
             out.append(0x5D)
         case .str(let s): PNode.quote(s, into: &out)
+        case .bool(let b): PNode.num(b ? "true" : "false").write(into: &out, indent: indent)  // JSON's literals
         case .num(let s):
             if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { out += Array(String(v).utf8) } else { out += Array(s.utf8) }
         case .null: out += Array("null".utf8)
@@ -101,6 +104,7 @@ extension Policy {
 
     func toPNode() -> PNode {
         var top: [(String, PNode)] = []
+        if !lfpReauthorize { top.append(("lfpReauthorize", .bool(false))) }  // first, where it is seen; only when not the default
         if !providers.isEmpty { top.append(("providers", .seq(providers.map(Export.provider)))) }
         if !sublayers.isEmpty { top.append(("sublayers", .seq(sublayers.map(Export.sublayer)))) }
         if !callouts.isEmpty { top.append(("callouts", .seq(callouts.map(Export.callout)))) }

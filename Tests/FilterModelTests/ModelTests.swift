@@ -216,6 +216,28 @@ struct PolicyFileTests {
         #expect(dst.snapshot() == snap, "same keys, ids and weights")
     }
 
+    @Test("lfpReauthorize: a top-level boolean, true by default, exported only when false")
+    func reauthorizeSwitch() throws {
+        #expect(try Policy.parse(PolicyFileTests.example).lfpReauthorize, "on by default")
+        #expect(!Policy().exportJSON().contains("lfpReauthorize"), "the default is not written")
+        for text in ["lfpReauthorize: false\n" + PolicyFileTests.example, "{\"lfpReauthorize\": false, \"filters\": []}"] {
+            let p = try Policy.parse(text)
+            #expect(p.lfpReauthorize == false)
+            #expect(try Policy.parse(p.exportYAML()) == p, "\(p.exportYAML())")
+            #expect(try Policy.parse(p.exportJSON()) == p, "\(p.exportJSON())")
+            #expect(p.exportJSON().contains("\"lfpReauthorize\": false"), "a JSON boolean")
+        }
+        #expect(try Policy.parse("lfpReauthorize: TRUE\nfilters: []").lfpReauthorize)
+        #expect(try Policy.parse("lfpReauthorize: false").isEmpty, "a setting, not an object")
+        for bad in ["lfpReauthorize: maybe", "lfpReauthorize: 0", "lfpReauthorize: no", "{\"lfpReauthorize\": 0}"] {
+            #expect {
+                try Policy.parse(bad)
+            } throws: { error in
+                "\(error)".contains("lfpReauthorize") && "\(error)".contains("is not a boolean")
+            }
+        }
+    }
+
     @Test("Policy.load reads files")
     func loadFile() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("lfp-model-\(UUID()).yaml")
