@@ -10,7 +10,13 @@ public final class BPFObject {
 
     /// - Parameter loadPrograms: false loads (creates/pins) the maps only, e.g. to commit a
     ///   policy before any workload is attached.
-    public init(path: String, pinRoot: String, loadPrograms: Bool) throws {
+    public convenience init(path: String, pinRoot: String, loadPrograms: Bool) throws {
+        try self.init(path: path, pinRoot: pinRoot, loading: { _ in loadPrograms })
+    }
+
+    /// Load the maps and only the programs whose name `loading` accepts: the verifier checks
+    /// every loaded program, which is most of the cost of a load.
+    public init(path: String, pinRoot: String, loading: (String) -> Bool) throws {
         LibBPFLog.install()
         LibBPFLog.shared.clear()
         self.path = path
@@ -23,12 +29,10 @@ public final class BPFObject {
             opts.pin_root_path = root
             return try bpfPointer("bpf_object__open_file", path) { bpf_object__open_file(path, &opts) }
         }
-        if !loadPrograms {
-            var prog = bpf_object__next_program(handle, nil)
-            while let p = prog {
-                bpf_program__set_autoload(p, false)
-                prog = bpf_object__next_program(handle, p)
-            }
+        var prog = bpf_object__next_program(handle, nil)
+        while let p = prog {
+            if !loading(String(cString: bpf_program__name(p))) { bpf_program__set_autoload(p, false) }
+            prog = bpf_object__next_program(handle, p)
         }
         // On failure deinit closes the object (every stored property is set by now).
         do {
@@ -56,12 +60,12 @@ public final class BPFObject {
         return BPFProgram(handle: p, name: name, owner: self)
     }
 
-    /// Every program of the object with its section name, in object order.
+    /// Every loaded program of the object, in object order.
     public var programs: [BPFProgram] {
         var out: [BPFProgram] = []
         var prog = bpf_object__next_program(handle, nil)
         while let p = prog {
-            out.append(BPFProgram(handle: p, name: String(cString: bpf_program__name(p)), owner: self))
+            if bpf_program__autoload(p) { out.append(BPFProgram(handle: p, name: String(cString: bpf_program__name(p)), owner: self)) }
             prog = bpf_object__next_program(handle, p)
         }
         return out

@@ -68,13 +68,19 @@ public final class Engine {
         /// Kernel memory of the classifier map, and its decision diagrams (all layers).
         public var classifierBytes: Int
         public var diagrams: Int
-        /// Seconds spent per phase (validate, compile, classifier, publish, record).
+        /// Seconds spent per phase (validate, compile, classifier, publish, record, and when it
+        /// ran, reauthorize).
         public var phases: [(name: String, seconds: Double)]
+        /// The reauthorization of live connections that followed the publication.
+        public var reauthorization: Reauthorization
     }
 
     /// Validate, compile and commit `policy`, replacing the committed one. All or nothing: any
     /// error (FWPError from validation, CompileError, BPFError) leaves the committed policy and
-    /// the kernel state as they were.
+    /// the kernel state as they were. Once committed, the live connections of lfp's workloads
+    /// are reauthorized unless the policy says `lfpReauthorize: false` (Reauthorization.swift);
+    /// a failure there is reported in `Commit.reauthorization.error`, not thrown: the policy is
+    /// in force by then.
     @discardableResult
     public func commit(_ policy: Policy) throws -> Commit {
         guard policy.filters.count <= config.maxFilters else {
@@ -106,8 +112,10 @@ public final class Engine {
         // leaves either the old record and the old map, or an intent that `reconcile` turns into
         // the record exactly when the kernel enforces its generation.
         do {
+            var snapshot = bfe.snapshot()
+            snapshot.lfpReauthorize = policy.lfpReauthorize  // a document setting, not a BFE object
             try StateTree.write(
-                CommittedPolicy.record(generation: generation, policyJSON: bfe.snapshot().exportJSON()), to: config.pendingPolicyFile)
+                CommittedPolicy.record(generation: generation, policyJSON: snapshot.exportJSON()), to: config.pendingPolicyFile)
         } catch {
             throw EngineError(
                 "could not record the policy to commit in \(config.pendingPolicyFile): \(error.localizedDescription); nothing changed")
@@ -134,9 +142,23 @@ public final class Engine {
         }
         clock.mark("record")
         logger.info("policy committed", metadata: ["generation": "\(generation)", "cells": "\(classifier.cells.count)"])
+        // Reauthorize live connections against the classifier just published, once the record
+        // names it: ending a connection cannot be undone, so it waits until the commit stands. A
+        // commit killed before this point (finished later by reconcile) ends none. Only with a
+        // workload attached: without one lfp has no connection to end, and the pass would cost a
+        // program load for nothing.
+        var reauthorization = Reauthorization.skipped
+        if policy.lfpReauthorize && !workloads().isEmpty {
+            reauthorization = reauthorize()
+            clock.mark("reauthorize")
+            logger.info(
+                "connections reauthorized",
+                metadata: ["generation": "\(generation)", "ended": "\(reauthorization.endedConnections)"])
+        }
         return Commit(
             generation: generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
-            classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +), phases: clock.phases)
+            classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +), phases: clock.phases,
+            reauthorization: reauthorization)
     }
 
     /// The committed policy as the engine recorded it (objects with their filterIds): the one the

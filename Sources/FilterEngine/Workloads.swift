@@ -68,7 +68,8 @@ extension Engine {
         let created = try KernelMaps.prepareBPFFS(config)
         let object: BPFObject
         do {
-            object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory, loadPrograms: true)
+            // Every hook and the sweep; the reauthorization iterators belong to commits.
+            object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory) { !Reauthorization.isReauthProgram($0) }
         } catch {
             KernelMaps.undo(created)
             throw error
@@ -93,7 +94,9 @@ extension Engine {
             // Adopt the sockets that were already there, now that new ones are seen by the hooks.
             try maps.sweep.update(key: UInt32(0), value: w.cgroupId)
             defer { try? maps.sweep.update(key: UInt32(0), value: UInt64(0)) }
-            for iterator in object.programs where iterator.isIterator { try iterator.runIterator() }
+            for iterator in object.programs where iterator.isIterator && iterator.name.hasPrefix("lfp_sweep_") {
+                try iterator.runIterator()
+            }
             try StateTree.makeDirectory(config.workloadRegistry)
             try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
             recordName(name)

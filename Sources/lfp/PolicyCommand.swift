@@ -30,19 +30,38 @@ struct PolicyCommand: ParsableCommand {
                     var diagrams: Int
                     var seconds: [String: Double]
                     var notes: [String]
+                    var reauthorization: Reauth
                 }
+                struct Reauth: Encodable {
+                    var ran: Bool
+                    var endedConnections: Int
+                    var loadSeconds: Double
+                    var passSeconds: Double
+                    var error: String?
+                }
+                let r = commit.reauthorization
                 var seconds = ["parse": parsed]
                 for p in commit.phases { seconds[p.name] = p.seconds }
                 try printJSON(
                     Out(
                         generation: commit.generation, filterIds: commit.filterIds, kernelRules: commit.kernelRules,
                         classifierBytes: commit.classifierBytes, diagrams: commit.diagrams, seconds: seconds,
-                        notes: commit.notes.map(\.description)))
+                        notes: commit.notes.map(\.description),
+                        reauthorization: Reauth(
+                            ran: r.ran, endedConnections: r.endedConnections, loadSeconds: r.loadSeconds,
+                            passSeconds: r.passSeconds, error: r.error)))
             } else {
                 print(
                     "committed policy generation \(commit.generation): \(commit.filterIds.count) filters, \(commit.kernelRules) kernel rules, classifier \(commit.classifierBytes / 1024) KiB in \(commit.diagrams) diagrams"
                 )
                 for n in commit.notes { print("note: \(n)") }
+                if commit.reauthorization.endedConnections > 0 {
+                    print("reauthorization ended \(commit.reauthorization.endedConnections) connection(s) the policy blocks")
+                }
+            }
+            if let error = commit.reauthorization.error {
+                FileHandle.standardError.write(
+                    Data("warning: the policy is committed, but reauthorizing live connections failed: \(error)\n".utf8))
             }
         }
     }
@@ -73,12 +92,10 @@ struct PolicyCommand: ParsableCommand {
 
         func run() throws {
             let bfe = BaseFilteringEngine()
-            if let policy {
-                _ = try bfe.load(try Policy.load(contentsOf: policy))
-            } else if let (_, committed) = try Engine().committedPolicy() {
-                _ = try bfe.load(committed)
-            }
-            let snapshot = bfe.snapshot()
+            let source = try policy.map { try Policy.load(contentsOf: $0) } ?? Engine().committedPolicy()?.policy
+            if let source { _ = try bfe.load(source) }
+            var snapshot = bfe.snapshot()
+            snapshot.lfpReauthorize = source?.lfpReauthorize ?? true  // a document setting: not in the BFE
             let text = json ? snapshot.exportJSON() : snapshot.exportYAML()
             if let output {
                 try text.write(toFile: output, atomically: true, encoding: .utf8)
