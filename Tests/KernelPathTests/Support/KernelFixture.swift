@@ -175,6 +175,26 @@ final class PyProc {
         }
     }
 
+    /// The next line, or nil when none came within `timeoutMs` (or at EOF): for tests that must
+    /// not hang on a child that went quiet.
+    func readLine(timeoutMs: Int32) -> String? {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
+        while true {
+            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
+                buffer = Data(buffer[buffer.index(after: nl)...])
+                return line
+            }
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { return nil }
+            var p = pollfd(fd: out.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { return nil }
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            buffer.append(chunk)
+        }
+    }
+
     /// Remaining output and the exit status.
     func finish() -> (String, Int32) {
         var rest = String(decoding: buffer, as: UTF8.self)
