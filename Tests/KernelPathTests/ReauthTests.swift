@@ -94,23 +94,36 @@ struct ReauthTests {
         return (c, Dictionary(committed.filters.map { ($0.displayData.name ?? "", $0.filterId) }, uniquingKeysWith: { a, _ in a }))
     }
 
-    /// One filter named "block" at `layer`: remote port and protocol, plus `remoteAddress` if given.
-    static func blockRemotePort(_ port: UInt16, layer: String, v6: Bool, protocol proto: UInt8, remoteAddress: String? = nil) -> String {
-        let address =
-            remoteAddress.map { a in
-                let value = v6 ? "{ type: FWP_BYTE_ARRAY16_TYPE, byteArray16: \"\(a)\" }" : "{ type: FWP_UINT32, uint32: \(a) }"
-                return "\n      - { fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS, matchType: FWP_MATCH_EQUAL, conditionValue: \(value) }"
-            } ?? ""
+    /// One filter named "block" at `layer`: remote port and protocol, plus `remoteAddress` and
+    /// `more` conditions (flow-style YAML) if given.
+    static func blockRemotePort(
+        _ port: UInt16, layer: String, v6: Bool, protocol proto: UInt8, remoteAddress: String? = nil, more: [String] = []
+    ) -> String {
+        var conditions = [
+            "{ fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(port) } }",
+            "{ fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: \(proto) } }",
+        ]
+        if let a = remoteAddress {
+            let value = v6 ? "{ type: FWP_BYTE_ARRAY16_TYPE, byteArray16: \"\(a)\" }" : "{ type: FWP_UINT32, uint32: \(a) }"
+            conditions.append("{ fieldKey: FWPM_CONDITION_IP_REMOTE_ADDRESS, matchType: FWP_MATCH_EQUAL, conditionValue: \(value) }")
+        }
+        conditions += more
         return """
             filters:
               - displayData: { name: block }
                 layerKey: FWPM_LAYER_ALE_\(layer)_\(v6 ? "V6" : "V4")
                 filterCondition:
-                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(port) } }
-                  - { fieldKey: FWPM_CONDITION_IP_PROTOCOL, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT8, uint8: \(proto) } }\(address)
+            \(conditions.map { "      - " + $0 }.joined(separator: "\n"))
                 action: { type: FWP_ACTION_BLOCK }
             """
     }
+
+    /// IP_LOCAL_INTERFACE as the authorizing hook saw it: FWP_EMPTY for an unbound socket at
+    /// AUTH_CONNECT, lo (ifindex 1) as the arrival device at RECV_ACCEPT.
+    static let unboundDevice =
+        "{ fieldKey: FWPM_CONDITION_IP_LOCAL_INTERFACE, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_EMPTY } }"
+    static let arrivedOnLoopback =
+        "{ fieldKey: FWPM_CONDITION_IP_LOCAL_INTERFACE, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT64, uint64: 1 } }"
 
     /// The events of one handle as "LAYER:ACTION" (V4/V6 left out).
     static func steps(_ events: [ALEEvent], handle: UInt64) -> [String] {
@@ -146,7 +159,8 @@ struct ReauthTests {
         defer { close(fa); close(fb) }
         try #require(py.readLine(timeoutMs: 5000) == "ready")
 
-        let (c, ids) = try Self.commit(fx, Self.blockRemotePort(a.port, layer: "AUTH_CONNECT", v6: v6, protocol: 6))
+        let (c, ids) = try Self.commit(
+            fx, Self.blockRemotePort(a.port, layer: "AUTH_CONNECT", v6: v6, protocol: 6, more: [Self.unboundDevice]))
         #expect(c.reauthorization.ran && c.reauthorization.endedConnections == 1, "\(c.reauthorization)")
         #expect(c.reauthorization.error == nil)
         #expect(py.readLine(timeoutMs: 5000) == "\(a.port) err ECONNABORTED", "the client's recv fails with ECONNABORTED")
@@ -202,7 +216,9 @@ struct ReauthTests {
         try #require(py.readLine(timeoutMs: 5000) == "ready")
 
         let (c, ids) = try Self.commit(
-            fx, Self.blockRemotePort(p1, layer: "AUTH_RECV_ACCEPT", v6: v6, protocol: 6, remoteAddress: host))
+            fx,
+            Self.blockRemotePort(
+                p1, layer: "AUTH_RECV_ACCEPT", v6: v6, protocol: 6, remoteAddress: host, more: [Self.arrivedOnLoopback]))
         #expect(c.reauthorization.endedConnections == 1, "\(c.reauthorization)")
         #expect(py.readLine(timeoutMs: 5000) == "\(p1) err ECONNABORTED")
         #expect(py.readLine(timeoutMs: 5000) == "\(p1) send EPIPE")

@@ -23,11 +23,13 @@
  * The incoming values are rebuilt as the hooks build them: owner (uid, gid, executable,
  * cgroup) from lfp_sk, the local and remote endpoint and the protocol from the socket itself,
  * IPv4-mapped addresses at the V4 layer, IS_LOOPBACK from the remote address, plus
- * IS_REAUTHORIZE. A block emits the classify event (IS_REAUTHORIZE, BLOCK, the deciding filter,
- * errno ECONNABORTED) before the socket is destroyed, so it precedes the ENDPOINT_CLOSURE that
- * sockops reports as the TCP socket reaches CLOSE. A permit is silent: the connection goes on.
- * Each ended connection writes its cookie to the iterator's output, which is how the commit
- * counts them. */
+ * IS_REAUTHORIZE. IP_LOCAL_INTERFACE is what the authorizing hook saw: the bound device at
+ * AUTH_CONNECT (0, FWP_EMPTY, for an unbound socket), the device the connection's packets
+ * arrive on at RECV_ACCEPT (ingress classified its SYN with the device it arrived on). A block emits the
+ * classify event (IS_REAUTHORIZE, BLOCK, the deciding filter, errno ECONNABORTED) before the socket is
+ * destroyed, so it precedes the ENDPOINT_CLOSURE that sockops reports as the TCP socket reaches CLOSE. A
+ * permit is silent: the connection goes on. Each ended connection writes its cookie to the iterator's output,
+ * which is how the commit counts them. */
 #pragma once
 #include <bpf/bpf_core_read.h>
 #include "sk.h"
@@ -73,9 +75,14 @@ static __always_inline __u16 lfp_reauth_layer(const struct lfp_sk *s, struct soc
 	return 0;
 }
 
-/* The connection's own tuple (the socket is connected, so every field is known). */
-static __always_inline void lfp_reauth_tuple(struct lfp_event *e, struct sock_common *skc)
+/* The connection's own tuple (the socket is connected, so every field is known), and its
+ * IP_LOCAL_INTERFACE as the hook of `v4_layer` knew it. */
+static __always_inline void lfp_reauth_tuple(struct lfp_event *e, struct sock_common *skc, struct sock *sk,
+                                             __u16 v4_layer)
 {
+	e->ifindex = skc->skc_bound_dev_if;
+	if (v4_layer == LFP_LAYER_AUTH_RECV_ACCEPT_V4 && sk->sk_rx_dst_ifindex)
+		e->ifindex = sk->sk_rx_dst_ifindex; /* the arrival device of its latest packet */
 	e->local_port = skc->skc_num;               /* host order */
 	e->remote_port = bpf_ntohs(skc->skc_dport); /* network order */
 	if (e->family == AF_INET) {
@@ -108,7 +115,7 @@ static __always_inline int lfp_reauthorize(struct seq_file *seq, struct sock_com
 	lfp_event_init_owner(&e, cookie, lfp_layer_for(v4_layer, family), LFP_EV_CLASSIFY, s);
 	e.family = family;
 	e.protocol = proto;
-	lfp_reauth_tuple(&e, skc);
+	lfp_reauth_tuple(&e, skc, sk, v4_layer);
 	lfp_unmap(&e);
 	e.cond_flags = LFP_FLAG_IS_REAUTHORIZE;
 	if (lfp_is_loopback(&e))
