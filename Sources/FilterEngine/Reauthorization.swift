@@ -5,14 +5,14 @@ import Foundation
 /// publishes its classifier, one `iter/tcp` and one `iter/udp` pass classify every live
 /// connection of lfp's workloads again (IS_REAUTHORIZE, at the layer that authorized it) and end
 /// those the new policy blocks. On by default; a policy with `lfpReauthorize: false` skips it.
-public struct Reauthorization: Sendable {
+public struct Reauthorization: Sendable, Encodable {
     /// Whether the passes ran: false when the policy switched them off or no workload is attached
     /// (no workload, no connection of lfp's to end).
     public var ran: Bool
     /// Connections (TCP and connected UDP) ended because the new policy blocks them.
     public var endedConnections: Int
-    /// Seconds spent loading the two iterator programs (the verifier's work), and running both
-    /// passes over the netns's socket tables.
+    /// Seconds spent loading the two iterator programs (libbpf opening the object, the
+    /// verifier), and running both passes over the netns's socket tables.
     public var loadSeconds: Double
     public var passSeconds: Double
     /// Why the passes failed, if they did. The policy is committed all the same (its hooks

@@ -30,26 +30,15 @@ struct PolicyCommand: ParsableCommand {
                     var diagrams: Int
                     var seconds: [String: Double]
                     var notes: [String]
-                    var reauthorization: Reauth
+                    var reauthorization: Reauthorization
                 }
-                struct Reauth: Encodable {
-                    var ran: Bool
-                    var endedConnections: Int
-                    var loadSeconds: Double
-                    var passSeconds: Double
-                    var error: String?
-                }
-                let r = commit.reauthorization
                 var seconds = ["parse": parsed]
                 for p in commit.phases { seconds[p.name] = p.seconds }
                 try printJSON(
                     Out(
                         generation: commit.generation, filterIds: commit.filterIds, kernelRules: commit.kernelRules,
                         classifierBytes: commit.classifierBytes, diagrams: commit.diagrams, seconds: seconds,
-                        notes: commit.notes.map(\.description),
-                        reauthorization: Reauth(
-                            ran: r.ran, endedConnections: r.endedConnections, loadSeconds: r.loadSeconds,
-                            passSeconds: r.passSeconds, error: r.error)))
+                        notes: commit.notes.map(\.description), reauthorization: commit.reauthorization))
             } else {
                 print(
                     "committed policy generation \(commit.generation): \(commit.filterIds.count) filters, \(commit.kernelRules) kernel rules, classifier \(commit.classifierBytes / 1024) KiB in \(commit.diagrams) diagrams"
