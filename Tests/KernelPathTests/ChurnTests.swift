@@ -32,6 +32,7 @@ struct ChurnTests {
         let port = Net.freePort()
         func policy(_ block: Bool) -> String {
             """
+            lfpReauthorize: false   # nothing here is established; skip the pass (ReauthTests covers it)
             filters:
               - displayData: { name: \(block ? "A block" : "B permit") }
                 layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
