@@ -107,6 +107,7 @@ public final class Engine {
         let generation = max(previous.generation, try maps.policyGeneration() ?? 0) + 1
         classifier.setGeneration(generation)
         let cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
+        clock.mark("map")
         // Crash safety: the intent (the policy under its new generation) is on disk before the
         // kernel sees the policy, and becomes the record by one rename after. A kill at any point
         // leaves either the old record and the old map, or an intent that `reconcile` turns into
@@ -120,7 +121,7 @@ public final class Engine {
             throw EngineError(
                 "could not record the policy to commit in \(config.pendingPolicyFile): \(error.localizedDescription); nothing changed")
         }
-        clock.mark("record")
+        clock.mark("intent")
         // A fresh map per commit, published with one update of lfp_policy: a classification
         // holds the map it looked up until it ends and the kernel frees the old one after an RCU
         // grace period, so nothing is rewritten under a reader and nothing waits.
