@@ -31,7 +31,13 @@ public struct Policy: Hashable, Sendable {
     /// Reads and parses a policy file (YAML or JSON), refusing one larger than `maxBytes`
     /// (`LFP_E_POLICY_TOO_LARGE`) before reading it whole (PolicyInput.swift).
     public static func load(contentsOf path: String, maxBytes: Int = PolicyLimits.maxBytes) throws -> Policy {
-        try parse(PolicyLimits.readText(path, maxBytes: maxBytes), sourceName: path)
+        try loadWithText(contentsOf: path, maxBytes: maxBytes).policy
+    }
+
+    /// The policy and the text it was parsed from (the engine records the text as it is).
+    public static func loadWithText(contentsOf path: String, maxBytes: Int = PolicyLimits.maxBytes) throws -> (policy: Policy, text: String) {
+        let text = try PolicyLimits.readText(path, maxBytes: maxBytes)
+        return (try parse(text, sourceName: path), text)
     }
 
     /// Parses a policy document. Errors name the path in the document, e.g.

@@ -17,10 +17,10 @@ struct PolicyCommand: ParsableCommand {
 
         func run() throws {
             let started = DispatchTime.now()
-            let policy = try Policy.load(contentsOf: file)
+            let (policy, text) = try Policy.loadWithText(contentsOf: file)
             let parsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             if !allowEmpty { try policy.requireObjects(sourceName: file) }
-            let commit = try Engine().commit(policy)
+            let commit = try Engine().commit(policy, source: text)
             if json {
                 struct Out: Encodable {
                     var generation: UInt64
