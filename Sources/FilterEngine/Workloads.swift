@@ -11,6 +11,11 @@ public struct Workload: Codable, Sendable, Equatable {
     public var ownsCgroup: Bool
     public var programs: [String]
     public var attachedAt: Date
+    /// Set while `lfp attach` is making the links: the record is written before the first link
+    /// and completed after the last, so a kill -9 at any moment leaves no link that a record
+    /// does not list. Still set with its process gone: the attach was interrupted (`lfp status`
+    /// says so; `lfp detach` or `lfp detach --orphans` removes what it made).
+    public var attaching: ProcessStamp? = nil
 }
 
 extension Engine {
@@ -49,7 +54,7 @@ extension Engine {
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
         if let existing = workload(named: name) {
-            throw EngineError("workload '\(name)' is already attached to \(existing.cgroupPath); detach it first")
+            throw WorkloadError.exists(name: name, cgroupPath: existing.cgroupPath)
         }
         let path = URL(fileURLWithPath: cgroupPath).standardized.path
         guard FileManager.default.fileExists(atPath: path) else {
@@ -76,17 +81,21 @@ extension Engine {
         let cgfd = try CgroupV2.open(path)
         defer { close(cgfd) }
         let dir = linkDirectory(name)
-        try? FileManager.default.removeItem(atPath: dir)  // a stale empty dir from a crash
-        try StateTree.makeDirectory(dir)
         var links: [BPFLink] = []
         let hooks = object.programs.filter { !$0.isIterator }
+        var w = Workload(
+            name: name, cgroupPath: path, cgroupId: 0, ownsCgroup: ownsCgroup, programs: hooks.map(\.name),
+            attachedAt: Date(), attaching: .current)
         do {
+            w.cgroupId = try CgroupV2.id(fd: cgfd, path: path)  // the cgroup the links will hold
+            // The record first: from here on, whatever link exists is listed (kill -9 safe).
+            try StateTree.makeDirectory(config.workloadRegistry)
+            try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
+            try? FileManager.default.removeItem(atPath: dir)  // a stale dir of an older lfp's crash
+            try StateTree.makeDirectory(dir)
             for program in hooks {
                 links.append(try program.attachCgroup(fd: cgfd, pinPath: dir + "/" + program.name))
             }
-            let w = Workload(
-                name: name, cgroupPath: path, cgroupId: try CgroupV2.id(of: path),
-                ownsCgroup: ownsCgroup, programs: hooks.map(\.name), attachedAt: Date())
             let maps = try KernelMaps.open(config, create: false)
             // LFP_CONDITION_WORKLOAD names this cgroup from now on.
             try maps.workloads.update(key: w.cgroupId, value: workloadID(name))
@@ -94,7 +103,7 @@ extension Engine {
             try maps.sweep.update(key: UInt32(0), value: w.cgroupId)
             defer { try? maps.sweep.update(key: UInt32(0), value: UInt64(0)) }
             for iterator in object.programs where iterator.isIterator { try iterator.runIterator() }
-            try StateTree.makeDirectory(config.workloadRegistry)
+            w.attaching = nil
             try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
             recordName(name)
             logger.info("workload attached", metadata: ["workload": "\(name)", "cgroup.path": "\(path)"])
@@ -102,7 +111,8 @@ extension Engine {
         } catch {
             for link in links { try? link.unpin() }
             try? FileManager.default.removeItem(atPath: dir)
-            if let id = try? CgroupV2.id(of: path) { try? KernelMaps.open(config, create: false).workloads.delete(key: id) }
+            if w.cgroupId != 0 { try? KernelMaps.open(config, create: false).workloads.delete(key: w.cgroupId) }
+            try? FileManager.default.removeItem(atPath: registryPath(name))
             KernelMaps.undo(created)
             throw error
         }
@@ -130,9 +140,13 @@ extension Engine {
             throw EngineError("no workload named '\(name)' is attached (see `lfp status`)")
         }
         for pin in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            // Detach, not only unpin: a process holding the link open would keep it enforcing.
+            if let info = try? BPFKernel.linkInfo(pinPath: dir + "/" + pin) { try BPFKernel.detachLink(id: info.id) }
             try BPFLink(pinPath: dir + "/" + pin).unpin()
         }
         try? FileManager.default.removeItem(atPath: dir)
+        // lfp's links on the cgroup that no pin holds (pins removed while a process held them).
+        if let w { try detachKernelLinks(cgroupId: w.cgroupId) }
         if let w { try? KernelMaps.open(config, create: false).workloads.delete(key: w.cgroupId) }
         try? FileManager.default.removeItem(atPath: registryPath(name))
         if let w, w.ownsCgroup { try CgroupV2.remove(w.cgroupPath) }
