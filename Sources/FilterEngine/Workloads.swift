@@ -156,24 +156,46 @@ extension Engine {
     /// `lfp run`: create a cgroup for the workload, attach, run the command inside it, and
     /// remove everything it created, whatever happens. Returns the command's exit status
     /// (128 + signal when it was killed).
+    ///
+    /// Many runs may start and end at once: the shared parent cgroup is made (EEXIST is fine)
+    /// and the workload's cgroup created and attached under the state lock, and the parent
+    /// removed under it once empty, so no run removes it between another's two mkdirs. A name
+    /// in use (attached, or its cgroup there) is `WorkloadError.exists`.
     public func run(workload name: String, command: [String]) throws -> Int32 {
         try Engine.validateWorkloadName(name)
         try requireRoot("lfp run")
         guard let exe = command.first else { throw EngineError("lfp run: no command given after --") }
         let parent = try config.resolvedCgroupParent()
-        if !FileManager.default.fileExists(atPath: parent) { try CgroupV2.create(parent) }
         let cgroup = parent + "/" + name
-        if FileManager.default.fileExists(atPath: cgroup) {
-            throw EngineError("workload '\(name)' is already running (cgroup \(cgroup) exists)")
+        do {
+            let lock = try stateLock()
+            defer { withExtendedLifetime(lock) {} }
+            if let existing = workload(named: name) {
+                throw WorkloadError.exists(name: name, cgroupPath: existing.cgroupPath)
+            }
+            try CgroupV2.createIfMissing(parent)
+            do {
+                try CgroupV2.create(cgroup)
+            } catch let e as BPFError where e.code == EEXIST {
+                throw WorkloadError.exists(name: name, cgroupPath: cgroup)
+            } catch {
+                rmdir(parent)
+                throw error
+            }
+            do {
+                try attach(workload: name, cgroupPath: cgroup, ownsCgroup: true)  // the lock is re-entrant
+            } catch {
+                try? CgroupV2.remove(cgroup)
+                rmdir(parent)
+                throw error
+            }
         }
-        try CgroupV2.create(cgroup)
-        var attached = false
         defer {
-            if attached { try? detach(workload: name) } else { try? CgroupV2.remove(cgroup) }
+            let lock = try? stateLock()
+            try? detach(workload: name)
             rmdir(parent)  // the parent too, once no workload is left in it (fails harmlessly otherwise)
+            withExtendedLifetime(lock) {}
         }
-        try attach(workload: name, cgroupPath: cgroup, ownsCgroup: true)
-        attached = true
         return try Engine.spawn(inCgroup: cgroup, executable: exe, arguments: Array(command.dropFirst()))
     }
 

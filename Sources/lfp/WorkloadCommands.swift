@@ -51,7 +51,11 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a command as a workload: new cgroup, programs attached, command inside; exits with the command's status.",
-        discussion: "Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/")
+        discussion: """
+            Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/
+            A workload name in use (attached, or another `lfp run` of that name running) fails with \
+            LFP_E_WORKLOAD_EXISTS and exit status 1, before anything is made.
+            """)
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(help: "Commit this policy file before running.") var policy: String?
     @Flag(help: "Commit the --policy file even if it has no objects (which removes every filter).") var allowEmpty = false

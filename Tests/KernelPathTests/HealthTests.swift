@@ -359,4 +359,114 @@ struct HealthTests {
         let after = try Self.lfp(["status"], fx)
         #expect(after.status == 0, "\(after)")
     }
+
+    // MARK: finding 3: concurrent lfp run
+
+    @Test("40 concurrent `lfp run` with distinct names and 20 with one name: no EEXIST; distinct all run; same-name run or fail with LFP_E_WORKLOAD_EXISTS")
+    func concurrentRuns() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit(CLITests.good)
+        // Exits 42 when lfp blocked its connect to port 9: it ran inside an enforced workload.
+        let script =
+            "import socket\ntry:\n socket.create_connection(('127.0.0.1', 9), 3)\nexcept PermissionError:\n raise SystemExit(42)\nexcept OSError:\n raise SystemExit(43)"
+        // The shared parent is absent at the start, as on a machine where no run is going on.
+        try #require(rmdir(fx.cgroupParent) == 0)
+        // A starting gate: every run waits for a shared flock of a file this test holds
+        // exclusively, so all 60 start at once rather than one process start apart.
+        let gate = try Gate()
+        var children: [(name: String, child: Child)] = []
+        let names = (0..<40).map { "d\($0)" } + Array(repeating: "same", count: 20)
+        for name in names.shuffled() {
+            let args = ["run", "--workload", name, "--", KernelFixture.python, "-c", script]
+            children.append((name, try Child("/bin/sh", gate.wrap([CLITests.lfp] + args), env: CLITests.env(fx))))
+        }
+        gate.open(waiters: names.count, deadline: Date().addingTimeInterval(60))
+        let deadline = Date().addingTimeInterval(300)
+        var sameRan = 0
+        var sameRefused = 0
+        for (name, child) in children {
+            let r = child.wait(timeout: max(1, deadline.timeIntervalSinceNow))
+            #expect(!r.stderr.contains("EEXIST"), "\(name): \(r)")
+            if name == "same" {
+                if r.exited && r.status == 42 {
+                    sameRan += 1
+                } else {
+                    #expect(r.exited && r.status == 1, "\(name): \(r)")
+                    #expect(r.stderr.hasPrefix("Error: LFP_E_WORKLOAD_EXISTS: workload 'same' already exists"), "\(name): \(r)")
+                    sameRefused += 1
+                }
+            } else {
+                #expect(r.exited && r.status == 42, "\(name): \(r)")
+            }
+        }
+        #expect(sameRan >= 1 && sameRan + sameRefused == 20, "same name: \(sameRan) ran, \(sameRefused) refused")
+        // Everything went away with the runs.
+        #expect(fx.engine.workloads().isEmpty)
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: fx.cgroupParent)) ?? []).filter {
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: fx.cgroupParent + "/" + $0, isDirectory: &isDir) && isDir.boolValue
+        }
+        #expect(left.isEmpty, "cgroups left: \(left)")
+        #expect(try Self.lfp(["status"], fx).status == 0)
+    }
+
+    /// A file locked exclusively until `open()`; wrapped commands take a shared lock first.
+    final class Gate {
+        let path = NSTemporaryDirectory() + "lfp-health-gate-\(UUID().uuidString)"
+        let fd: Int32
+        var inode: UInt64 = 0
+        private var isOpen = false
+
+        init() throws {
+            fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            try #require(fd >= 0 && flock(fd, LOCK_EX) == 0)
+            var st = stat()
+            try #require(fstat(fd, &st) == 0)
+            inode = UInt64(st.st_ino)
+        }
+
+        /// `/bin/sh` arguments: wait for the gate (a shared flock on fd 9), then exec `command`.
+        func wrap(_ command: [String]) -> [String] {
+            ["-c", "exec 9<\"$0\" && flock -s 9 && exec \"$@\"", path] + command
+        }
+
+        /// Processes waiting for the gate right now (/proc/locks lists them with "->").
+        var waiting: Int {
+            let text = (try? String(contentsOfFile: "/proc/locks", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").filter { $0.contains("->") && $0.contains(":\(inode) ") }.count
+        }
+
+        /// Let everyone through once `waiters` wait (or at the deadline: they go anyway).
+        func open(waiters: Int, deadline: Date) {
+            while waiting < waiters && Date() < deadline {
+                var none = pollfd(fd: -1, events: 0, revents: 0)
+                _ = poll(&none, 1, 10)
+            }
+            flock(fd, LOCK_UN)
+            isOpen = true
+        }
+
+        deinit {
+            if !isOpen { flock(fd, LOCK_UN) }
+            close(fd)
+            unlink(path)
+        }
+    }
+
+    @Test("a second run of a name in use fails with WorkloadError.exists before it makes anything")
+    func sameNameTyped() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let w = try fx.workload("busy")
+        let error = #expect(throws: WorkloadError.self) { try fx.engine.run(workload: "busy", command: ["/bin/true"]) }
+        #expect(error == .exists(name: "busy", cgroupPath: w.cgroupPath))
+        // Its cgroup already there (another run of it is starting), no record yet: the same.
+        try CgroupV2.create(fx.cgroupParent + "/starting")
+        let error2 = #expect(throws: WorkloadError.self) { try fx.engine.run(workload: "starting", command: ["/bin/true"]) }
+        #expect(error2 == .exists(name: "starting", cgroupPath: fx.cgroupParent + "/starting"))
+        #expect(fx.engine.workloads().map(\.name) == ["busy"])
+        let attachAgain = #expect(throws: WorkloadError.self) { try fx.engine.attach(workload: "busy", cgroupPath: fx.cgroupParent + "/starting") }
+        #expect(attachAgain?.code == "LFP_E_WORKLOAD_EXISTS")
+    }
 }
