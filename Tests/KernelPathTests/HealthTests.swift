@@ -342,7 +342,9 @@ struct HealthTests {
             #expect(!ws.healthy)
         }
         let interrupted = s.workloads.filter { w in w.problems.contains { $0.kind == .attachInterrupted } }
-        #expect(!interrupted.isEmpty && partial > 0, "some kills landed between two links: \(partial); \(s.render())")
+        // The window the probe found: killed after its first link and before the record was
+        // complete. Half the kills wait for a pin, so some land there.
+        #expect(interrupted.contains { !$0.links.isEmpty }, "some kills landed after a link (\(partial) between two): \(s.render())")
         #expect(!truth.isEmpty && !s.healthy)
         let (code, json, _) = try Self.statusJSON(fx)
         #expect(code == (s.healthy ? 0 : EngineStatus.degradedExitCode) && json["healthy"] as? Bool == s.healthy)
