@@ -67,6 +67,13 @@ public enum CgroupV2 {
         return UInt64(st.st_ino)
     }
 
+    /// The id of the cgroup open as `fd`: the same inode, without a second lookup of its path.
+    public static func id(fd: Int32, path: String) throws -> UInt64 {
+        var st = stat()
+        try sysCall("fstat", path) { fstat(fd, &st) }
+        return UInt64(st.st_ino)
+    }
+
     public static func isCgroup2(_ path: String) -> Bool {
         var st = statfs()
         return statfs(path, &st) == 0 && st.f_type == 0x6367_7270  // CGROUP2_SUPER_MAGIC
@@ -79,6 +86,16 @@ public enum CgroupV2 {
 
     public static func create(_ path: String) throws {
         try sysCall("mkdir", path) { mkdir(path, 0o755) }
+    }
+
+    /// Create `path` unless it exists: several processes may make a shared parent at once, and
+    /// losing that race (EEXIST) is success. True when this call created it.
+    @discardableResult
+    public static func createIfMissing(_ path: String) throws -> Bool {
+        if mkdir(path, 0o755) == 0 { return true }
+        let code = errno
+        guard code == EEXIST, isCgroup2(path) else { throw BPFError(operation: "mkdir", object: path, code: code) }
+        return false
     }
 
     /// Processes in the cgroup (not in its children).

@@ -1,6 +1,6 @@
 import BPFKit
-import KernelABI
 import Foundation
+import KernelABI
 
 /// Where lfp keeps its kernel objects and runtime state. Everything is overridable so tests
 /// run isolated engines side by side (their own pins, state and cgroup parent).
@@ -78,14 +78,52 @@ public struct EngineError: Error, CustomStringConvertible {
 }
 
 /// Serialises mutating lfp commands across processes (flock on the state directory's lock).
+/// Re-entrant on one thread: `lfp detach --orphans` detaches interrupted workloads under it, and
+/// `lfp run` holds it around its mkdirs and the attach inside, each of which takes it again (a
+/// second flock of the same file from the same process would wait forever).
 final class StateLock {
-    private let fd: Int32
-    init(path: String) throws {
-        fd = try StateTree.openFile(path)
-        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+    private struct Held {
+        var fd: Int32
+        var thread: pthread_t
+        var depth: Int
     }
+    private static let table = NSLock()
+    nonisolated(unsafe) private static var held: [String: Held] = [:]
+    private let path: String
+
+    init(path: String) throws {
+        self.path = path
+        let me = pthread_self()
+        StateLock.table.lock()
+        if var h = StateLock.held[path], pthread_equal(h.thread, me) != 0 {
+            h.depth += 1
+            StateLock.held[path] = h
+            StateLock.table.unlock()
+            return
+        }
+        StateLock.table.unlock()
+        let fd = try StateTree.openFile(path)
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        StateLock.table.lock()
+        StateLock.held[path] = Held(fd: fd, thread: me, depth: 1)
+        StateLock.table.unlock()
+    }
+
     deinit {
-        flock(fd, LOCK_UN)
-        close(fd)
+        StateLock.table.lock()
+        guard var h = StateLock.held[path] else {
+            StateLock.table.unlock()
+            return
+        }
+        h.depth -= 1
+        if h.depth > 0 {
+            StateLock.held[path] = h
+            StateLock.table.unlock()
+            return
+        }
+        StateLock.held[path] = nil
+        StateLock.table.unlock()
+        flock(h.fd, LOCK_UN)
+        close(h.fd)
     }
 }

@@ -11,7 +11,16 @@ public struct EngineStatus: Encodable, Sendable {
         public var cgroupId: UInt64
         public var createdByLfp: Bool
         public var programs: [String]  // links pinned right now
-        public var healthy: Bool  // every expected link pinned and the cgroup present
+        /// The cgroup now at `cgroupPath` (its inode): differs from `cgroupId` when it was
+        /// removed and made again; nil when it is gone.
+        public var liveCgroupId: UInt64?
+        /// lfp's links the kernel has on the workload's cgroup (pinned under the workload, or
+        /// pinned nowhere), as the kernel reports them.
+        public var links: [KernelLink]
+        /// True when nothing is in `problems`: the cgroup is the one attached, every program's
+        /// link is pinned, holds it at its hook, and the kernel lists the program there.
+        public var healthy: Bool
+        public var problems: [HealthProblem]
     }
     public struct MapFill: Encodable, Sendable {
         public var name: String
@@ -24,8 +33,18 @@ public struct EngineStatus: Encodable, Sendable {
         public var dropped: UInt64
         public var droppedPerCPU: [UInt64]
     }
+    /// False when anything below is not as lfp recorded it (`problems`, and each workload's);
+    /// `lfp status` then exits with `EngineStatus.degradedExitCode`.
+    public var healthy: Bool
+    /// Problems not of one workload: lost maps or bpffs root, orphan links.
+    public var problems: [HealthProblem]
     public var workloads: [WorkloadStatus]
+    /// lfp links in the kernel that no workload lists (`lfp detach --orphans` removes them).
+    public var orphanLinks: [KernelLink]
+    /// lfp links the kernel has on the cgroups of lfp's workloads, pinned or not.
+    public var kernelLinks: Int
     public var policyGeneration: UInt64
+    /// The shared maps are pinned (lfp_config is there).
     public var kernelStatePresent: Bool
     public var maps: [MapFill]
     public var classifications: UInt64
@@ -37,14 +56,33 @@ public struct EngineStatus: Encodable, Sendable {
     public var eventsDropped: UInt64
     public var subscribers: [Subscriber]
 
+    /// The exit status of `lfp status` when it is not healthy (1 stays "could not tell").
+    public static let degradedExitCode: Int32 = 3
+
     public func render() -> String {
         var lines: [String] = []
-        lines.append("policy generation: \(policyGeneration)\(kernelStatePresent ? "" : " (no kernel state: nothing loaded or attached)")")
+        lines.append("health: \(healthy ? "ok" : "DEGRADED")")
+        for p in problems { lines.append("  problem (\(p.kind.rawValue)): \(p.message)") }
+        let noState =
+            kernelLinks > 0
+            ? " (maps not pinned, but \(kernelLinks) lfp links still enforce in the kernel)"
+            : workloads.isEmpty && problems.isEmpty
+                ? " (no kernel state: nothing loaded or attached)" : " (maps not pinned: nothing is enforced)"
+        lines.append("policy generation: \(policyGeneration)\(kernelStatePresent ? "" : noState)")
         lines.append("workloads: \(workloads.isEmpty ? "none" : "")")
         for w in workloads {
             lines.append(
                 "  \(w.name)  cgroup=\(w.cgroupPath) id=\(w.cgroupId)\(w.createdByLfp ? " (lfp run)" : "")  programs=\(w.programs.count)\(w.healthy ? "" : "  DEGRADED")"
             )
+            for p in w.problems { lines.append("    problem (\(p.kind.rawValue)): \(p.message)") }
+        }
+        if !orphanLinks.isEmpty {
+            lines.append("orphan links (no workload lists them; `lfp detach --orphans` removes them):")
+            for l in orphanLinks {
+                let cgroup = l.cgroupPath.map { " \($0)" } ?? ""
+                let pin = l.pinPath.map { "  pinned at \($0)" } ?? "  pinned nowhere"
+                lines.append("  link \(l.linkId): \(l.program) (\(l.attachType)) on cgroup id \(l.cgroupId)\(cgroup)\(pin)")
+            }
         }
         lines.append("maps:")
         for m in maps { lines.append("  \(m.name): \(m.used)/\(m.capacity)") }
@@ -63,20 +101,60 @@ extension Engine {
     public func status() throws -> EngineStatus {
         try StateTree.verify(root: config.stateDirectory)
         try StateTree.verify(root: config.bpffsRoot)
-        let ws = workloads().map { w -> EngineStatus.WorkloadStatus in
+        try requireRoot("lfp status")
+        let registered = workloads()
+        let inventory = try LinkInventory.scan(self, workloads: registered)
+        let attachTypes = (try? BPFKernel.expectedAttachTypes(objectPath: config.objectPath)) ?? [:]
+        let ws = registered.map { w -> EngineStatus.WorkloadStatus in
             let pins = ((try? FileManager.default.contentsOfDirectory(atPath: linkDirectory(w.name))) ?? []).sorted()
+            let h = health(of: w, inventory: inventory, expectedAttachTypes: attachTypes)
             return .init(
                 name: w.name, cgroupPath: w.cgroupPath, cgroupId: w.cgroupId, createdByLfp: w.ownsCgroup,
-                programs: pins,
-                healthy: Set(pins) == Set(w.programs) && FileManager.default.fileExists(atPath: w.cgroupPath))
+                programs: pins, liveCgroupId: h.liveCgroupId, links: h.links, healthy: h.problems.isEmpty,
+                problems: h.problems)
         }
-        guard FileManager.default.fileExists(atPath: config.mapsDirectory + "/lfp_config") else {
+        let orphans = inventory.orphans(registered: registered, inProgress: Engine.attachesInProgress(registered))
+        var problems: [HealthProblem] = []
+        let mapsPinned = FileManager.default.fileExists(atPath: config.mapsDirectory + "/lfp_config")
+        let policyRecorded = FileManager.default.fileExists(atPath: config.policyFile)
+        let kernelLinks = inventory.kernel.count
+        if !FileManager.default.fileExists(atPath: config.bpffsRoot) && (!registered.isEmpty || policyRecorded) {
+            problems.append(
+                .init(
+                    .bpffsRootMissing,
+                    "\(config.bpffsRoot) is gone (removed?) while \(registered.count) workload(s)\(policyRecorded ? " and a policy" : "") are recorded: "
+                        + (kernelLinks == 0
+                            ? "nothing is enforced (the links went with their pins)"
+                            : "\(kernelLinks) lfp links still enforce the policy they were loaded with, which no commit can change")))
+        } else if !mapsPinned && !registered.isEmpty {
+            problems.append(
+                .init(
+                    .mapsMissing,
+                    "the shared maps are not pinned under \(config.mapsDirectory) (removed?): a policy commit cannot reach the attached programs and no event can be read"
+                ))
+        }
+        if !mapsPinned && policyRecorded {
+            problems.append(
+                .init(
+                    .policyNotInKernel,
+                    "a policy is recorded in \(config.policyFile) but the kernel holds none (no lfp_config pinned): load it again with `lfp policy load`"
+                ))
+        }
+        if !orphans.isEmpty {
+            problems.append(
+                .init(
+                    .orphanLinks,
+                    "\(orphans.count) lfp links in the kernel are listed by no workload (an attach or detach was interrupted, or a pin was removed): `lfp detach --orphans` removes them",
+                    linkIds: orphans.map(\.linkId)))
+        }
+        let healthy = problems.isEmpty && ws.allSatisfy(\.healthy)
+        guard mapsPinned else {
             return EngineStatus(
-                workloads: ws, policyGeneration: 0, kernelStatePresent: false, maps: [],
+                healthy: healthy, problems: problems, workloads: ws, orphanLinks: orphans, kernelLinks: kernelLinks,
+                policyGeneration: 0, kernelStatePresent: false, maps: [],
                 classifications: 0, permits: 0, blocks: 0, eventsDelivered: 0,
                 eventsWithoutSubscriber: 0, eventsDropped: 0, subscribers: [])
         }
-        try requireRoot("lfp status")
         let maps = try KernelMaps.open(config, create: false)
         let cfg = try maps.readConfig()
         let cells = Int(try maps.committedCells()?.maxEntries ?? 0)
@@ -95,7 +173,8 @@ extension Engine {
             }
         }
         return EngineStatus(
-            workloads: ws, policyGeneration: (try? maps.policyGeneration() ?? cfg.generation) ?? cfg.generation, kernelStatePresent: true,
+            healthy: healthy, problems: problems, workloads: ws, orphanLinks: orphans, kernelLinks: kernelLinks,
+            policyGeneration: (try? maps.policyGeneration() ?? cfg.generation) ?? cfg.generation, kernelStatePresent: true,
             maps: [
                 .init(name: "filters (LFP_MAX_FILTERS)", used: filters ?? 0, capacity: config.maxFilters),
                 .init(name: "lfp_policy cells (32 B each)", used: cells, capacity: cells),

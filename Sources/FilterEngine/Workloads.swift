@@ -11,6 +11,11 @@ public struct Workload: Codable, Sendable, Equatable {
     public var ownsCgroup: Bool
     public var programs: [String]
     public var attachedAt: Date
+    /// Set while `lfp attach` is making the links: the record is written before the first link
+    /// and completed after the last, so a kill -9 at any moment leaves no link that a record
+    /// does not list. Still set with its process gone: the attach was interrupted (`lfp status`
+    /// says so; `lfp detach` or `lfp detach --orphans` removes what it made).
+    public var attaching: ProcessStamp? = nil
 }
 
 extension Engine {
@@ -49,7 +54,7 @@ extension Engine {
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
         if let existing = workload(named: name) {
-            throw EngineError("workload '\(name)' is already attached to \(existing.cgroupPath); detach it first")
+            throw WorkloadError.exists(name: name, cgroupPath: existing.cgroupPath)
         }
         let path = URL(fileURLWithPath: cgroupPath).standardized.path
         guard FileManager.default.fileExists(atPath: path) else {
@@ -77,17 +82,21 @@ extension Engine {
         let cgfd = try CgroupV2.open(path)
         defer { close(cgfd) }
         let dir = linkDirectory(name)
-        try? FileManager.default.removeItem(atPath: dir)  // a stale empty dir from a crash
-        try StateTree.makeDirectory(dir)
         var links: [BPFLink] = []
         let hooks = object.programs.filter { !$0.isIterator }
+        var w = Workload(
+            name: name, cgroupPath: path, cgroupId: 0, ownsCgroup: ownsCgroup, programs: hooks.map(\.name),
+            attachedAt: Date(), attaching: .current)
         do {
+            w.cgroupId = try CgroupV2.id(fd: cgfd, path: path)  // the cgroup the links will hold
+            // The record first: from here on, whatever link exists is listed (kill -9 safe).
+            try StateTree.makeDirectory(config.workloadRegistry)
+            try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
+            try? FileManager.default.removeItem(atPath: dir)  // a stale dir of an older lfp's crash
+            try StateTree.makeDirectory(dir)
             for program in hooks {
                 links.append(try program.attachCgroup(fd: cgfd, pinPath: dir + "/" + program.name))
             }
-            let w = Workload(
-                name: name, cgroupPath: path, cgroupId: try CgroupV2.id(of: path),
-                ownsCgroup: ownsCgroup, programs: hooks.map(\.name), attachedAt: Date())
             let maps = try KernelMaps.open(config, create: false)
             // LFP_CONDITION_WORKLOAD names this cgroup from now on.
             try maps.workloads.update(key: w.cgroupId, value: workloadID(name))
@@ -97,7 +106,7 @@ extension Engine {
             for iterator in object.programs where iterator.isIterator && iterator.name.hasPrefix("lfp_sweep_") {
                 try iterator.runIterator()
             }
-            try StateTree.makeDirectory(config.workloadRegistry)
+            w.attaching = nil
             try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
             recordName(name)
             logger.info("workload attached", metadata: ["workload": "\(name)", "cgroup.path": "\(path)"])
@@ -105,7 +114,8 @@ extension Engine {
         } catch {
             for link in links { try? link.unpin() }
             try? FileManager.default.removeItem(atPath: dir)
-            if let id = try? CgroupV2.id(of: path) { try? KernelMaps.open(config, create: false).workloads.delete(key: id) }
+            if w.cgroupId != 0 { try? KernelMaps.open(config, create: false).workloads.delete(key: w.cgroupId) }
+            try? FileManager.default.removeItem(atPath: registryPath(name))
             KernelMaps.undo(created)
             throw error
         }
@@ -133,9 +143,13 @@ extension Engine {
             throw EngineError("no workload named '\(name)' is attached (see `lfp status`)")
         }
         for pin in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            // Detach, not only unpin: a process holding the link open would keep it enforcing.
+            if let info = try? BPFKernel.linkInfo(pinPath: dir + "/" + pin) { try BPFKernel.detachLink(id: info.id) }
             try BPFLink(pinPath: dir + "/" + pin).unpin()
         }
         try? FileManager.default.removeItem(atPath: dir)
+        // lfp's links on the cgroup that no pin holds (pins removed while a process held them).
+        if let w { try detachKernelLinks(cgroupId: w.cgroupId) }
         if let w { try? KernelMaps.open(config, create: false).workloads.delete(key: w.cgroupId) }
         try? FileManager.default.removeItem(atPath: registryPath(name))
         if let w, w.ownsCgroup { try CgroupV2.remove(w.cgroupPath) }
@@ -145,24 +159,46 @@ extension Engine {
     /// `lfp run`: create a cgroup for the workload, attach, run the command inside it, and
     /// remove everything it created, whatever happens. Returns the command's exit status
     /// (128 + signal when it was killed).
+    ///
+    /// Many runs may start and end at once: the shared parent cgroup is made (EEXIST is fine)
+    /// and the workload's cgroup created and attached under the state lock, and the parent
+    /// removed under it once empty, so no run removes it between another's two mkdirs. A name
+    /// in use (attached, or its cgroup there) is `WorkloadError.exists`.
     public func run(workload name: String, command: [String]) throws -> Int32 {
         try Engine.validateWorkloadName(name)
         try requireRoot("lfp run")
         guard let exe = command.first else { throw EngineError("lfp run: no command given after --") }
         let parent = try config.resolvedCgroupParent()
-        if !FileManager.default.fileExists(atPath: parent) { try CgroupV2.create(parent) }
         let cgroup = parent + "/" + name
-        if FileManager.default.fileExists(atPath: cgroup) {
-            throw EngineError("workload '\(name)' is already running (cgroup \(cgroup) exists)")
+        do {
+            let lock = try stateLock()
+            defer { withExtendedLifetime(lock) {} }
+            if let existing = workload(named: name) {
+                throw WorkloadError.exists(name: name, cgroupPath: existing.cgroupPath)
+            }
+            try CgroupV2.createIfMissing(parent)
+            do {
+                try CgroupV2.create(cgroup)
+            } catch let e as BPFError where e.code == EEXIST {
+                throw WorkloadError.exists(name: name, cgroupPath: cgroup)
+            } catch {
+                rmdir(parent)
+                throw error
+            }
+            do {
+                try attach(workload: name, cgroupPath: cgroup, ownsCgroup: true)  // the lock is re-entrant
+            } catch {
+                try? CgroupV2.remove(cgroup)
+                rmdir(parent)
+                throw error
+            }
         }
-        try CgroupV2.create(cgroup)
-        var attached = false
         defer {
-            if attached { try? detach(workload: name) } else { try? CgroupV2.remove(cgroup) }
+            let lock = try? stateLock()
+            try? detach(workload: name)
             rmdir(parent)  // the parent too, once no workload is left in it (fails harmlessly otherwise)
+            withExtendedLifetime(lock) {}
         }
-        try attach(workload: name, cgroupPath: cgroup, ownsCgroup: true)
-        attached = true
         return try Engine.spawn(inCgroup: cgroup, executable: exe, arguments: Array(command.dropFirst()))
     }
 

@@ -88,11 +88,21 @@ final class ManagedAtomicFlag: @unchecked Sendable {
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Workloads, attached programs, policy generation, map fill, events delivered and dropped.")
+        abstract: "Health, workloads, attached programs, policy generation, map fill, events delivered and dropped.",
+        discussion: """
+            Checks what it reports against the kernel: each workload's cgroup is the one attached (same cgroup id), \
+            each program's link is pinned, holds that cgroup at its hook, and the kernel lists the program there \
+            (BPF_PROG_QUERY); the maps are pinned; every link of an lfp program on lfp's cgroups is listed by a \
+            workload (others are orphan links: `lfp detach --orphans`). Each problem is reported with its reason.
+
+            Exit status: 0 healthy; \(EngineStatus.degradedExitCode) degraded (anything not as recorded: the report, \
+            and `healthy: false` with the problems in --json, say why); 1 the status could not be read.
+            """)
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let s = try Engine().status()
         if json { try printJSON(s) } else { print(s.render()) }
+        if !s.healthy { throw ExitCode(EngineStatus.degradedExitCode) }
     }
 }

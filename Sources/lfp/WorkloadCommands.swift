@@ -18,12 +18,32 @@ struct AttachCommand: ParsableCommand {
 
 struct DetachCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "detach", abstract: "Detach a workload's programs (only those lfp attached).")
-    @Option(help: "Workload name.") var workload: String
+        commandName: "detach", abstract: "Detach a workload's programs, or lfp's orphan links (only links of lfp's programs).",
+        discussion: """
+            --workload NAME detaches every link pinned for the workload and every other link of an lfp program \
+            on its cgroup, then forgets it. --orphans detaches the lfp links that no workload lists (`lfp status` \
+            shows them) and removes the workloads whose `lfp attach` was interrupted; links of programs lfp did \
+            not attach are never touched.
+            """)
+    @Option(help: "Workload name.") var workload: String?
+    @Flag(help: "Detach the lfp links no workload lists, and interrupted attaches.") var orphans = false
+
+    func validate() throws {
+        if (workload == nil) == !orphans {
+            throw ValidationError("give either --workload NAME or --orphans")
+        }
+    }
 
     func run() throws {
-        try Engine().detach(workload: workload)
-        print("detached workload \(workload)")
+        if let workload {
+            try Engine().detach(workload: workload)
+            print("detached workload \(workload)")
+            return
+        }
+        let (links, workloads) = try Engine().detachOrphans()
+        for w in workloads { print("removed interrupted workload \(w)") }
+        for l in links { print("detached orphan link \(l.linkId) (\(l.program), \(l.attachType), cgroup id \(l.cgroupId))") }
+        print("detached \(links.count) orphan links, removed \(workloads.count) interrupted workloads")
     }
 }
 
@@ -31,7 +51,11 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a command as a workload: new cgroup, programs attached, command inside; exits with the command's status.",
-        discussion: "Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/")
+        discussion: """
+            Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/
+            A workload name in use (attached, or another `lfp run` of that name running) fails with \
+            LFP_E_WORKLOAD_EXISTS and exit status 1, before anything is made.
+            """)
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(help: "Commit this policy file before running.") var policy: String?
     @Flag(help: "Commit the --policy file even if it has no objects (which removes every filter).") var allowEmpty = false
