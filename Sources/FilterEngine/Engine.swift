@@ -120,7 +120,10 @@ public final class Engine {
             if let source {
                 // The keys the BFE generated for filters the document left without one, in
                 // document order, so the record reads back with the same keys (and ids).
-                let keyOf = Dictionary(bfe.snapshot().filters.map { ($0.filterId, $0.filterKey) }, uniquingKeysWith: { a, _ in a })
+                var keyOf = image.filterKeys  // every enabled filter; disabled ones from a snapshot
+                if !ids.allSatisfy({ keyOf[$0] != nil }) {
+                    keyOf = Dictionary(bfe.snapshot().filters.map { ($0.filterId, $0.filterKey) }, uniquingKeysWith: { a, _ in a })
+                }
                 record = CommittedPolicy.record(
                     generation: generation, source: source, filterKeys: ids.map { keyOf[$0] ?? .zero })
             } else {

@@ -18,6 +18,7 @@ public enum PolicyCompiler {
             let order = engine.arbitrationOrder(layer: layer)
             for (index, entry) in order.enumerated() {
                 for filter in entry.filters {
+                    image.filterKeys[filter.filterId] = filter.filterKey
                     guard enforcingKinds.contains(layer.kind) else {
                         image.notes.append(
                             .init(

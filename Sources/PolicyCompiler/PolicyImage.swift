@@ -1,4 +1,5 @@
 import FilterModel
+import Foundation
 import KernelABI
 import KernelVocabulary
 
@@ -11,6 +12,9 @@ public struct PolicyImage {
     public var ranges: [lfp_layer_range] = Array(repeating: lfp_layer_range(), count: Int(LFP_LAYER_COUNT.rawValue))
     /// Filters that were valid but have no kernel effect, and why (e.g. inspection callouts).
     public var notes: [Note] = []
+    /// filterId -> filterKey of every filter the compiler walked (the engine records the keys the
+    /// BFE generated without exporting the whole policy).
+    public var filterKeys: [UInt64: UUID] = [:]
 
     public struct Note: Sendable, Equatable, CustomStringConvertible {
         public var filterId: UInt64
