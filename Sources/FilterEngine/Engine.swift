@@ -2,9 +2,9 @@ import BPFKit
 import FilterModel
 import Foundation
 import KernelABI
+import KernelVocabulary
 import Logging
 import PolicyCompiler
-import KernelVocabulary
 
 /// The lfp engine: the committed policy (validated by FilterModel's BFE, compiled by
 /// PolicyCompiler, published atomically into the pinned maps), the workloads, and the event

@@ -97,8 +97,11 @@ public struct Policy: Hashable, Sendable {
                 inString = true
                 if depth == 1 && !inFilters { key = []; collecting = true }
             case 0x7B, 0x5B:  // { [
-                if depth == 1 && b == 0x5B && lastKey == filtersKey { inFilters = true; count = 0; sawValue = false }
-                else if inFilters && depth == 2 { sawValue = true }
+                if depth == 1 && b == 0x5B && lastKey == filtersKey {
+                    inFilters = true; count = 0; sawValue = false
+                } else if inFilters && depth == 2 {
+                    sawValue = true
+                }
                 depth += 1
             case 0x7D, 0x5D:  // } ]
                 depth -= 1

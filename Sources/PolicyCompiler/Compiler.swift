@@ -135,6 +135,5 @@ public enum PolicyCompiler {
     }
 }
 
-
 /// AND of OR-groups of kernel tests; [] is always true.
 typealias CNF = [[lfp_cond]]

@@ -3,8 +3,8 @@ import FilterEngine
 import FilterModel
 import Foundation
 import KernelABI
-import Testing
 import KernelVocabulary
+import Testing
 
 /// The kernel classifier at scale, against the reference model: generated policies (many
 /// sublayers, thousands of filters, every match type; Support/ScalePolicy.swift) are committed

@@ -3,8 +3,8 @@ import FilterEngine
 import FilterModel
 import Foundation
 import KernelABI
-import Testing
 import KernelVocabulary
+import Testing
 
 /// A commit killed at any moment leaves a record that names exactly what the kernel enforces:
 /// the intent (policy.pending.json) is written before the kernel sees the new classifier and

@@ -1,9 +1,9 @@
 import FilterModel
 import Foundation
 import KernelABI
+import KernelVocabulary
 import PolicyCompiler
 import Testing
-import KernelVocabulary
 
 // Golden tests of PolicyCompiler.compile: FWPM filters in, the exact lfp_rule records out.
 // Pure: no kernel. A small Swift port of bpf/lib/classify.h (`KernelEval`) checks the meaning of

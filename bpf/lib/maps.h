@@ -30,7 +30,7 @@ struct lfp_policy_cells {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__uint(value_size, sizeof(union lfp_cell)); /* a size, not a type: objects that never use the
-						     * union carry only its forward declaration */
+	                                             * union carry only its forward declaration */
 };
 
 struct {

@@ -24,15 +24,15 @@ typedef int32_t __s32;
 #define LFP_ABI_VERSION 3
 
 /* ---- capacities (Swift reads these; changing one changes the pinned maps' shape) ---- */
-#define LFP_MAX_CONDS 16             /* conditions per compiled rule                        */
+#define LFP_MAX_CONDS 16               /* conditions per compiled rule                        */
 #define LFP_DEFAULT_MAX_FILTERS 100000 /* filters a policy may hold unless configured higher  */
-#define LFP_MAX_GROUPS 32            /* decision diagrams per layer (see "classifier" below) */
-#define LFP_MAX_DEPTH 24             /* decisions on one path through a diagram             */
-#define LFP_SEARCH_STEPS 24          /* binary-search steps per decision: 2^24 edges a node  */
-#define LFP_MAX_WORKLOADS 4096       /* cgroups named in lfp_workloads                      */
-#define LFP_MAX_SUBSCRIBERS 16       /* concurrent event tails, each with its own ring      */
-#define LFP_RING_BYTES (4u << 20)    /* default ring size per subscriber (4 MiB)            */
-#define LFP_WAKEUP_BYTES (64u << 10) /* batched wake-up: force a wake-up past this much   */
+#define LFP_MAX_GROUPS 32              /* decision diagrams per layer (see "classifier" below) */
+#define LFP_MAX_DEPTH 24               /* decisions on one path through a diagram             */
+#define LFP_SEARCH_STEPS 24            /* binary-search steps per decision: 2^24 edges a node  */
+#define LFP_MAX_WORKLOADS 4096         /* cgroups named in lfp_workloads                      */
+#define LFP_MAX_SUBSCRIBERS 16         /* concurrent event tails, each with its own ring      */
+#define LFP_RING_BYTES (4u << 20)      /* default ring size per subscriber (4 MiB)            */
+#define LFP_WAKEUP_BYTES (64u << 10)   /* batched wake-up: force a wake-up past this much   */
 
 /* ---- WFP layers (runtime ids; FilterModel.Layer maps onto these) ---- */
 enum lfp_layer {
@@ -144,7 +144,7 @@ struct lfp_rule {
  * `lo` up to the next edge's; FWP_EMPTY takes `empty_ref`. A leaf holds the arbitration the
  * compiler precomputed for every input that reaches it. The kernel's work is bounded by
  * LFP_MAX_GROUPS x LFP_MAX_DEPTH x LFP_SEARCH_STEPS lookups, whatever the filter count. */
-#define LFP_REF_LEAF 0x80000000u /* a ref with this bit names a leaf cell, else a node cell */
+#define LFP_REF_LEAF 0x80000000u    /* a ref with this bit names a leaf cell, else a node cell */
 #define LFP_GROUP_ALONE 0xffffffffu /* lfp_group.sublayer: the group covers whole sublayers */
 
 struct lfp_head {

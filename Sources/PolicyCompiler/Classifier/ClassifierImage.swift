@@ -101,7 +101,9 @@ extension PolicyCompiler {
             guard groups.count + work.count < Int(LFP_MAX_GROUPS) else {
                 throw CompileError(
                     code: .outOfBounds,
-                    message: "\(layerName): the filters need more than \(LFP_MAX_GROUPS) decision diagrams (too many sublayers or filter shapes of more than \(smallGroup) filters each)")
+                    message:
+                        "\(layerName): the filters need more than \(LFP_MAX_GROUPS) decision diagrams (too many sublayers or filter shapes of more than \(smallGroup) filters each)"
+                )
             }
             let mark = sink.cells.count
             let (markNodes, markEdges) = (sink.nodes, sink.edges)
@@ -110,7 +112,9 @@ extension PolicyCompiler {
             guard builder.variables.count <= Int(LFP_MAX_DEPTH) else {
                 throw CompileError(
                     code: .outOfBounds,
-                    message: "\(layerName): filters test \(builder.variables.count) distinct field/mask combinations; the kernel follows at most \(LFP_MAX_DEPTH) per classification")
+                    message:
+                        "\(layerName): filters test \(builder.variables.count) distinct field/mask combinations; the kernel follows at most \(LFP_MAX_DEPTH) per classification"
+                )
             }
             do {
                 let root = try builder.build()
