@@ -258,16 +258,26 @@ enum CommittedPolicy {
             out += Array((i == 0 ? "\"" : ",\"").utf8) + Array(k.lowerString.utf8) + [0x22]
         }
         out += Array("], \"policy\": \"".utf8)
-        for b in source.utf8 {  // a JSON string, escaped byte by byte (JSONSerialization took seconds)
-            switch b {
-            case 0x22: out += [0x5C, 0x22]
-            case 0x5C: out += [0x5C, 0x5C]
-            case 0x0A: out += [0x5C, 0x6E]
-            case 0x0D: out += [0x5C, 0x72]
-            case 0x09: out += [0x5C, 0x74]
-            case ..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
-            default: out.append(b)
+        // A JSON string, escaped here (JSONSerialization took seconds): runs of plain bytes are
+        // copied whole, only quotes, backslashes and control characters are rewritten.
+        var text = source
+        text.withUTF8 { bytes in
+            var run = 0
+            for i in 0..<bytes.count {
+                let b = bytes[i]
+                guard b == 0x22 || b == 0x5C || b < 0x20 else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+                switch b {
+                case 0x22: out += [0x5C, 0x22]
+                case 0x5C: out += [0x5C, 0x5C]
+                case 0x0A: out += [0x5C, 0x6E]
+                case 0x0D: out += [0x5C, 0x72]
+                case 0x09: out += [0x5C, 0x74]
+                default: out += Array(String(format: "\\u%04x", b).utf8)
+                }
+                run = i + 1
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<bytes.count]))
         }
         out += Array("\"}\n".utf8)
         return Data(out)

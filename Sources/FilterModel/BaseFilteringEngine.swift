@@ -865,6 +865,31 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         arbitrationOrder(layer: layer, store: view(nil), includeDisabled: false).map { ($0.sublayer, $0.filters) }
     }
 
+    /// `arbitrationOrder(layer:)` for every layer in one pass over the filters (the compiler
+    /// walks them all; one pass per layer copied every filter fourteen times).
+    public func arbitrationOrders() -> [Layer: [(sublayer: Sublayer, filters: [Filter])]] {
+        let s = view(nil)
+        var byLayer: [Layer: [UUID: [Filter]]] = [:]
+        for stored in s.filters.values where !stored.object.flags.contains(.disabled) {
+            byLayer[stored.object.layerKey, default: [:]][stored.object.subLayerKey, default: []].append(stored.object)
+        }
+        var out: [Layer: [(sublayer: Sublayer, filters: [Filter])]] = [:]
+        for (layer, bySub) in byLayer {
+            let subs = s.sublayers.values.filter { bySub[$0.object.subLayerKey] != nil }.sorted { a, b in
+                if a.object.weight != b.object.weight { return a.object.weight > b.object.weight }
+                return a.seq < b.seq
+            }
+            out[layer] = subs.map { sl in
+                let fs = bySub[sl.object.subLayerKey]!.sorted { a, b in
+                    if a.effectiveWeight != b.effectiveWeight { return a.effectiveWeight > b.effectiveWeight }
+                    return a.filterId < b.filterId
+                }
+                return (sl.object, fs)
+            }
+        }
+        return out
+    }
+
     private func arbitrationOrder(layer: Layer, store s: Store, includeDisabled: Bool) -> [(sublayer: Sublayer, filters: [Filter])] {
         var bySub: [UUID: [Filter]] = [:]
         for f in s.filters.values.map(\.object) where f.layerKey == layer {

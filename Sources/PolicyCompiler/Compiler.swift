@@ -3,7 +3,7 @@ import KernelABI
 import KernelVocabulary
 
 /// FWPM filters -> kernel rules. The arbitration itself stays FilterModel's: the compiler walks
-/// `BaseFilteringEngine.arbitrationOrder(layer:)` (sublayers by weight, filters in evaluation
+/// `BaseFilteringEngine.arbitrationOrders()` (sublayers by weight, filters in evaluation
 /// order) and only translates each filter into the kernel's one generic test per condition
 /// (lfp_abi.h, struct lfp_cond).
 public enum PolicyCompiler {
@@ -13,9 +13,10 @@ public enum PolicyCompiler {
 
     public static func compile(_ engine: BaseFilteringEngine) throws -> PolicyImage {
         var image = PolicyImage()
+        let orders = engine.arbitrationOrders()
         for layer in Layer.allCases.sorted(by: { $0.kernelID < $1.kernelID }) {
             let start = UInt32(image.rules.count)
-            let order = engine.arbitrationOrder(layer: layer)
+            let order = orders[layer] ?? []
             for (index, entry) in order.enumerated() {
                 for filter in entry.filters {
                     image.filterKeys[filter.filterId] = filter.filterKey
