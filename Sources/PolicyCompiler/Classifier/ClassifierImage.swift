@@ -82,14 +82,7 @@ extension PolicyCompiler {
                 pending += run
             } else {
                 flush()
-                var shapes: [[Variable]: [ClassifierRule]] = [:]
-                var shapeOrder: [[Variable]] = []
-                for r in run {
-                    let shape = r.constraints.map(\.variable)
-                    if shapes[shape] == nil { shapeOrder.append(shape) }
-                    shapes[shape, default: []].append(r)
-                }
-                for s in shapeOrder { work.append((UInt32(run[0].sublayer), shapes[s]!)) }
+                work.append((UInt32(run[0].sublayer), run))  // one diagram, split only if it overflows
             }
             i = j
         }
@@ -136,8 +129,27 @@ extension PolicyCompiler {
                         k = m
                     }
                 } else if group.count > 1 {
+                    // One sublayer: any partition is exact (the kernel takes the lowest order of
+                    // its diagrams' matches). By shape first (the set of variables the filters
+                    // test: filters that leave a variable open are what multiplies sub-diagrams),
+                    // with the small shapes together; halves when there is one shape.
                     let t = tag == LFP_GROUP_ALONE ? UInt32(group[0].sublayer) : tag
-                    split = [(t, Array(group[..<(group.count / 2)])), (t, Array(group[(group.count / 2)...]))]
+                    var shapes: [[Variable]: [ClassifierRule]] = [:]
+                    var shapeOrder: [[Variable]] = []
+                    for r in group {
+                        let shape = r.constraints.map(\.variable)
+                        if shapes[shape] == nil { shapeOrder.append(shape) }
+                        shapes[shape, default: []].append(r)
+                    }
+                    let big = shapeOrder.filter { shapes[$0]!.count > group.count / 8 }
+                    if shapeOrder.count > 1 && !big.isEmpty && big.count < shapeOrder.count || big.count > 1 {
+                        let bigSet = Set(big)
+                        for shape in big { split.append((t, shapes[shape]!)) }
+                        let rest = group.filter { !bigSet.contains($0.constraints.map(\.variable)) }
+                        if !rest.isEmpty { split.append((t, rest)) }
+                    } else {
+                        split = [(t, Array(group[..<(group.count / 2)])), (t, Array(group[(group.count / 2)...]))]
+                    }
                 } else {
                     throw CompileError(code: .outOfBounds, message: "\(layerName): filter \(group[0].filterId) is too complex for the classifier")
                 }
