@@ -7,10 +7,15 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
     /// was interrupted), or `lfp run` found its cgroup already there (another `lfp run` of the
     /// same name is running). Two `lfp run --workload NAME` at once: one runs, the other gets this.
     case exists(name: String, cgroupPath: String)
+    /// `lfp run --user` / `--group` names no user or group of this machine.
+    case unknownUser(String)
+    case unknownGroup(String)
 
     public var code: String {
         switch self {
         case .exists: return "LFP_E_WORKLOAD_EXISTS"
+        case .unknownUser: return "LFP_E_UNKNOWN_USER"
+        case .unknownGroup: return "LFP_E_UNKNOWN_GROUP"
         }
     }
 
@@ -19,6 +24,8 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
         case .exists(let name, let cgroup):
             return
                 "\(code): workload '\(name)' already exists (cgroup \(cgroup)): another `lfp attach` or `lfp run` uses that name; pick another name, or `lfp detach --workload \(name)` if it is a leftover"
+        case .unknownUser(let u): return "\(code): no user '\(u)' on this machine (a name from the user database or a numeric uid)"
+        case .unknownGroup(let g): return "\(code): no group '\(g)' on this machine (a name from the group database or a numeric gid)"
         }
     }
 }

@@ -164,10 +164,11 @@ extension Engine {
     /// and the workload's cgroup created and attached under the state lock, and the parent
     /// removed under it once empty, so no run removes it between another's two mkdirs. A name
     /// in use (attached, or its cgroup there) is `WorkloadError.exists`.
-    public func run(workload name: String, command: [String]) throws -> Int32 {
+    public func run(workload name: String, command: [String], as identity: RunIdentity? = nil) throws -> Int32 {
         try Engine.validateWorkloadName(name)
         try requireRoot("lfp run")
         guard let exe = command.first else { throw EngineError("lfp run: no command given after --") }
+        let drop = try identity.map { try $0.resolved() }  // an unknown user fails before anything is made
         let parent = try config.resolvedCgroupParent()
         let cgroup = parent + "/" + name
         do {
@@ -199,18 +200,31 @@ extension Engine {
             rmdir(parent)  // the parent too, once no workload is left in it (fails harmlessly otherwise)
             withExtendedLifetime(lock) {}
         }
-        return try Engine.spawn(inCgroup: cgroup, executable: exe, arguments: Array(command.dropFirst()))
+        return try Engine.spawn(inCgroup: cgroup, executable: exe, arguments: Array(command.dropFirst()), dropTo: drop)
     }
 
     /// Start `executable` inside `cgroup` and wait for it. The shell moves itself into the
-    /// cgroup before exec, so the command's very first socket is already under lfp.
+    /// cgroup before exec, so the command's very first socket is already under lfp. Then
+    /// `unshare --cgroup` gives the command its own cgroup namespace rooted at the workload's
+    /// cgroup (/proc/self/cgroup names no ancestor; where cgroup2 is mounted with `nsdelegate`
+    /// the kernel also refuses migrations out of that subtree, but not otherwise: a root command
+    /// can still move itself out), and with `dropTo`, util-linux's `setpriv` becomes that user
+    /// and group with no_new_privs and every capability gone (effective, inheritable, ambient
+    /// and the bounding set), so nothing it runs can get them back.
     public static func spawn(
         inCgroup cgroup: String, executable: String, arguments: [String],
-        environment: [String: String]? = nil
+        environment: [String: String]? = nil, dropTo drop: (uid: UInt32, gid: UInt32)? = nil
     ) throws -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup, executable] + arguments
+        var chain = ["/usr/bin/unshare", "--cgroup", "--"]
+        if let drop {
+            chain += [
+                "/usr/bin/setpriv", "--reuid=\(drop.uid)", "--regid=\(drop.gid)", "--clear-groups", "--no-new-privs",
+                "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--",
+            ]
+        }
+        p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup] + chain + [executable] + arguments
         if let environment { p.environment = environment }
         // Ctrl-C reaches the command (same process group); lfp waits for it and cleans up.
         let previous = signal(SIGINT, SIG_IGN)
@@ -239,5 +253,35 @@ extension JSONDecoder {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
         return d
+    }
+}
+
+/// Who `lfp run --user U [--group G]` runs its command as.
+public struct RunIdentity: Sendable {
+    public var user: String
+    public var group: String?
+    public init(user: String, group: String? = nil) {
+        self.user = user
+        self.group = group
+    }
+
+    /// (uid, gid) from the user database; numeric ids are taken as they are. The group defaults
+    /// to the user's primary group.
+    func resolved() throws -> (uid: UInt32, gid: UInt32) {
+        var uid: UInt32
+        var primary: UInt32
+        if let pw = getpwnam(user) {
+            uid = pw.pointee.pw_uid
+            primary = pw.pointee.pw_gid
+        } else if let n = UInt32(user) {
+            uid = n
+            primary = n
+        } else {
+            throw WorkloadError.unknownUser(user)
+        }
+        guard let group else { return (uid, primary) }
+        if let gr = getgrnam(group) { return (uid, gr.pointee.gr_gid) }
+        if let n = UInt32(group) { return (uid, n) }
+        throw WorkloadError.unknownGroup(group)
     }
 }

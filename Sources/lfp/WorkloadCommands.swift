@@ -54,12 +54,21 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/
             A workload name in use (attached, or another `lfp run` of that name running) fails with \
-            LFP_E_WORKLOAD_EXISTS and exit status 1, before anything is made.
+            LFP_E_WORKLOAD_EXISTS and exit status 1, before anything is made. The command runs in its own \
+            cgroup namespace (rooted at its workload's cgroup); with --user it runs as that user with \
+            no_new_privs and no capabilities. A command left as root can still leave lfp's control \
+            (see the README, "What a root workload can still do").
             """)
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(help: "Commit this policy file before running.") var policy: String?
     @Flag(help: "Commit the --policy file even if it has no objects (which removes every filter).") var allowEmpty = false
+    @Option(help: "Run the command as this user (name or uid), with no_new_privs and no capabilities.") var user: String?
+    @Option(help: "... and this group (name or gid; default: the user's primary group).") var group: String?
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.") var command: [String] = []
+
+    func validate() throws {
+        if group != nil && user == nil { throw ValidationError("--group needs --user") }
+    }
 
     func run() throws {
         let cmd = command.first == "--" ? Array(command.dropFirst()) : command
@@ -70,7 +79,7 @@ struct RunCommand: ParsableCommand {
             if !allowEmpty { try p.requireObjects(sourceName: policy) }
             try engine.commit(p)
         }
-        let status = try engine.run(workload: workload, command: cmd)
+        let status = try engine.run(workload: workload, command: cmd, as: user.map { RunIdentity(user: $0, group: group) })
         throw ExitCode(status)
     }
 }
