@@ -214,12 +214,18 @@ public final class Engine {
     // MARK: events
 
     /// Subscribe to every ALE event from now on. Each subscription has its own ring.
-    public func subscribe(ringBytes: UInt32 = LFP_RING_BYTES, pollTimeoutMs: Int32 = 50) throws -> EventSubscription {
+    /// `bufferEvents`: how far the consumer may fall behind before this tail sheds events (counted
+    /// in its `accounting().shed`); 262,144 events is about 50 MB.
+    public func subscribe(ringBytes: UInt32 = LFP_RING_BYTES, pollTimeoutMs: Int32 = 50, bufferEvents: Int = 1 << 18) throws
+        -> EventSubscription
+    {
         try requireRoot("lfp events")
         try StateTree.prepareStateDirectory(config)
         let maps = try KernelMaps.open(config, create: true)
         let registry = WorkloadNames(engine: self)
-        return try EventSubscription(config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs) { batch in
+        return try EventSubscription(
+            config: config, maps: maps, ringBytes: ringBytes, pollTimeoutMs: pollTimeoutMs, bufferEvents: bufferEvents
+        ) { batch in
             var names: [UInt32: String?] = [:]  // one registry lookup per workload per batch
             for i in batch.indices {
                 let id = batch[i].workloadId

@@ -27,15 +27,22 @@ public final class EventSubscription: @unchecked Sendable {
     /// either received here or counted as dropped.
     public struct Accounting: Sendable, Equatable {
         public var submitted: UInt64  // sequence numbers handed out
-        public var received: UInt64
+        public var received: UInt64  // read from the ring (delivered + shed)
         public var dropped: UInt64  // per-CPU drop counters, summed
+        /// Read from the ring but discarded here because the consumer fell more than
+        /// `bufferEvents` behind: the tail's memory stays bounded and the kernel never waits.
+        public var shed: UInt64 = 0
     }
 
+    /// Events held for a consumer that has not taken them yet, at most.
+    public let bufferEvents: Int
+
     init(
-        config: EngineConfiguration, maps: KernelMaps, ringBytes: UInt32, pollTimeoutMs: Int32,
+        config: EngineConfiguration, maps: KernelMaps, ringBytes: UInt32, pollTimeoutMs: Int32, bufferEvents: Int,
         decorate: @escaping @Sendable (inout [ALEEvent]) -> Void
     ) throws {
         self.maps = maps
+        self.bufferEvents = bufferEvents
         try StateTree.makeDirectory(config.subscriberLocks)  // in the state directory subscribe() checked
         var claimed: (UInt32, Int32)?
         // Another tail starting at the same moment holds every free slot's lock for an instant
@@ -73,7 +80,10 @@ public final class EventSubscription: @unchecked Sendable {
             throw error
         }
         var continuation: AsyncStream<[ALEEvent]>.Continuation!
-        events = ALEEventStream(batches: AsyncStream(bufferingPolicy: .unbounded) { continuation = $0 })
+        let sinkForTake = sink
+        events = ALEEventStream(
+            batches: AsyncStream(bufferingPolicy: .unbounded) { continuation = $0 },
+            taken: { sinkForTake.taken($0) })
         let cont = continuation!
         let sink = self.sink
         do {
@@ -86,8 +96,11 @@ public final class EventSubscription: @unchecked Sendable {
                     guard !sink.pending.isEmpty else { return }
                     var batch = sink.pending
                     sink.pending.removeAll(keepingCapacity: true)
-                    decorate(&batch)
                     sink.add(batch.count)
+                    // A consumer too far behind: shed this round rather than grow (a stalled
+                    // `lfp events` reached 1 GB); the loss is counted in this tail's stats.
+                    guard sink.admit(batch.count, limit: bufferEvents) else { return }
+                    decorate(&batch)
                     cont.yield(batch)
                 })
             self.reader = reader
@@ -126,8 +139,19 @@ public final class EventSubscription: @unchecked Sendable {
         private let lock = NSLock()
         private var received: UInt64 = 0
         init() { pending.reserveCapacity(4096) }
+        private var buffered = 0
+        private var shedCount: UInt64 = 0
         func add(_ n: Int) { lock.lock(); received += UInt64(n); lock.unlock() }
         var count: UInt64 { lock.lock(); defer { lock.unlock() }; return received }
+        var shed: UInt64 { lock.lock(); defer { lock.unlock() }; return shedCount }
+        /// Room for `n` more events in the consumer's buffer? Counted as shed when not.
+        func admit(_ n: Int, limit: Int) -> Bool {
+            lock.lock(); defer { lock.unlock() }
+            if buffered + n > limit { shedCount += UInt64(n); return false }
+            buffered += n
+            return true
+        }
+        func taken(_ n: Int) { lock.lock(); buffered -= n; lock.unlock() }
     }
 
     /// Stop receiving: remove the ring from the kernel's list, deliver what is already in it,
@@ -165,7 +189,7 @@ public final class EventSubscription: @unchecked Sendable {
         let submitted = try maps.subSeq.lookup(key: slot, as: UInt64.self) ?? 0
         let dropped = try maps.subDrops.lookupPerCPU(key: slot).reduce(0, &+)
         lock.lock(); defer { lock.unlock() }
-        return Accounting(submitted: submitted, received: sink.count, dropped: dropped)
+        return Accounting(submitted: submitted, received: sink.count, dropped: dropped, shed: sink.shed)
     }
 }
 
@@ -173,15 +197,18 @@ public final class EventSubscription: @unchecked Sendable {
 public struct ALEEventStream: AsyncSequence, Sendable {
     public typealias Element = ALEEvent
     let batches: AsyncStream<[ALEEvent]>
+    let taken: @Sendable (Int) -> Void
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var inner: AsyncStream<[ALEEvent]>.AsyncIterator
+        let taken: @Sendable (Int) -> Void
         var batch: [ALEEvent] = []
         var index = 0
 
         public mutating func next() async -> ALEEvent? {
             while index >= batch.count {
                 guard let b = await inner.next() else { return nil }
+                taken(b.count)
                 batch = b
                 index = 0
             }
@@ -190,5 +217,5 @@ public struct ALEEventStream: AsyncSequence, Sendable {
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: batches.makeAsyncIterator()) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: batches.makeAsyncIterator(), taken: taken) }
 }

@@ -36,7 +36,10 @@ struct EventsCommand: AsyncParsableCommand {
         let stats = self.stats
         let printStats: @Sendable () -> Void = {
             if stats, let a = try? sub.accounting() {
-                FileHandle.standardError.write(Data("ring slot \(sub.slot): submitted \(a.submitted), received \(a.received), dropped \(a.dropped)\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "ring slot \(sub.slot): submitted \(a.submitted), received \(a.received), dropped \(a.dropped), shed \(a.shed) (this tail fell behind)\n"
+                            .utf8))
             }
         }
         let readerGone = ManagedAtomicFlag()

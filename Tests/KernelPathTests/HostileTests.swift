@@ -600,3 +600,34 @@ struct HostileTests {
         try lfp([], env: env, timeout: timeout, shell: script)
     }
 }
+
+/// A tail whose consumer stalls keeps a bounded buffer: past `bufferEvents` it sheds whole drain
+/// rounds and counts them in its own accounting (a stalled `lfp events` reached 1.09 GB).
+@Suite("A stalled tail", .serialized)
+struct StalledTailTests {
+    @Test("an unconsumed subscription holds at most bufferEvents events and counts the rest as shed")
+    func boundedBuffer() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        _ = try fx.commit(CLITests.good)
+        let w = try fx.workload("stall")
+        let sub = try fx.engine.subscribe(bufferEvents: 300)
+        let port = Net.freePort()
+        let steps: [[String: Any]] = (0..<300).map { _ in ["addr": "127.0.0.1", "port": Int(port)] }
+        _ = try fx.runClient(in: w, steps)  // ~1,500 events, nobody reading them
+        // Wait (bounded) until the reader has taken everything out of the ring.
+        let deadline = Date().addingTimeInterval(10)
+        var acc = try sub.accounting()
+        while acc.received + acc.dropped < acc.submitted || acc.submitted < 1000, Date() < deadline {
+            try await Task.sleep(nanoseconds: 20_000_000)  // polling a counter, with a deadline
+            acc = try sub.accounting()
+        }
+        #expect(acc.submitted >= 1000, "\(acc)")
+        #expect(acc.shed > 0, "\(acc)")
+        let held = Int(acc.received - acc.shed)
+        #expect(held > 0 && held <= 300, "the buffer kept what fit: \(acc)")
+        let events = await fx.collect(sub, timeout: 2) { $0.count >= held }
+        sub.cancel()
+        #expect(events.count == held, "the consumer gets exactly what was held: \(events.count) of \(held)")
+    }
+}

@@ -26,7 +26,8 @@ struct StressTests {
             """)
         let w = try fx.workload("stress")
         let closed = Net.freePort()  // refused connects: the full lifetime, no TIME_WAIT, no acceptor
-        let sub = try fx.engine.subscribe()  // default ring size (LFP_RING_BYTES)
+        // default ring size (LFP_RING_BYTES); this consumer may fall behind by all 500k events
+        let sub = try fx.engine.subscribe(bufferEvents: 1 << 20)
         let counter = Task { () -> (Int, Set<UInt64>, UInt64) in
             var connects = 0, total = 0
             var maxSeq: UInt64 = 0
