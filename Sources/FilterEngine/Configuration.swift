@@ -66,15 +66,78 @@ public struct EngineConfiguration: Sendable {
     }
 }
 
-/// Errors of the engine itself (FWP errors come from FilterModel, kernel errors from BPFKit).
-public struct EngineError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// Errors of the engine itself (FWP errors come from FilterModel, kernel errors from BPFKit,
+/// the state tree's from StateTreeError, workloads' from WorkloadError). Tests match the case;
+/// the message is for people.
+public enum EngineError: Error, Equatable, CustomStringConvertible {
+    case notRoot(what: String)
+    case missingCapabilities(what: String, names: String)
+    /// The commit's intent could not be written: nothing changed.
+    case intentNotRecorded(path: String, reason: String)
+    /// The kernel enforces the new generation but the record's rename failed (the next command
+    /// finishes it).
+    case recordNotRenamed(generation: UInt64, path: String, reason: String)
+    case reconcileFailed(generation: UInt64, reason: String)
+    case notARecord(path: String)
+    case noKernelState(directory: String)
+    case notOnBPFFS(path: String)
+    case invalidWorkloadName(String)
+    case cgroupNotFound(path: String, mount: String)
+    case cgroupsOverlap(path: String, workload: String, workloadPath: String)
+    case notCgroup2(path: String, mount: String)
+    case noSuchWorkload(String)
+    case noCommand
+    case subscriberSlotsFull(Int)
 
-    static func notRoot(_ what: String) -> EngineError {
-        EngineError("\(what) needs root: lfp loads BPF programs and manages cgroups (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run it with sudo")
+    /// lfp's error name (`lfp --json` and scripts can match it).
+    public var code: String {
+        switch self {
+        case .notRoot: return "LFP_E_NOT_ROOT"
+        case .missingCapabilities: return "LFP_E_CAPABILITIES"
+        case .intentNotRecorded, .recordNotRenamed, .reconcileFailed, .notARecord: return "LFP_E_RECORD"
+        case .noKernelState: return "LFP_E_NO_KERNEL_STATE"
+        case .notOnBPFFS: return "LFP_E_NOT_BPFFS"
+        case .invalidWorkloadName: return "LFP_E_WORKLOAD_NAME"
+        case .cgroupNotFound, .notCgroup2: return "LFP_E_CGROUP"
+        case .cgroupsOverlap: return "LFP_E_WORKLOADS_NEST"
+        case .noSuchWorkload: return "LFP_E_NO_SUCH_WORKLOAD"
+        case .noCommand: return "LFP_E_NO_COMMAND"
+        case .subscriberSlotsFull: return "LFP_E_SUBSCRIBERS_FULL"
+        }
     }
+
+    public var description: String {
+        switch self {
+        case .notRoot(let what):
+            return "\(what) needs root: lfp loads BPF programs and manages cgroups (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run it with sudo"
+        case .missingCapabilities(let what, let names):
+            return "\(what) needs the capabilities \(names), which this process does not have (see CapEff in /proc/self/status)"
+        case .intentNotRecorded(let path, let reason):
+            return "could not record the policy to commit in \(path): \(reason); nothing changed"
+        case .recordNotRenamed(let g, let path, let reason):
+            return "the policy is committed (generation \(g)) but renaming \(path) failed: \(reason)"
+        case .reconcileFailed(let g, let reason): return "cannot finish the record of generation \(g): \(reason)"
+        case .notARecord(let path): return "\(path) is not a record of a committed policy"
+        case .noKernelState(let dir):
+            return "lfp has no kernel state yet (nothing pinned under \(dir)): load a policy or attach a workload first"
+        case .notOnBPFFS(let path):
+            return "\(path) is not on a bpf filesystem; set LFP_BPFFS_ROOT to a directory under a bpffs mount"
+        case .invalidWorkloadName(let name): return "invalid workload name '\(name)': use 1-64 letters, digits, '-', '_' or '.'"
+        case .cgroupNotFound(let path, let mount): return "cgroup not found: \(path) (cgroup v2 is mounted at \(mount))"
+        case .cgroupsOverlap(let path, let name, let wpath):
+            return "\(path) overlaps workload '\(name)' (\(wpath)): a workload's programs cover its whole cgroup subtree, so workloads cannot nest"
+        case .notCgroup2(let path, let mount): return "\(path) is not a cgroup v2 directory (cgroup v2 is mounted at \(mount))"
+        case .noSuchWorkload(let name): return "no workload named '\(name)' is attached (see `lfp status`)"
+        case .noCommand: return "lfp run: no command given after --"
+        case .subscriberSlotsFull(let n): return "all \(n) event subscriber slots are in use (too many `lfp events` running)"
+        }
+    }
+
+    static func notRoot(_ what: String) -> EngineError { .notRoot(what: what) }
+}
+
+extension EngineError: LocalizedError {
+    public var errorDescription: String? { description }
 }
 
 /// Serialises mutating lfp commands across processes (flock on the state directory's lock).

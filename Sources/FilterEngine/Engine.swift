@@ -33,7 +33,7 @@ public final class Engine {
         let missing = Engine.missingCapabilities()
         if !missing.isEmpty {
             let names = missing.joined(separator: ", ")
-            throw EngineError("\(what) needs the capabilities \(names), which this process does not have (see CapEff in /proc/self/status)")
+            throw EngineError.missingCapabilities(what: what, names: names)
         }
     }
 
@@ -133,8 +133,7 @@ public final class Engine {
             }
             try StateTree.write(record, to: config.pendingPolicyFile)
         } catch {
-            throw EngineError(
-                "could not record the policy to commit in \(config.pendingPolicyFile): \(error.localizedDescription); nothing changed")
+            throw EngineError.intentNotRecorded(path: config.pendingPolicyFile, reason: "\(error)")
         }
         clock.mark("intent")
         // A fresh map per commit, published with one update of lfp_policy: a classification
@@ -152,9 +151,8 @@ public final class Engine {
         guard rename(config.pendingPolicyFile, config.policyFile) == 0 else {
             // The kernel enforces the new policy and the intent names it: the next command's
             // reconcile() finishes the record.
-            throw EngineError(
-                "the policy is committed (generation \(generation)) but renaming \(config.pendingPolicyFile) failed: \(String(cString: strerror(errno)))"
-            )
+            throw EngineError.recordNotRenamed(
+                generation: generation, path: config.pendingPolicyFile, reason: String(cString: strerror(errno)))
         }
         clock.mark("record")
         logger.info("policy committed", metadata: ["generation": "\(generation)", "cells": "\(classifier.cells.count)"])
@@ -196,7 +194,7 @@ public final class Engine {
         guard let pending = try StateTree.read(config.pendingPolicyFile, root: config.stateDirectory) else { return }
         if let g = CommittedPolicy.generation(pending), try maps.policyGeneration() == g {
             guard rename(config.pendingPolicyFile, config.policyFile) == 0 else {
-                throw EngineError("cannot finish the record of generation \(g): rename: \(String(cString: strerror(errno)))")
+                throw EngineError.reconcileFailed(generation: g, reason: "rename: \(String(cString: strerror(errno)))")
             }
             logger.warning("finished the record of a commit that was interrupted", metadata: ["generation": "\(g)"])
         } else {
@@ -307,7 +305,7 @@ enum CommittedPolicy {
     static func read(_ data: Data, sourceName: String) throws -> (generation: UInt64, policy: Policy) {
         guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let generation = (top["generation"] as? NSNumber)?.uint64Value
-        else { throw EngineError("\(sourceName) is not a record of a committed policy") }
+        else { throw EngineError.notARecord(path: sourceName) }
         if let text = top["policy"] as? String {
             var policy = try Policy.parse(text, sourceName: sourceName)
             guard top["form"] as? String == "source" else { return (generation, policy) }  // earlier records

@@ -64,7 +64,7 @@ public final class EventSubscription: @unchecked Sendable {
             }
         }
         guard let (slot, fd) = claimed else {
-            throw EngineError("all \(LFP_MAX_SUBSCRIBERS) event subscriber slots are in use (too many `lfp events` running)")
+            throw EngineError.subscriberSlotsFull(Int(LFP_MAX_SUBSCRIBERS))
         }
         self.slot = slot
         self.lockFD = fd

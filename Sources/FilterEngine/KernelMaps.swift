@@ -21,7 +21,7 @@ final class KernelMaps {
         try StateTree.verify(root: cfg.bpffsRoot)  // no squatted directory, planted pin or symlink
         if !FileManager.default.fileExists(atPath: dir + "/lfp_config") {
             guard create else {
-                throw EngineError("lfp has no kernel state yet (nothing pinned under \(dir)): load a policy or attach a workload first")
+                throw EngineError.noKernelState(directory: dir)
             }
             let created = try prepareBPFFS(cfg)
             do {
@@ -43,7 +43,7 @@ final class KernelMaps {
         let created = try StateTree.prepare(root: cfg.bpffsRoot, subdirectories: [cfg.mapsDirectory, cfg.workloadsPinDirectory])
         guard BPFFS.isBPFFS(cfg.bpffsRoot) else {
             undo(created)
-            throw EngineError("\(cfg.bpffsRoot) is not on a bpf filesystem; set LFP_BPFFS_ROOT to a directory under a bpffs mount")
+            throw EngineError.notOnBPFFS(path: cfg.bpffsRoot)
         }
         return created
     }

@@ -24,7 +24,7 @@ extension Engine {
             !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
             && !name.hasPrefix(".")
         guard ok else {
-            throw EngineError("invalid workload name '\(name)': use 1-64 letters, digits, '-', '_' or '.'")
+            throw EngineError.invalidWorkloadName(name)
         }
     }
 
@@ -59,16 +59,15 @@ extension Engine {
         let path = URL(fileURLWithPath: cgroupPath).standardized.path
         guard FileManager.default.fileExists(atPath: path) else {
             let mount = (try? CgroupV2.mountPoint()) ?? "?"
-            throw EngineError("cgroup not found: \(path) (cgroup v2 is mounted at \(mount))")
+            throw EngineError.cgroupNotFound(path: path, mount: mount)
         }
         // Programs attached to a cgroup also run for its descendants: nested workloads would
         // classify every operation twice and report every event twice.
         for w in workloads() where w.cgroupPath == path || path.hasPrefix(w.cgroupPath + "/") || w.cgroupPath.hasPrefix(path + "/") {
-            throw EngineError(
-                "\(path) overlaps workload '\(w.name)' (\(w.cgroupPath)): a workload's programs cover its whole cgroup subtree, so workloads cannot nest")
+            throw EngineError.cgroupsOverlap(path: path, workload: w.name, workloadPath: w.cgroupPath)
         }
         guard CgroupV2.isCgroup2(path) else {
-            throw EngineError("\(path) is not a cgroup v2 directory (cgroup v2 is mounted at \((try? CgroupV2.mountPoint()) ?? "?"))")
+            throw EngineError.notCgroup2(path: path, mount: (try? CgroupV2.mountPoint()) ?? "?")
         }
         let created = try KernelMaps.prepareBPFFS(config)
         let object: BPFObject
@@ -140,7 +139,7 @@ extension Engine {
         let w = workload(named: name)
         let dir = linkDirectory(name)
         guard w != nil || FileManager.default.fileExists(atPath: dir) else {
-            throw EngineError("no workload named '\(name)' is attached (see `lfp status`)")
+            throw EngineError.noSuchWorkload(name)
         }
         for pin in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
             // Detach, not only unpin: a process holding the link open would keep it enforcing.
@@ -167,7 +166,7 @@ extension Engine {
     public func run(workload name: String, command: [String], as identity: RunIdentity? = nil) throws -> Int32 {
         try Engine.validateWorkloadName(name)
         try requireRoot("lfp run")
-        guard let exe = command.first else { throw EngineError("lfp run: no command given after --") }
+        guard let exe = command.first else { throw EngineError.noCommand }
         let drop = try identity.map { try $0.resolved() }  // an unknown user fails before anything is made
         let parent = try config.resolvedCgroupParent()
         let cgroup = parent + "/" + name

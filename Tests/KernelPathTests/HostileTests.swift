@@ -631,3 +631,22 @@ struct StalledTailTests {
         #expect(events.count == held, "the consumer gets exactly what was held: \(events.count) of \(held)")
     }
 }
+
+/// Engine errors are typed: tests (and callers) match the case, not the text.
+@Suite("Typed engine errors")
+struct TypedEngineErrorTests {
+    @Test func casesNotMessages() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        #expect(throws: EngineError.noSuchWorkload("nosuch")) { try fx.engine.detach(workload: "nosuch") }
+        #expect(throws: EngineError.invalidWorkloadName("bad name!")) {
+            try fx.engine.attach(workload: "bad name!", cgroupPath: fx.cgroupParent)
+        }
+        let missing = fx.cgroupParent + "/not-there"
+        #expect(throws: EngineError.cgroupNotFound(path: missing, mount: try CgroupV2.mountPoint())) {
+            try fx.engine.attach(workload: "w", cgroupPath: missing)
+        }
+        #expect(throws: EngineError.noCommand) { try fx.engine.run(workload: "w", command: []) }
+        #expect(EngineError.noSuchWorkload("x").code == "LFP_E_NO_SUCH_WORKLOAD")
+    }
+}
