@@ -150,7 +150,15 @@ struct CLITests {
         let out = Pipe()
         tail.standardOutput = out
         try tail.run()
-        Thread.sleep(forTimeInterval: 0.5)
+        // Handshake: the tail is ready once its ring is registered (a subscriber in `status`).
+        let ready = Date().addingTimeInterval(15)
+        while (try? fx.engine.status().subscribers.isEmpty) ?? true, Date() < ready, tail.isRunning {
+            usleep(10_000)  // polling the kernel's subscriber list, with a deadline
+        }
+        // Every blocking read below has a deadline: the tail is killed if it has not finished.
+        let watchdog = DispatchWorkItem { if tail.isRunning { kill(tail.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
+        defer { watchdog.cancel() }
         let script = "import socket\ntry:\n socket.create_connection(('127.0.0.1', 9), 1)\nexcept OSError as e:\n raise SystemExit(e.errno)"
         let r = try Self.run(["run", "--workload", "cli", "--", KernelFixture.python, "-c", script], env: env)
         #expect(r.status == EPERM, "lfp run exits with the command's status")

@@ -275,13 +275,14 @@ struct LifetimeTests {
                 import socket, sys
                 l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
                 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
-                print(l.getsockname()[1], u.getsockname()[1])
-                import time; time.sleep(3.0)
+                print(l.getsockname()[1], u.getsockname()[1], flush=True)
+                sys.stdin.readline()  # the test has attached
                 l.close(); u.close(); print('closed')
                 """)
         let ports = try #require(py.readLine()).split(separator: " ").compactMap { UInt16($0) }
         let sub = try fx.engine.subscribe()
         try fx.engine.attach(workload: "old", cgroupPath: cg)
+        py.send()
         let (out, _) = py.finish()
         #expect(out.contains("closed"))
         let events = await fx.collect(sub) { Self.releases($0, 2) }
@@ -306,12 +307,14 @@ struct LifetimeTests {
             cgroup: w.cgroupPath,
             script: """
                 import socket, sys
-                s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4); print(s.getsockname()[1])
-                import time; time.sleep(0.5); s.close(); print('closed')
+                s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4); print(s.getsockname()[1], flush=True)
+                sys.stdin.readline()  # the test's connection is in the backlog
+                s.close(); print('closed')
                 """)
         let port = try #require(py.readLine().flatMap(UInt16.init))
         let fd = Net.connect("127.0.0.1", port)
         try #require(fd >= 0)
+        py.send()
         let (out, _) = py.finish()
         #expect(out.contains("closed"))
         close(fd)
@@ -370,13 +373,15 @@ struct LifetimeTests {
         let py = try PyProc(
             cgroup: cg,
             script: """
-                import socket, time
-                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print('ready')
-                time.sleep(3.0); u.close(); print('closed')
+                import socket, sys
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print('ready', flush=True)
+                sys.stdin.readline()  # the test has attached
+                u.close(); print('closed')
                 """)
         #expect(py.readLine() == "ready")
         let sub = try fx.engine.subscribe()
         try fx.engine.attach(workload: "early", cgroupPath: cg)
+        py.send()
         _ = py.finish()
         let events = await fx.collect(sub) { Self.releases($0, 1) }
         let release = try #require(events.first { $0.layer == .resourceReleaseV4 })
@@ -397,7 +402,7 @@ struct LifetimeTests {
                 import socket, sys
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 s.sendto(b'1', ('127.0.0.1', int(sys.argv[1]))); print('sent', flush=True)
-                import time; time.sleep(1.5)
+                sys.stdin.readline()  # the test has committed the new policy
                 try:
                     s.sendto(b'2', ('127.0.0.1', int(sys.argv[1]))); print('ok')
                 except PermissionError:
@@ -414,6 +419,7 @@ struct LifetimeTests {
                   - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(peer.port) } }
                 action: { type: FWP_ACTION_BLOCK }
             """)
+        py.send()
         let (out, _) = py.finish()
         #expect(out.contains("EPERM"), "the existing flow met the new policy")
         let events = await fx.collect(sub) { Self.releases($0, 1) }

@@ -64,7 +64,16 @@ struct StressTests {
             refused += Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         }
         let elapsed = Date().timeIntervalSince(start)
-        try await Task.sleep(nanoseconds: 300_000_000)  // closures land after the last close
+        // Closures land after the last close: wait (bounded) until the ring is drained and the
+        // kernel has stopped numbering events, rather than for a fixed time.
+        var last = try sub.accounting()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            try await Task.sleep(nanoseconds: 50_000_000)  // polling counters, with a deadline
+            let now = try sub.accounting()
+            if now == last && now.received + now.dropped == now.submitted { break }
+            last = now
+        }
         sub.cancel()
         let (connects, seqs, maxSeq) = await counter.value
         let acc = try sub.accounting()

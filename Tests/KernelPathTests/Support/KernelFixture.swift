@@ -148,6 +148,7 @@ final class Listener {
 final class PyProc {
     let process = Process()
     private let out = Pipe()
+    private let input = Pipe()
     private var buffer = Data()
 
     init(cgroup: String, script: String, args: [String] = []) throws {
@@ -158,7 +159,14 @@ final class PyProc {
                 KernelFixture.python, "-u", "-c", script,
             ] + args
         process.standardOutput = out
+        process.standardInput = input
         try process.run()
+    }
+
+    /// A line to the script's stdin: the handshake for "go on" (the script waits in
+    /// `sys.stdin.readline()`, never in a sleep).
+    func send(_ line: String = "go") {
+        input.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
     /// The next line the script printed (nil at EOF).
