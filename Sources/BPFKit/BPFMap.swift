@@ -103,17 +103,6 @@ public final class BPFMap {
         }
     }
 
-    /// Read indices 0..<count of an array map.
-    public func lookupBatch<V: BitwiseCopyable>(count: Int, as: V.Type) throws -> [V] {
-        var out: [V] = []
-        out.reserveCapacity(count)
-        for i in 0..<count {
-            guard let v = try lookup(key: UInt32(i), as: V.self) else { break }
-            out.append(v)
-        }
-        return out
-    }
-
     deinit { if ownsFD { close(fd) } }
 
     public func update<K: BitwiseCopyable, V: BitwiseCopyable>(key: K, value: V, flags: UInt64 = UInt64(BPF_ANY)) throws {

@@ -261,29 +261,9 @@ enum CommittedPolicy {
         for (i, k) in filterKeys.enumerated() {
             out += Array((i == 0 ? "\"" : ",\"").utf8) + Array(k.lowerString.utf8) + [0x22]
         }
-        out += Array("], \"policy\": \"".utf8)
-        // A JSON string, escaped here (JSONSerialization took seconds): runs of plain bytes are
-        // copied whole, only quotes, backslashes and control characters are rewritten.
-        var text = source
-        text.withUTF8 { bytes in
-            var run = 0
-            for i in 0..<bytes.count {
-                let b = bytes[i]
-                guard b == 0x22 || b == 0x5C || b < 0x20 else { continue }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
-                switch b {
-                case 0x22: out += [0x5C, 0x22]
-                case 0x5C: out += [0x5C, 0x5C]
-                case 0x0A: out += [0x5C, 0x6E]
-                case 0x0D: out += [0x5C, 0x72]
-                case 0x09: out += [0x5C, 0x74]
-                default: out += Array(String(format: "\\u%04x", b).utf8)
-                }
-                run = i + 1
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<bytes.count]))
-        }
-        out += Array("\"}\n".utf8)
+        out += Array("], \"policy\": ".utf8)
+        JSONText.appendQuoted(source, to: &out)
+        out += Array("}\n".utf8)
         return Data(out)
     }
 

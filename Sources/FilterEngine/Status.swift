@@ -174,7 +174,7 @@ extension Engine {
         }
         return EngineStatus(
             healthy: healthy, problems: problems, workloads: ws, orphanLinks: orphans, kernelLinks: kernelLinks,
-            policyGeneration: (try? maps.policyGeneration() ?? cfg.generation) ?? cfg.generation, kernelStatePresent: true,
+            policyGeneration: (try? maps.policyGeneration()).flatMap { $0 } ?? cfg.generation, kernelStatePresent: true,
             maps: [
                 .init(name: "filters (LFP_MAX_FILTERS)", used: filters ?? 0, capacity: config.maxFilters),
                 .init(name: "lfp_policy cells (32 B each)", used: cells, capacity: cells),

@@ -41,7 +41,7 @@ indirect enum PNode {
             out += [0x7B, 0x0A]
             for (i, (k, v)) in kv.enumerated() {
                 pad(indent + 1)
-                PNode.quote(k, into: &out)
+                JSONText.appendQuoted(k, to: &out)
                 out += [0x3A, 0x20]
                 v.write(into: &out, indent: indent + 1)
                 if i != kv.count - 1 { out.append(0x2C) }
@@ -60,36 +60,13 @@ indirect enum PNode {
             }
             pad(indent)
             out.append(0x5D)
-        case .str(let s): PNode.quote(s, into: &out)
+        case .str(let s): JSONText.appendQuoted(s, to: &out)
         case .bool(let b): PNode.num(b ? "true" : "false").write(into: &out, indent: indent)  // JSON's literals
         case .num(let s):
             if s.hasPrefix("0x"), let v = UInt64(s.dropFirst(2), radix: 16) { out += Array(String(v).utf8) } else { out += Array(s.utf8) }
         case .null: out += Array("null".utf8)
         }
     }
-
-    static func quote(_ s: String, into out: inout [UInt8]) {
-        out.append(0x22)
-        for b in s.utf8 {
-            switch b {
-            case 0x22: out += [0x5C, 0x22]
-            case 0x5C: out += [0x5C, 0x5C]
-            case 0x0A: out += [0x5C, 0x6E]
-            case 0x0D: out += [0x5C, 0x72]
-            case 0x09: out += [0x5C, 0x74]
-            case ..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
-            default: out.append(b)
-            }
-        }
-        out.append(0x22)
-    }
-
-    static func quote(_ s: String) -> String {
-        var out: [UInt8] = []
-        quote(s, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
 }
 
 extension Policy {
@@ -256,5 +233,34 @@ enum Export {
         case .byteBlob(let b): return typed(.byteBlob, "byteBlob", bytes(b))
         case .securityDescriptor(let acl): return typed(.securityDescriptor, "sd", .str(acl.sddl))
         }
+    }
+}
+
+/// JSON string literals, written into a byte buffer: runs of plain bytes are copied whole and
+/// only quotes, backslashes and control characters are rewritten (per-byte appends, or
+/// JSONSerialization, took seconds over a 50 MB policy).
+public enum JSONText {
+    public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        out.append(0x22)
+        var text = s
+        text.withUTF8 { bytes in
+            var run = 0
+            for i in 0..<bytes.count {
+                let b = bytes[i]
+                guard b == 0x22 || b == 0x5C || b < 0x20 else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+                switch b {
+                case 0x22: out += [0x5C, 0x22]
+                case 0x5C: out += [0x5C, 0x5C]
+                case 0x0A: out += [0x5C, 0x6E]
+                case 0x0D: out += [0x5C, 0x72]
+                case 0x09: out += [0x5C, 0x74]
+                default: out += Array(String(format: "\\u%04x", b).utf8)
+                }
+                run = i + 1
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<bytes.count]))
+        }
+        out.append(0x22)
     }
 }

@@ -22,32 +22,76 @@ public enum PolicyLimits {
     /// recurses once per level: 5,000 levels in a 10 KB file overflowed its stack (SIGSEGV).
     public static let maxDepth = 64
 
+    /// What one pass over a JSON document's bytes tells (strings skipped, brackets outside them
+    /// are its only nesting): where it first nests deeper than `limit`, and how many elements its
+    /// top-level "filters" array has (nil without one). One pass: libyaml's event parser took
+    /// seconds over a 100k-filter JSON document, and a second scan for the count doubled that.
+    public struct JSONShape: Sendable {
+        public var excess: (depth: Int, line: Int)?
+        public var filters: Int?
+    }
+
+    public static func scanJSON(_ text: String, limit: Int = maxDepth) -> JSONShape {
+        var shape = JSONShape()
+        var depth = 0, line = 1, inString = false, escaped = false
+        var key: [UInt8] = [], collecting = false, lastKey: [UInt8] = []
+        var inFilters = false, count = 0, sawValue = false
+        let filtersKey = Array("filters".utf8)
+        for b in text.utf8 {
+            if b == 0x0A { line += 1 }
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if b == 0x5C {
+                    escaped = true
+                } else if b == 0x22 {
+                    inString = false
+                    if collecting { lastKey = key; collecting = false }
+                } else if collecting {
+                    key.append(b)
+                }
+                if inFilters && depth == 2 { sawValue = true }
+                continue
+            }
+            switch b {
+            case 0x22:  // a string; at depth 1 it may be a key
+                inString = true
+                if depth == 1 && !inFilters && shape.filters == nil { key = []; collecting = true }
+            case 0x7B, 0x5B:  // { [
+                if depth == 1 && b == 0x5B && lastKey == filtersKey && shape.filters == nil {
+                    inFilters = true; count = 0; sawValue = false
+                } else if inFilters && depth == 2 {
+                    sawValue = true
+                }
+                depth += 1
+                if depth > limit && shape.excess == nil {
+                    shape.excess = (depth, line)
+                    return shape  // refused anyway: the count no longer matters
+                }
+            case 0x7D, 0x5D:  // } ]
+                depth -= 1
+                if inFilters && depth == 1 {
+                    shape.filters = count + (sawValue ? 1 : 0)
+                    inFilters = false
+                    lastKey = []
+                }
+            case 0x2C:  // ,
+                if inFilters && depth == 2 { count += 1; sawValue = false }
+            case 0x20, 0x09, 0x0A, 0x0D, 0x3A:
+                break
+            default:
+                if inFilters && depth == 2 { sawValue = true }
+            }
+        }
+        return shape
+    }
+
     /// Where the document nests deeper than `limit` (the depth reached and its 1-based line),
     /// or nil. Collections count one level each, and an alias as deep as the node it names
     /// reaches (a chain of aliases to nested anchors nests without any deep line: 690 KB of
     /// them overflowed the stack too). Measured with the event parser of the libyaml inside
     /// Yams, which iterates where Yams' composer recurses, so the two read the text alike (a
     /// hand-written scan could disagree on quotes or comments and let depth through).
-    public static func jsonDepthExcess(in text: String, limit: Int = maxDepth) -> (depth: Int, line: Int)? {
-        var depth = 0, line = 1, inString = false, escaped = false
-        for b in text.utf8 {
-            if b == 0x0A { line += 1 }
-            if inString {
-                if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false }
-                continue
-            }
-            switch b {
-            case 0x22: inString = true
-            case 0x7B, 0x5B:
-                depth += 1
-                if depth > limit { return (depth, line) }
-            case 0x7D, 0x5D: depth -= 1
-            default: break
-            }
-        }
-        return nil
-    }
-
     public static func depthExcess(in text: String, limit: Int = maxDepth) -> (depth: Int, line: Int)? {
         DepthPass.excess(in: text, limit: limit)
     }
@@ -90,20 +134,22 @@ public enum PolicyLimits {
 extension Policy {
     /// Size and nesting, before a parser sees the text: `LFP_E_POLICY_TOO_LARGE`,
     /// `LFP_E_POLICY_TOO_DEEP`.
-    static func checkLimits(_ text: String, sourceName: String, json: Bool = false) throws {
+    /// Returns the JSON document's filter count (what `scanJSON` saw), nil for YAML.
+    @discardableResult
+    static func checkLimits(_ text: String, sourceName: String, json: Bool = false) throws -> Int? {
         let size = text.utf8.count
         if size > PolicyLimits.maxBytes {
             throw FWPError(
                 .policyTooLarge, "\(sourceName): \(size) bytes, more than the limit for a policy, \(PolicyLimits.maxBytes) bytes")
         }
-        // JSON: one pass over the bytes (brackets outside strings are its only nesting); libyaml's
-        // event parser took seconds over a 100k-filter JSON document.
-        if let excess = json ? PolicyLimits.jsonDepthExcess(in: text) : PolicyLimits.depthExcess(in: text) {
+        let shape = json ? PolicyLimits.scanJSON(text) : nil
+        if let excess = json ? shape?.excess : PolicyLimits.depthExcess(in: text) {
             throw FWPError(
                 .policyTooDeep,
                 "\(sourceName): line \(excess.line) nests deeper than \(PolicyLimits.maxDepth) levels (\(excess.depth) reached; an alias counts as deep as the node it names); lfp refuses such documents before building them, and a policy needs about 8"
             )
         }
+        return shape?.filters
     }
 
     /// Refuse a policy without a single object: committing it removes every filter, which an

@@ -42,7 +42,7 @@ struct EventsCommand: AsyncParsableCommand {
                             .utf8))
             }
         }
-        let readerGone = ManagedAtomicFlag()
+        let readerGone = LockedFlag()
         let brokenPipe: @Sendable () -> Never = {
             readerGone.set()
             sub.cancel()
@@ -81,7 +81,7 @@ struct EventsCommand: AsyncParsableCommand {
 }
 
 /// A flag one thread sets and another reads.
-final class ManagedAtomicFlag: @unchecked Sendable {
+final class LockedFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
     func set() { lock.lock(); value = true; lock.unlock() }

@@ -6,7 +6,7 @@ extension U128 {
     /// a + 1, wrapping (the callers check for .max first).
     var plusOne: U128 { successor ?? .zero }
     /// 2^bits - 1.
-    static func ones(_ bits: Int) -> U128 { prefixMask(bits, width: 128) == .max ? .max : ~U128.prefixMask(128 - bits, width: 128) }
+    static func ones(_ bits: Int) -> U128 { ~U128.prefixMask(128 - bits, width: 128) }
 }
 
 /// A set of values of one variable, as sorted, disjoint, non-adjacent closed intervals, plus
