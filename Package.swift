@@ -1,6 +1,8 @@
 // swift-tools-version:6.0
 // lfp — the Linux Filtering Platform. Module graph (dependencies point one way):
-//   lfp -> FilterEngine -> {PolicyCompiler, BPFKit} -> KernelVocabulary -> {FilterModel, KernelABI};
+//   lfp -> {FilterService, LFPClient};
+//   FilterService (the daemon) -> {FilterEngine, ServiceProtocol}; LFPClient -> {ServiceProtocol, FilterModel};
+//   FilterEngine -> {PolicyCompiler, BPFKit} -> KernelVocabulary -> {FilterModel, KernelABI};
 //   BPFKit -> CLibBPF
 // Only BPFKit imports C (libbpf); FilterModel is pure Swift and needs no kernel.
 import PackageDescription
@@ -9,13 +11,18 @@ let package = Package(
     name: "lfp",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "lfp", targets: ["lfp"])
+        .executable(name: "lfp", targets: ["lfp"]),
+        // The FWPM management API over the daemon's socket, for tools that manage lfp.
+        .library(name: "LFPClient", targets: ["LFPClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // The one contract between bpf/ and Swift: structs, enums and capacities.
@@ -46,10 +53,32 @@ let package = Package(
                 "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The daemon's wire protocol (docs/protocol.md): messages and their version, shared by
+        // the daemon and the client library. Foundation only.
+        .target(name: "ServiceProtocol", dependencies: ["FilterModel"]),
+        // The FWPM management API (FwpmEngineOpen0, FwpmFilterAdd0, ...) over the daemon's socket.
+        .target(
+            name: "LFPClient",
+            dependencies: [
+                "ServiceProtocol", "FilterModel",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]),
+        // `lfp daemon`: the Base Filtering Engine as a service (sessions, persistence, the one
+        // writer of the kernel maps).
+        .target(
+            name: "FilterService",
+            dependencies: [
+                "FilterEngine", "FilterModel", "ServiceProtocol",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "lfp",
             dependencies: [
-                "FilterEngine", "FilterModel",
+                "FilterEngine", "FilterModel", "FilterService", "LFPClient", "ServiceProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
@@ -60,7 +89,11 @@ let package = Package(
             exclude: ["Fixtures"]),  // read through #filePath
         .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "KernelVocabulary", "FilterModel", "KernelABI"]),
         .testTarget(
-            name: "KernelPathTests", dependencies: ["FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI", "KernelVocabulary"],
+            name: "KernelPathTests",
+            dependencies: [
+                "FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI", "KernelVocabulary", "LFPClient",
+                "ServiceProtocol",
+            ],
             exclude: ["Support/client.py"]),  // run by the tests through #filePath
     ],
     swiftLanguageModes: [.v5]

@@ -59,6 +59,8 @@ public struct EngineConfiguration: Sendable {
     var workloadNameHistory: String { stateDirectory + "/workload-names" }
     var subscriberLocks: String { stateDirectory + "/subscribers" }
     var lockFile: String { stateDirectory + "/lock" }
+    /// Held (flock) by `lfp daemon` for as long as it runs; holds the daemon's socket path.
+    var daemonLockFile: String { stateDirectory + "/daemon.lock" }
 
     public func resolvedCgroupParent() throws -> String {
         if let cgroupParent { return cgroupParent }
@@ -88,6 +90,10 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case noSuchWorkload(String)
     case noCommand
     case subscriberSlotsFull(Int)
+    /// `lfp daemon` runs and owns the policy: change it through the daemon (its socket).
+    case daemonOwnsPolicy(socket: String)
+    /// Another `lfp daemon` already runs on this state directory.
+    case daemonAlreadyRunning(lock: String)
 
     /// lfp's error name (`lfp --json` and scripts can match it).
     public var code: String {
@@ -103,6 +109,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .noSuchWorkload: return "LFP_E_NO_SUCH_WORKLOAD"
         case .noCommand: return "LFP_E_NO_COMMAND"
         case .subscriberSlotsFull: return "LFP_E_SUBSCRIBERS_FULL"
+        case .daemonOwnsPolicy: return "LFP_E_DAEMON_RUNNING"
+        case .daemonAlreadyRunning: return "LFP_E_DAEMON_RUNNING"
         }
     }
 
@@ -130,6 +138,9 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .noSuchWorkload(let name): return "no workload named '\(name)' is attached (see `lfp status`)"
         case .noCommand: return "lfp run: no command given after --"
         case .subscriberSlotsFull(let n): return "all \(n) event subscriber slots are in use (too many `lfp events` running)"
+        case .daemonOwnsPolicy(let socket):
+            return "lfp daemon runs and owns the policy; change it through the daemon (socket \(socket)), not directly"
+        case .daemonAlreadyRunning(let lock): return "another lfp daemon already runs on this state directory (it holds \(lock))"
         }
     }
 

@@ -91,10 +91,36 @@ public final class Engine {
                 code: .outOfBounds,
                 message: "the policy has \(policy.filters.count) filters; this engine holds at most \(config.maxFilters) (LFP_MAX_FILTERS)")
         }
+        // While `lfp daemon` runs it is the one writer of the policy (DaemonLock).
+        if let socket = DaemonLock.holder(config) { throw EngineError.daemonOwnsPolicy(socket: socket) }
         var clock = PhaseClock()
         let bfe = BaseFilteringEngine()
         let ids = try bfe.load(policy)  // validation: FWP_E_* errors
         clock.mark("validate")
+        return try publish(bfe, filterIds: ids, reauthorize: policy.lfpReauthorize, clock: clock) { generation, image in
+            if let source {
+                // The keys the BFE generated for filters the document left without one, in
+                // document order, so the record reads back with the same keys (and ids).
+                var keyOf = image.filterKeys  // every enabled filter; disabled ones from a snapshot
+                if !ids.allSatisfy({ keyOf[$0] != nil }) {
+                    keyOf = Dictionary(bfe.snapshot().filters.map { ($0.filterId, $0.filterKey) }, uniquingKeysWith: { a, _ in a })
+                }
+                return CommittedPolicy.record(generation: generation, source: source, filterKeys: ids.map { keyOf[$0] ?? .zero })
+            }
+            var snapshot = bfe.snapshot()
+            snapshot.lfpReauthorize = policy.lfpReauthorize  // a document setting, not a BFE object
+            return CommittedPolicy.record(generation: generation, policyJSON: snapshot.exportJSON())
+        }
+    }
+
+    /// Compiles the objects of `bfe` as they are (filterIds included) and publishes them: the
+    /// path of `commit` after validation, and of `lfp daemon`, whose engine already validated
+    /// them. `record` writes the record of the new generation (the intent, then the record).
+    public func publish(
+        _ bfe: BaseFilteringEngine, filterIds ids: [UInt64] = [], reauthorize wantsReauthorization: Bool = true,
+        clock clock0: PhaseClock? = nil, record makeRecord: (UInt64, PolicyImage) throws -> Data
+    ) throws -> Commit {
+        var clock = clock0 ?? PhaseClock()
         let image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
         clock.mark("compile")
         var classifier = try PolicyCompiler.buildClassifier(image)
@@ -116,22 +142,7 @@ public final class Engine {
         // leaves either the old record and the old map, or an intent that `reconcile` turns into
         // the record exactly when the kernel enforces its generation.
         do {
-            let record: Data
-            if let source {
-                // The keys the BFE generated for filters the document left without one, in
-                // document order, so the record reads back with the same keys (and ids).
-                var keyOf = image.filterKeys  // every enabled filter; disabled ones from a snapshot
-                if !ids.allSatisfy({ keyOf[$0] != nil }) {
-                    keyOf = Dictionary(bfe.snapshot().filters.map { ($0.filterId, $0.filterKey) }, uniquingKeysWith: { a, _ in a })
-                }
-                record = CommittedPolicy.record(
-                    generation: generation, source: source, filterKeys: ids.map { keyOf[$0] ?? .zero })
-            } else {
-                var snapshot = bfe.snapshot()
-                snapshot.lfpReauthorize = policy.lfpReauthorize  // a document setting, not a BFE object
-                record = CommittedPolicy.record(generation: generation, policyJSON: snapshot.exportJSON())
-            }
-            try StateTree.write(record, to: config.pendingPolicyFile)
+            try StateTree.write(try makeRecord(generation, image), to: config.pendingPolicyFile)
         } catch {
             throw EngineError.intentNotRecorded(path: config.pendingPolicyFile, reason: "\(error)")
         }
@@ -162,7 +173,7 @@ public final class Engine {
         // workload attached: without one lfp has no connection to end, and the pass would cost a
         // program load for nothing.
         var reauthorization = Reauthorization.skipped
-        if policy.lfpReauthorize && !workloads().isEmpty {
+        if wantsReauthorization && !workloads().isEmpty {
             reauthorization = reauthorize()
             clock.mark("reauthorize")
             logger.info(
@@ -186,6 +197,31 @@ public final class Engine {
         }
         guard let data = try StateTree.read(config.policyFile, root: config.stateDirectory) else { return nil }
         return try CommittedPolicy.read(data, sourceName: config.policyFile)
+    }
+
+    /// The committed record with the members `lfp daemon` adds: the keys of dynamic objects
+    /// (which die with the daemon) and its filterId counter.
+    public func committedRecord() throws -> (generation: UInt64, policy: Policy, dynamicObjects: [UUID], nextFilterId: UInt64?)? {
+        guard let (generation, policy) = try committedPolicy() else { return nil }
+        var path = config.policyFile
+        if let pending = try StateTree.read(config.pendingPolicyFile, root: config.stateDirectory),
+            CommittedPolicy.generation(pending) == generation
+        {
+            path = config.pendingPolicyFile
+        }
+        guard let data = try StateTree.read(path, root: config.stateDirectory),
+            let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return (generation, policy, [], nil) }
+        let dynamic = (top["dynamicObjects"] as? [String] ?? []).compactMap(UUID.init(uuidString:))
+        return (generation, policy, dynamic, (top["nextFilterId"] as? NSNumber)?.uint64Value)
+    }
+
+    /// Compiles `bfe` for the kernel without publishing (`lfp policy check`): every kernel limit
+    /// is checked. Needs no privileges.
+    public func check(_ bfe: BaseFilteringEngine) throws -> (kernelRules: Int, classifierBytes: Int, diagrams: Int) {
+        let image = try PolicyCompiler.compile(bfe)
+        let classifier = try PolicyCompiler.buildClassifier(image)
+        return (image.rules.count, classifier.bytes, classifier.groupsPerLayer.reduce(0, +))
     }
 
     /// After a commit that was killed: an intent whose generation the kernel enforces becomes
@@ -236,10 +272,11 @@ public final class Engine {
 }
 
 /// Wall-clock time per phase of a commit, for `lfp policy load --json` and `make bench`.
-struct PhaseClock {
+public struct PhaseClock {
+    public init() {}
     private var last = DispatchTime.now()
     private(set) var phases: [(name: String, seconds: Double)] = []
-    mutating func mark(_ name: String) {
+    public mutating func mark(_ name: String) {
         let now = DispatchTime.now()
         phases.append((name, Double(now.uptimeNanoseconds - last.uptimeNanoseconds) / 1e9))
         last = now
@@ -250,7 +287,7 @@ struct PhaseClock {
 /// generation, the time, and the policy as the BFE exports it (filterIds included), embedded as an
 /// object. Written by splicing the exported text in, not by encoding it as a string: escaping a
 /// 50 MB policy took longer than compiling it.
-enum CommittedPolicy {
+public enum CommittedPolicy {
     /// A record of the document as it was given: the policy member holds its text (a JSON string)
     /// and `source` says so; readers load it through a BFE for the filterIds.
     static func record(generation: UInt64, source: String, filterKeys: [UUID], at date: Date = Date()) -> Data {
@@ -267,9 +304,13 @@ enum CommittedPolicy {
         return Data(out)
     }
 
-    static func record(generation: UInt64, policyJSON: String, at date: Date = Date()) -> Data {
+    /// `extra`: more top-level members, as JSON text each (the daemon's dynamic object keys and
+    /// its filterId counter).
+    public static func record(generation: UInt64, policyJSON: String, extra: [(String, String)] = [], at date: Date = Date()) -> Data {
         let stamp = ISO8601DateFormatter().string(from: date)
-        var out = Data("{\"generation\": \(generation), \"committedAt\": \"\(stamp)\", \"policy\": ".utf8)
+        var head = "{\"generation\": \(generation), \"committedAt\": \"\(stamp)\", "
+        for (k, v) in extra { head += "\"\(k)\": \(v), " }
+        var out = Data((head + "\"policy\": ").utf8)
         out.append(Data(policyJSON.utf8))
         out.append(Data("}\n".utf8))
         return out

@@ -208,6 +208,8 @@ enum StateTree {
     /// owned by root, writable by root only. A directory with a wider mode (0755 from an older
     /// lfp) is narrowed to 0700, which makes everything under it private: root owns it, so
     /// nobody can race the chmod. Files are narrowed when lfp opens or rewrites them.
+    static let socketType = UInt32(S_IFSOCK)
+
     static func check(_ path: String, _ st: stat, as kind: Kind?) throws {
         let mode = UInt32(st.st_mode), owner = UInt32(st.st_uid)
         let type = mode & typeMask
@@ -216,7 +218,8 @@ enum StateTree {
         switch kind {
         case .directory?: ok = type == directory
         case .file?: ok = type == regular
-        case nil: ok = type == directory || type == regular
+        // The daemon's socket (root's, 0600) lives in the state directory too.
+        case nil: ok = type == directory || type == regular || type == socketType
         }
         guard ok else { throw StateTreeError.unexpectedType(path: path, owner: owner, mode: mode) }
         guard owner == 0 else { throw StateTreeError.notOwnedByRoot(path: path, owner: owner, mode: mode) }

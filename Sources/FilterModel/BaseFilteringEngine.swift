@@ -143,11 +143,57 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     /// rule: file identity); `AppId.pathsOnly` compares paths only.
     public let appIdentity: AppId.IdentityLookup
 
+    /// Called with the engine as it would be after a write, before that write commits (an
+    /// implicit transaction, FwpmTransactionCommit0, or a dynamic session's end). If it throws,
+    /// nothing changes and the call fails with its error. `lfp daemon` publishes the candidate to
+    /// the kernel here, so the committed objects and the kernel change together or not at all.
+    public var commitGate: ((BaseFilteringEngine) throws -> Void)?
+
     public init(appIdentity: @escaping AppId.IdentityLookup = AppId.statIdentity) {
         self.appIdentity = appIdentity
         defaultSession = SessionHandle(id: 0)
         sessions[defaultSession] = SessionState(flags: [], name: "default")
     }
+
+    /// A read-only view of `store` (what commitGate inspects).
+    private init(view store: Store, registry: [UUID: any Callout], appIdentity: @escaping AppId.IdentityLookup) {
+        self.appIdentity = appIdentity
+        defaultSession = SessionHandle(id: 0)
+        sessions[defaultSession] = SessionState(flags: [], name: "default")
+        self.registry = registry
+        committed = store
+    }
+
+    /// Runs the gate on `candidate` (under the lock).
+    private func gate(_ candidate: Store) throws {
+        guard let g = commitGate else { return }
+        try g(BaseFilteringEngine(view: candidate, registry: registry, appIdentity: appIdentity))
+    }
+
+    /// The same objects without the filters `drop` selects (e.g. boot-time filters, which the
+    /// kernel enforces only until the engine starts, R8.3). Lifetimes and ids are kept.
+    public func copy(droppingFilters drop: (Filter) -> Bool) -> BaseFilteringEngine {
+        locked {
+            var s = committed
+            s.filters = s.filters.filter { !drop($0.value.object) }
+            return BaseFilteringEngine(view: s, registry: registry, appIdentity: appIdentity)
+        }
+    }
+
+    /// The next filterId will be at least `next` (ids are never reused within a boot, so an
+    /// engine that restarts continues where the previous one stopped).
+    public func reserveFilterIds(from next: UInt64) {
+        locked { committed.nextFilterId = max(committed.nextFilterId, next) }
+    }
+
+    /// The next filterId this engine would assign.
+    public var nextFilterId: UInt64 { locked { committed.nextFilterId } }
+
+    /// The session's flags, when it is open.
+    public func sessionFlags(_ s: SessionHandle) -> SessionFlags? { locked { sessions[s]?.flags } }
+
+    /// Whether the session has a transaction open.
+    public func inTransaction(_ s: SessionHandle) -> Bool { locked { sessions[s]?.txn != nil } }
 
     private func locked<R>(_ body: () throws -> R) rethrows -> R {
         lock.lock()
@@ -180,6 +226,11 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             if st.flags.contains(.dynamic) {
                 var work = committed
                 removeDynamicObjects(of: s, in: &work)
+                let changed = work.filters.count != committed.filters.count || work.providers.count != committed.providers.count
+                    || work.sublayers.count != committed.sublayers.count || work.callouts.count != committed.callouts.count
+                    || work.contexts.count != committed.contexts.count
+                // The session is gone either way; its objects stay only if the gate refuses.
+                if changed { try gate(work) }
                 committed = work
             }
         }
@@ -255,8 +306,13 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             guard var st = sessions[h] else { throw FWPError(.invalidParameter, "\(h) is not open") }
             guard let txn = st.txn else { throw FWPError(.noTxnInProgress, "\(h) has no transaction to commit") }
             if !txn.readOnly {
-                committed = txn.working
                 writeOwner = nil
+                st.txn = nil
+                sessions[h] = st
+                // A commit the gate refuses ends the transaction with nothing applied (ACID, R8.12).
+                try gate(txn.working)
+                committed = txn.working
+                return
             }
             st.txn = nil
             sessions[h] = st
@@ -292,6 +348,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             if let o = writeOwner, o != h { throw FWPError(.timeout, "another session (\(o)) holds the transaction lock") }
             var work = committed
             let r = try body(&work, h, st)
+            try gate(work)
             committed = work
             return r
         }
@@ -773,7 +830,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     /// nothing changes and the error names the object ("filters[3]: ...").
     /// Returns the new filterIds in document order.
     @discardableResult
-    public func load(_ policy: Policy, session: SessionHandle? = nil) throws -> [UInt64] {
+    public func load(_ policy: Policy, session: SessionHandle? = nil, keepingFilterIds: Bool = false) throws -> [UInt64] {
         try write(session) { w, h, st in
             var ids: [UInt64] = []
             func at<T>(_ path: String, _ body: () throws -> T) throws -> T {
@@ -792,11 +849,22 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             for (i, c) in policy.providerContexts.enumerated() {
                 _ = try at("providerContexts[\(i)]") { try addProviderContext(c, &w, h, st) }
             }
+            var taken = keepingFilterIds ? Set(w.filters.values.map(\.object.filterId)) : []
             for (i, f) in policy.filters.enumerated() {
                 var f = f
+                let id = f.filterId
                 f.filterId = 0
                 f.effectiveWeight = 0
-                ids.append(try at("filters[\(i)]") { try addFilter(f, &w, h, st).filterId })
+                if keepingFilterIds && id != 0 {
+                    // A restore (the daemon's restart): the filter keeps the id it had.
+                    if !taken.insert(id).inserted { throw FWPError(.alreadyExists, "filters[\(i)]: filterId \(id) is taken") }
+                    let saved = w.nextFilterId
+                    w.nextFilterId = id
+                    ids.append(try at("filters[\(i)]") { try addFilter(f, &w, h, st).filterId })
+                    w.nextFilterId = max(saved, id + 1)
+                } else {
+                    ids.append(try at("filters[\(i)]") { try addFilter(f, &w, h, st).filterId })
+                }
             }
             return ids
         }

@@ -14,7 +14,8 @@ struct LFP: AsyncParsableCommand {
             """,
         subcommands: [
             PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
-            EventsCommand.self, StatusCommand.self, ClassifyCommand.self,
+            EventsCommand.self, StatusCommand.self, ClassifyCommand.self, DaemonCommand.self, FilterCommand.self,
+            ProviderCommand.self, SublayerCommand.self,
         ])
 
     /// ArgumentParser's entry point, after one setting every command shares: policy files are

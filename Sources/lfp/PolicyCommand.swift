@@ -6,7 +6,7 @@ import Foundation
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy", abstract: "Load, show and export the committed policy.",
-        subcommands: [Load.self, Show.self, Export.self])
+        subcommands: [Load.self, Show.self, Export.self, Check.self, Diff.self])
 
     struct Load: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -20,6 +20,14 @@ struct PolicyCommand: ParsableCommand {
             let (policy, text) = try Policy.loadWithText(contentsOf: file)
             let parsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             if !allowEmpty { try policy.requireObjects(sourceName: file) }
+            // With a daemon: one transaction that replaces only this document's providers' objects.
+            if let session = try DaemonRoute.session(name: "lfp policy load") {
+                let r = try session.replace(document: text, sourceName: file)
+                if json { try printJSON(DaemonLoad(generation: r.generation, filterIds: r.filterIds)) } else {
+                    print("committed through lfp daemon: generation \(r.generation), \(r.filterIds.count) filters from \(file)")
+                }
+                return
+            }
             let commit = try Engine().commit(policy, source: text)
             if json {
                 struct Out: Encodable {

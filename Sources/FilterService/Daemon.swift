@@ -1,0 +1,60 @@
+// `lfp daemon`: take the daemon lock, restore the engine, read the kernel's events once and fan
+// them out, and serve the socket until SIGTERM or SIGINT.
+
+import FilterEngine
+import Foundation
+import Logging
+import ServiceProtocol
+
+public enum Daemon {
+    /// Runs the daemon; returns when it is told to stop. `ready` runs once the socket accepts
+    /// connections (the CLI prints it; systemd's Type=notify is not needed for a socket).
+    public static func run(engine: Engine, options: DaemonOptions, logger: Logger, ready: () -> Void = {}) throws {
+        let lock = try DaemonLock(engine.config, socket: options.socketPath)
+        defer { withExtendedLifetime(lock) {} }
+        let service = try FilterService(engine: engine, options: options, logger: logger)
+        try service.start()
+        let pump = try service.startEventPump()
+        defer { pump.cancel() }
+        let server = try DaemonServer(service: service, path: options.socketPath)
+        let signals = [SIGTERM, SIGINT, SIGHUP].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { server.stop() }
+            s.resume()
+            return s
+        }
+        defer { signals.forEach { $0.cancel() } }
+        logger.notice("listening", metadata: ["socket": "\(options.socketPath)", "pid": "\(getpid())"])
+        ready()
+        try server.wait()
+        logger.notice("stopping")
+    }
+}
+
+extension FilterService {
+    /// One kernel subscription for the daemon: each event crosses into userspace once, then
+    /// goes to the history and to every client that subscribed (FwpmNetEventSubscribe0).
+    func startEventPump() throws -> EventSubscription {
+        let sub = try engine.subscribe()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        Task.detached { [self] in
+            for await e in sub.events {
+                guard let data = try? encoder.encode(e) else { continue }
+                let json = String(decoding: data, as: UTF8.self)
+                if e.isBlock || history.keepAllows { history.append(json) }
+                pushNetEvent(json)
+            }
+        }
+        return sub
+    }
+
+    private func pushNetEvent(_ json: String) {
+        queue.async { [self] in
+            var r = Reply(id: 0)
+            r.netEvents = [json]
+            for c in clients.values where c.netEvents { c.send(r) }
+        }
+    }
+}
