@@ -151,13 +151,14 @@ final class PyProc {
     private let input = Pipe()
     private var buffer = Data()
 
-    init(cgroup: String, script: String, args: [String] = []) throws {
+    /// `user`: run the script as this user (setpriv, no capabilities), e.g. "nobody".
+    init(cgroup: String, script: String, args: [String] = [], user: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let drop = user.map { ["/usr/bin/setpriv", "--reuid=\($0)", "--regid=65534", "--clear-groups", "--inh-caps=-all"] } ?? []
         process.arguments =
             [
                 "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup,
-                KernelFixture.python, "-u", "-c", script,
-            ] + args
+            ] + drop + [KernelFixture.python, "-u", "-c", script] + args
         process.standardOutput = out
         process.standardInput = input
         try process.run()

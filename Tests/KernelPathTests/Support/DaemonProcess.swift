@@ -1,0 +1,81 @@
+import FilterEngine
+import Foundation
+import Testing
+
+/// `lfp daemon` as a child process of a test, on a KernelFixture's private state (its own
+/// socket, database, pins and cgroups). `stop()` ends it with SIGTERM, `kill()` with SIGKILL.
+final class DaemonProcess {
+    let fx: KernelFixture
+    let database: String
+    private(set) var process: Process?
+    private var output: Pipe?
+    private(set) var log = ""
+
+    init(_ fx: KernelFixture) {
+        self.fx = fx
+        database = "/tmp/\(fx.tag)-db/lfp.db"
+    }
+
+    var socket: String { fx.config.stateDirectory + "/lfp.sock" }
+
+    var env: [String: String] {
+        CLITests.env(fx).merging(["LFP_DB": database]) { _, b in b }
+    }
+
+    /// Starts the daemon and returns once it accepts connections (its "listening" line), or
+    /// fails after 20 s.
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLITests.lfp)
+        p.arguments = ["daemon"]
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
+        let o = Pipe()
+        p.standardOutput = o
+        p.standardError = o
+        try p.run()
+        process = p
+        output = o
+        var buffer = Data()
+        let deadline = DispatchTime.now().uptimeNanoseconds + 20_000_000_000
+        while !String(decoding: buffer, as: UTF8.self).contains("lfp daemon: listening") {
+            let now = DispatchTime.now().uptimeNanoseconds
+            var pfd = pollfd(fd: o.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            guard now < deadline, poll(&pfd, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else {
+                p.terminate()
+                throw DaemonTestError.notReady(String(decoding: buffer, as: UTF8.self))
+            }
+            let chunk = o.fileHandleForReading.availableData
+            if chunk.isEmpty {
+                throw DaemonTestError.notReady(String(decoding: buffer, as: UTF8.self))
+            }
+            buffer.append(chunk)
+        }
+        log = String(decoding: buffer, as: UTF8.self)
+        // Keep draining the log so the daemon never blocks on a full pipe.
+        let handle = o.fileHandleForReading
+        Thread.detachNewThread {
+            while !handle.availableData.isEmpty {}
+        }
+    }
+
+    func signal(_ sig: Int32) {
+        guard let p = process, p.isRunning else { return }
+        kill(p.processIdentifier, sig)
+        p.waitUntilExit()
+        process = nil
+    }
+
+    func stop() { signal(SIGTERM) }
+    func kill9() { signal(SIGKILL) }
+
+    func cleanup() {
+        kill9()
+        try? FileManager.default.removeItem(atPath: (database as NSString).deletingLastPathComponent)
+    }
+
+    deinit { cleanup() }
+}
+
+enum DaemonTestError: Error {
+    case notReady(String)
+}
