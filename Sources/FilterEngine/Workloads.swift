@@ -16,6 +16,13 @@ public struct Workload: Codable, Sendable, Equatable {
     /// does not list. Still set with its process gone: the attach was interrupted (`lfp status`
     /// says so; `lfp detach` or `lfp detach --orphans` removes what it made).
     public var attaching: ProcessStamp? = nil
+    /// The machine-wide workload (`lfp attach --machine`): its programs cover every cgroup below
+    /// it, as WFP's filters cover every process.
+    public var machineWide: Bool? = nil
+    /// A workload inside the machine-wide one: no programs of its own (the machine's already
+    /// run for it, and a second set would classify and report everything twice), only its
+    /// identity, for LFP_CONDITION_WORKLOAD and events.
+    public var identityOnly: Bool? = nil
 }
 
 extension Engine {
@@ -48,7 +55,7 @@ extension Engine {
     /// Attach every lfp program to `cgroupPath` as workload `name`. All or nothing: on any
     /// failure the links made so far are unpinned (detached) and no registry entry is written.
     @discardableResult
-    public func attach(workload name: String, cgroupPath: String, ownsCgroup: Bool = false) throws -> Workload {
+    public func attach(workload name: String, cgroupPath: String, ownsCgroup: Bool = false, machineWide: Bool = false) throws -> Workload {
         try Engine.validateWorkloadName(name)
         try requireRoot("lfp attach")
         let lock = try stateLock()
@@ -60,6 +67,11 @@ extension Engine {
         guard FileManager.default.fileExists(atPath: path) else {
             let mount = (try? CgroupV2.mountPoint()) ?? "?"
             throw EngineError.cgroupNotFound(path: path, mount: mount)
+        }
+        // Inside the machine-wide workload, a workload is an identity: its cgroup is named for
+        // LFP_CONDITION_WORKLOAD and events, and the machine's programs do the classifying.
+        if !machineWide, let m = workloads().first(where: { $0.machineWide == true && path.hasPrefix($0.cgroupPath + "/") }) {
+            return try attachIdentity(name, path, ownsCgroup: ownsCgroup, machine: m)
         }
         // Programs attached to a cgroup also run for its descendants: nested workloads would
         // classify every operation twice and report every event twice.
@@ -86,6 +98,7 @@ extension Engine {
         var w = Workload(
             name: name, cgroupPath: path, cgroupId: 0, ownsCgroup: ownsCgroup, programs: hooks.map(\.name),
             attachedAt: Date(), attaching: .current)
+        if machineWide { w.machineWide = true }
         do {
             w.cgroupId = try CgroupV2.id(fd: cgfd, path: path)  // the cgroup the links will hold
             // The record first: from here on, whatever link exists is listed (kill -9 safe).
@@ -120,6 +133,31 @@ extension Engine {
         }
     }
 
+    /// A workload inside the machine-wide one: its registry record and its cgroup's identity in
+    /// lfp_workloads, no links. Under the state lock.
+    private func attachIdentity(_ name: String, _ path: String, ownsCgroup: Bool, machine: Workload) throws -> Workload {
+        guard CgroupV2.isCgroup2(path) else {
+            throw EngineError.notCgroup2(path: path, mount: (try? CgroupV2.mountPoint()) ?? "?")
+        }
+        let cgfd = try CgroupV2.open(path)
+        defer { close(cgfd) }
+        var w = Workload(
+            name: name, cgroupPath: path, cgroupId: try CgroupV2.id(fd: cgfd, path: path), ownsCgroup: ownsCgroup, programs: [],
+            attachedAt: Date())
+        w.identityOnly = true
+        try StateTree.makeDirectory(config.workloadRegistry)
+        try StateTree.write(JSONEncoder.lfp.encode(w), to: registryPath(name))
+        do {
+            try KernelMaps.open(config, create: false).workloads.update(key: w.cgroupId, value: workloadID(name))
+        } catch {
+            try? FileManager.default.removeItem(atPath: registryPath(name))
+            throw error
+        }
+        recordName(name)
+        logger.info("workload named inside the machine-wide workload", metadata: ["workload": "\(name)", "machine": "\(machine.name)"])
+        return w
+    }
+
     /// Remember every workload name ever attached, so events outliving the workload are named.
     private func recordName(_ name: String) {
         let path = config.workloadNameHistory
@@ -140,6 +178,10 @@ extension Engine {
         let dir = linkDirectory(name)
         guard w != nil || FileManager.default.fileExists(atPath: dir) else {
             throw EngineError.noSuchWorkload(name)
+        }
+        // The machine-wide workload goes last: the workloads inside it have no programs of their own.
+        if let w, w.machineWide == true, let inner = workloads().first(where: { $0.identityOnly == true }) {
+            throw EngineError.cgroupsOverlap(path: w.cgroupPath, workload: inner.name, workloadPath: inner.cgroupPath)
         }
         for pin in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
             // Detach, not only unpin: a process holding the link open would keep it enforcing.
@@ -283,4 +325,9 @@ public struct RunIdentity: Sendable {
         if let n = UInt32(group) { return (uid, n) }
         throw WorkloadError.unknownGroup(group)
     }
+}
+
+extension Engine {
+    /// The cgroup v2 root (where `lfp attach --machine` attaches by default).
+    public static func cgroupRoot() throws -> String { try CgroupV2.mountPoint() }
 }

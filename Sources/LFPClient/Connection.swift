@@ -125,7 +125,10 @@ final class Connection: @unchecked Sendable {
         nextId += 1
         lock.unlock()
         let promise = channel.eventLoop.makePromise(of: Reply.self)
-        guard handler.expect(r.id, promise) else { throw LFPClientError.connectionLost }
+        guard handler.expect(r.id, promise) else {
+            promise.fail(LFPClientError.connectionLost)  // a promise must be completed (NIO checks)
+            throw LFPClientError.connectionLost
+        }
         let timeout = channel.eventLoop.scheduleTask(in: .seconds(Int64(requestTimeout))) { [requestTimeout] in
             promise.fail(LFPClientError.timedOut(seconds: requestTimeout))
         }

@@ -169,3 +169,30 @@ extension String {
         count >= width ? self + " " : self + String(repeating: " ", count: width - count)
     }
 }
+
+struct BootCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot",
+        abstract: "Enforce the stored boot-time filters until the daemon starts (the boot unit).",
+        discussion: """
+            Reads the boot-time filters (FWPM_FILTER_FLAG_BOOTTIME) from the daemon's database (LFP_DB) and publishes \
+            them; with --machine it also attaches lfp machine-wide first. Does nothing when a daemon already runs: its \
+            first commit replaces the boot-time filters with the persistent and static policy.
+            """)
+    @Option(help: "The SQLite database of persistent objects.") var db: String?
+    @Flag(help: "Attach machine-wide first (unless a machine-wide workload is attached).") var machine = false
+    @Option(help: "With --machine: the cgroup to attach (default: the cgroup v2 root).") var cgroup: String?
+
+    func run() throws {
+        let engine = Engine()
+        if machine && !engine.workloads().contains(where: { $0.machineWide == true }) {
+            _ = try engine.attach(workload: "machine", cgroupPath: try cgroup ?? Engine.cgroupRoot(), machineWide: true)
+        }
+        let out = try BootTime.enforce(engine: engine, databasePath: db ?? DaemonOptions.fromEnvironment().databasePath)
+        if out.enforced {
+            print("boot-time policy: generation \(out.generation), \(out.filters) boot-time filter(s) enforced until lfp daemon starts")
+        } else {
+            print("lfp daemon already runs: it enforces the policy, boot-time filters are not needed")
+        }
+    }
+}

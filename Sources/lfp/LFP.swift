@@ -15,7 +15,7 @@ struct LFP: AsyncParsableCommand {
         subcommands: [
             PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
             EventsCommand.self, StatusCommand.self, ClassifyCommand.self, DaemonCommand.self, FilterCommand.self,
-            ProviderCommand.self, SublayerCommand.self,
+            ProviderCommand.self, SublayerCommand.self, BootCommand.self,
         ])
 
     /// ArgumentParser's entry point, after one setting every command shares: policy files are

@@ -7,12 +7,24 @@ struct AttachCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attach",
         abstract: "Attach lfp's programs to a cgroup v2 as a named workload (pinned: they keep enforcing after lfp exits).")
-    @Option(help: "Workload name.") var workload: String
-    @Option(help: "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/myapp.") var cgroup: String
+    @Option(help: "Workload name (default with --machine: machine).") var workload: String?
+    @Option(help: "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/myapp (default with --machine: the cgroup v2 root).")
+    var cgroup: String?
+    @Flag(help: "Machine-wide: every process below the cgroup (the whole machine at the root); workloads attached inside it later are named, not attached twice.")
+    var machine = false
+
+    func validate() throws {
+        if !machine && (workload == nil || cgroup == nil) { throw ValidationError("give --workload and --cgroup, or --machine") }
+    }
 
     func run() throws {
-        let w = try Engine().attach(workload: workload, cgroupPath: cgroup)
-        print("attached workload \(w.name) to \(w.cgroupPath) (cgroup id \(w.cgroupId)): \(w.programs.joined(separator: ", "))")
+        let path = try cgroup ?? Engine.cgroupRoot()
+        let w = try Engine().attach(workload: workload ?? "machine", cgroupPath: path, machineWide: machine)
+        if w.identityOnly == true {
+            print("named workload \(w.name) (\(w.cgroupPath), cgroup id \(w.cgroupId)) inside the machine-wide workload")
+        } else {
+            print("attached workload \(w.name) to \(w.cgroupPath) (cgroup id \(w.cgroupId)): \(w.programs.joined(separator: ", "))")
+        }
     }
 }
 
