@@ -196,3 +196,26 @@ struct BootCommand: ParsableCommand {
         }
     }
 }
+
+/// `lfp run --policy FILE`.
+enum RunPolicy {
+    /// With a daemon: opens a dynamic session and adds the file's objects, every filter with one
+    /// more condition, LFP_CONDITION_WORKLOAD == the workload, so they apply to this run only;
+    /// the session (returned; keep it) ends with lfp, however lfp ends, and its objects with it.
+    /// Without a daemon: commits the file, replacing the policy (there is no engine to hold a
+    /// session), and returns nil.
+    static func apply(_ file: String, workload: String, allowEmpty: Bool, engine: Engine) throws -> LFPSession? {
+        var p = try Policy.load(contentsOf: file)
+        if !allowEmpty { try p.requireObjects(sourceName: file) }
+        guard let session = try DaemonRoute.session(name: "lfp run \(workload)", dynamic: true) else {
+            try engine.commit(p)
+            return nil
+        }
+        for i in p.filters.indices {
+            p.filters[i].filterCondition.append(
+                FilterCondition(fieldKey: .lfpWorkload, matchType: .equal, conditionValue: .byteBlob(Array(workload.utf8))))
+        }
+        try session.add(p)
+        return session
+    }
+}

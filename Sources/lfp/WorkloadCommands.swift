@@ -72,7 +72,10 @@ struct RunCommand: ParsableCommand {
             (see the README, "What a root workload can still do").
             """)
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
-    @Option(help: "Commit this policy file before running.") var policy: String?
+    @Option(
+        help:
+            "Policy for the run. With lfp daemon: added in a dynamic session, each filter scoped to this workload, gone when the run ends. Without: committed (replacing the policy).")
+    var policy: String?
     @Flag(help: "Commit the --policy file even if it has no objects (which removes every filter).") var allowEmpty = false
     @Option(help: "Run the command as this user (name or uid), with no_new_privs and no capabilities.") var user: String?
     @Option(help: "... and this group (name or gid; default: the user's primary group).") var group: String?
@@ -86,12 +89,11 @@ struct RunCommand: ParsableCommand {
         let cmd = command.first == "--" ? Array(command.dropFirst()) : command
         guard !cmd.isEmpty else { throw ValidationError("no command given: lfp run --workload NAME -- CMD [ARGS...]") }
         let engine = Engine()
-        if let policy {
-            let p = try Policy.load(contentsOf: policy)
-            if !allowEmpty { try p.requireObjects(sourceName: policy) }
-            try engine.commit(p)
+        // With a daemon: a dynamic session for the run's lifetime (its filters go when lfp exits).
+        let session = try policy.flatMap { try RunPolicy.apply($0, workload: workload, allowEmpty: allowEmpty, engine: engine) }
+        let status = try withExtendedLifetime(session) {
+            try engine.run(workload: workload, command: cmd, as: user.map { RunIdentity(user: $0, group: group) })
         }
-        let status = try engine.run(workload: workload, command: cmd, as: user.map { RunIdentity(user: $0, group: group) })
         throw ExitCode(status)
     }
 }

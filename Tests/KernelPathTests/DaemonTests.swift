@@ -206,6 +206,39 @@ struct DaemonTests {
     }
 }
 
+extension DaemonTests {
+    @Test("lfp run --policy adds its filters in a dynamic session scoped to the workload; they go when the run ends")
+    func runPolicyIsDynamic() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let d = DaemonProcess(fx)
+        defer { d.cleanup() }
+        try d.start()
+        let l = try Listener()
+        let admin = try LFPSession.open(socket: d.socket)
+        try admin.add(Self.block("someone else's", port: 7))
+        let file = try CLITests.write(Policy(filters: [Self.block("run-only", port: l.port)]).exportYAML())
+        defer { unlink(file) }
+        // The command exits 0 when its connect is refused with EPERM (the run's filter), 3 otherwise.
+        let probe = """
+            import errno, socket, sys
+            s = socket.socket(); s.settimeout(3)
+            try:
+                s.connect(("127.0.0.1", \(l.port))); sys.exit(3)
+            except OSError as e:
+                sys.exit(0 if e.errno == errno.EPERM else 3)
+            """
+        let r = try CLITests.run(["run", "--workload", "r", "--policy", file, "--", KernelFixture.python, "-c", probe], env: d.env)
+        #expect(r.status == 0, "the run's filter did not block its connect: \(r.stderr)")
+        // Gone with the run; the other tool's filter stays.
+        #expect(try admin.filters().map(\.name) == ["someone else's"])
+        // And it never applied outside the workload: the test process connects.
+        let fd = Net.connect("127.0.0.1", l.port)
+        #expect(fd >= 0)
+        if fd >= 0 { close(fd) }
+    }
+}
+
 final class LockedErrors: @unchecked Sendable {
     private let lock = NSLock()
     private var errors: [String] = []
