@@ -43,18 +43,29 @@ extension FilterService {
             for await e in sub.events {
                 guard let data = try? encoder.encode(e) else { continue }
                 let json = String(decoding: data, as: UTF8.self)
-                if e.isBlock || history.keepAllows { history.append(json) }
-                pushNetEvent(json)
+                let text = e.render()
+                if e.isBlock || history.keepAllows { history.append(json, text: text) }
+                pushNetEvent(json, text)
             }
         }
         return sub
     }
 
-    private func pushNetEvent(_ json: String) {
+    private func pushNetEvent(_ json: String, _ text: String) {
         queue.async { [self] in
             var r = Reply(id: 0)
             r.netEvents = [json]
-            for c in clients.values where c.netEvents { c.send(r) }
+            r.netEventText = [text]
+            for c in clients.values where c.netEvents {
+                // A tail that stopped reading loses events (counted), it does not grow the daemon.
+                guard c.writable() else {
+                    c.eventsLost += 1
+                    continue
+                }
+                var mine = r
+                if c.eventsLost > 0 { mine.netEventsLost = c.eventsLost }
+                c.send(mine)
+            }
         }
     }
 }

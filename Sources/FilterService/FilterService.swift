@@ -37,14 +37,18 @@ final class ClientState {
     let id: UInt64
     let peer: Peer
     let send: @Sendable (Reply) -> Void
+    /// False while the client's socket buffer is full (it reads slower than events come).
+    let writable: @Sendable () -> Bool
     var session: SessionHandle?
+    var eventsLost: UInt64 = 0
     var waitMs: UInt32 = 15_000
     var netEvents = false
     var changes = false
-    init(id: UInt64, peer: Peer, send: @escaping @Sendable (Reply) -> Void) {
+    init(id: UInt64, peer: Peer, send: @escaping @Sendable (Reply) -> Void, writable: @escaping @Sendable () -> Bool) {
         self.id = id
         self.peer = peer
         self.send = send
+        self.writable = writable
     }
 }
 
@@ -213,7 +217,7 @@ final class EventHistory: @unchecked Sendable {
     let capacity: Int
     let keepAllows: Bool
     private let lock = NSLock()
-    private var ring: [(at: Date, json: String)] = []
+    private var ring: [(at: Date, json: String, text: String)] = []
     private var head = 0
 
     init(capacity: Int, keepAllows: Bool) {
@@ -221,21 +225,22 @@ final class EventHistory: @unchecked Sendable {
         self.keepAllows = keepAllows
     }
 
-    func append(_ json: String, at: Date = Date()) {
+    func append(_ json: String, text: String, at: Date = Date()) {
         guard capacity > 0 else { return }
         lock.lock(); defer { lock.unlock() }
         if ring.count < capacity {
-            ring.append((at, json))
+            ring.append((at, json, text))
         } else {
-            ring[head] = (at, json)
+            ring[head] = (at, json, text)
             head = (head + 1) % capacity
         }
     }
 
-    func since(_ t: Date) -> [String] {
+    func since(_ t: Date) -> (json: [String], text: [String]) {
         lock.lock(); defer { lock.unlock() }
         let ordered = ring.count < capacity ? ring : Array(ring[head...] + ring[..<head])
-        return ordered.filter { $0.at >= t }.map(\.json)
+        let kept = ordered.filter { $0.at >= t }
+        return (kept.map(\.json), kept.map(\.text))
     }
 
     var count: Int {

@@ -8,11 +8,11 @@ import ServiceProtocol
 
 extension FilterService {
     /// A new connection (its peer already checked).
-    func connect(peer: Peer, send: @escaping @Sendable (Reply) -> Void) -> UInt64 {
+    func connect(peer: Peer, send: @escaping @Sendable (Reply) -> Void, writable: @escaping @Sendable () -> Bool) -> UInt64 {
         queue.sync {
             let id = nextClient
             nextClient += 1
-            clients[id] = ClientState(id: id, peer: peer, send: send)
+            clients[id] = ClientState(id: id, peer: peer, send: send, writable: writable)
             audit.info("connected", metadata: ["client": "\(id)", "peer": "\(peer)"])
             return id
         }
@@ -182,7 +182,7 @@ extension FilterService {
             _ = try session(c)
             c.changes = true
         case .netEvents:
-            reply.netEvents = history.since(Date(timeIntervalSince1970: r.since ?? 0))
+            (reply.netEvents, reply.netEventText) = history.since(Date(timeIntervalSince1970: r.since ?? 0))
         case .status:
             let snapshot = bfe.snapshot()
             reply.status = DaemonStatus(

@@ -56,9 +56,12 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 channel.writeAndFlush(Self.encode(r, channel.allocator)).whenComplete { _ in channel.close(promise: nil) }
                 return
             }
-            let id = service.connect(peer: peer) { reply in
-                loop.execute { channel.writeAndFlush(ConnectionHandler.encode(reply, channel.allocator), promise: nil) }
-            }
+            let id = service.connect(
+                peer: peer,
+                send: { reply in
+                    loop.execute { channel.writeAndFlush(ConnectionHandler.encode(reply, channel.allocator), promise: nil) }
+                },
+                writable: { channel.isWritable })
             loop.execute {
                 self.client = id
                 channel.read()
@@ -135,6 +138,9 @@ public final class DaemonServer {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 128)
             .childChannelOption(ChannelOptions.autoRead, value: true)
+            // A client more than 4 MiB behind is not writable: pushed events to it are dropped
+            // and counted (netEventsLost), replies still queue.
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1 << 20, high: 4 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([

@@ -176,9 +176,15 @@ public final class LFPSession: @unchecked Sendable {
 
     // MARK: events and changes
 
-    /// FwpmNetEventSubscribe0: `handler` gets each event (a JSON object, the `lfp events --json`
-    /// form) from now on, and nil when the connection ends.
-    public func subscribeNetEvents(_ handler: @escaping @Sendable (String?) -> Void) throws {
+    /// A net event as the daemon sends it: the `lfp events --json` object and the line for people.
+    public struct NetEvent: Sendable {
+        public var json: String
+        public var text: String
+    }
+
+    /// FwpmNetEventSubscribe0: `handler` gets each event from now on, and nil when the
+    /// connection ends.
+    public func subscribeNetEvents(_ handler: @escaping @Sendable (NetEvent?) -> Void) throws {
         installPush(events: handler, changes: nil)
         try call(.subscribeNetEvents)
     }
@@ -191,10 +197,10 @@ public final class LFPSession: @unchecked Sendable {
     }
 
     private let pushLock = NSLock()
-    private var eventHandler: (@Sendable (String?) -> Void)?
+    private var eventHandler: (@Sendable (NetEvent?) -> Void)?
     private var changeHandler: (@Sendable ([ObjectChange]?) -> Void)?
 
-    private func installPush(events: (@Sendable (String?) -> Void)?, changes: (@Sendable ([ObjectChange]?) -> Void)?) {
+    private func installPush(events: (@Sendable (NetEvent?) -> Void)?, changes: (@Sendable ([ObjectChange]?) -> Void)?) {
         pushLock.lock()
         if let events { eventHandler = events }
         if let changes { changeHandler = changes }
@@ -209,14 +215,18 @@ public final class LFPSession: @unchecked Sendable {
                 c?(nil)
                 return
             }
-            for json in reply.netEvents ?? [] { e?(json) }
+            let texts = reply.netEventText ?? []
+            for (i, json) in (reply.netEvents ?? []).enumerated() { e?(NetEvent(json: json, text: i < texts.count ? texts[i] : json)) }
             if let changes = reply.changes { c?(changes) }
         }
     }
 
-    /// FwpmNetEventEnum0: the daemon's history (drops, and allows when it keeps them).
-    public func netEvents(since: Date) throws -> [String] {
-        try call(.netEvents) { $0.since = since.timeIntervalSince1970 }.netEvents ?? []
+    /// FwpmNetEventEnum0: the daemon's history (drops, and allows when it keeps them), oldest
+    /// first.
+    public func netEvents(since: Date) throws -> [NetEvent] {
+        let r = try call(.netEvents) { $0.since = since.timeIntervalSince1970 }
+        let texts = r.netEventText ?? []
+        return (r.netEvents ?? []).enumerated().map { NetEvent(json: $1, text: $0 < texts.count ? texts[$0] : $1) }
     }
 
     public func status() throws -> DaemonStatus {

@@ -198,6 +198,11 @@ public struct Reply: Codable, Sendable {
     public var status: DaemonStatus?
     /// netEvents and pushed net events: one JSON object per event (the `lfp events --json` form).
     public var netEvents: [String]?
+    /// The same events, one line each for people (the `lfp events` form), index for index.
+    public var netEventText: [String]?
+    /// Pushed net events this client missed so far because it did not read fast enough (the
+    /// daemon drops for a slow tail instead of buffering without bound); counted, never hidden.
+    public var netEventsLost: UInt64?
     /// Pushed object changes.
     public var changes: [ObjectChange]?
 

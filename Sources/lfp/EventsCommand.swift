@@ -9,7 +9,8 @@ struct EventsCommand: AsyncParsableCommand {
         abstract: "Tail ALE events (every workload, every lfp process).",
         discussion: """
             Without --follow, prints the events that arrive within --duration seconds (default 1) or until --count.
-            lfp keeps no event history yet: a tail sees events from the moment it starts.
+            A live tail sees events from the moment it starts; with lfp daemon running, --since reads its history \
+            (FwpmNetEventEnum0), and tails read from the daemon, which reads the kernel once for all of them.
             """)
     @Flag(name: .shortAndLong, help: "Keep printing until interrupted.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
@@ -18,15 +19,23 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: "Exit after this many (matching) events.") var count: Int?
     @Option(help: "Stop after this many seconds (default 1 without --follow).") var duration: Double?
     @Flag(help: "Print ring accounting (submitted/received/dropped) to stderr at exit.") var stats = false
+    @Option(help: "The daemon's event history (drops; allows with `lfp daemon --history-allows`) from this long ago, e.g. 90s, 10m, 2h; then exit.")
+    var since: String?
 
     func validate() throws {
         if let layer, Layer(name: layer) == nil {
             throw ValidationError("unknown layer '\(layer)' (FWP_E_LAYER_NOT_FOUND); e.g. FWPM_LAYER_ALE_AUTH_CONNECT_V4")
         }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
+        if let since, DaemonEvents.seconds(since) == nil { throw ValidationError("--since: expected a duration such as 90s, 10m or 2h, not '\(since)'") }
     }
 
     func run() async throws {
+        // With a daemon, tails read from it: the kernel writes each event once.
+        if since != nil || DaemonRoute.isRunning {
+            try await DaemonEvents(command: self).run()
+            return
+        }
         let wantLayer = layer.flatMap { Layer(name: $0) }
         StreamOutput.deferBrokenPipe()
         let sub = try Engine().subscribe()

@@ -171,6 +171,38 @@ struct DaemonLifetimeTests {
     }
 }
 
+extension DaemonLifetimeTests {
+    @Test("net events: the kernel writes each once for the daemon, which fans them out to tails and keeps a history")
+    func eventsThroughDaemon() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let d = DaemonProcess(fx)
+        defer { d.cleanup() }
+        try d.start()
+        let w = try Self.machine(fx)
+        let l = try Listener()
+        let admin = try LFPSession.open(socket: d.socket)
+        let id = try admin.add(DaemonTests.block("drop", port: l.port))
+        let port = "\"remotePort\":\(l.port)"
+        let tails = try (0..<4).map { _ in try LFPSession.open(socket: d.socket, name: "tail") }
+        let got = Counter()
+        for t in tails {
+            try t.subscribeNetEvents { e in
+                if let e, e.json.contains(port), e.json.contains("FWP_ACTION_BLOCK") { got.increment() }
+            }
+        }
+        #expect(try !DaemonTests.connects(fx, w, l.port))
+        #expect(got.wait(atLeast: tails.count, timeoutMs: 5_000), "every tail gets the drop")
+        // One kernel subscriber (the daemon), however many tails.
+        #expect(try fx.engine.status().subscribers.count == 1)
+        // FwpmNetEventEnum0: the history has the drop, with its filterId.
+        let history = try admin.netEvents(since: Date().addingTimeInterval(-60))
+        #expect(history.contains { $0.json.contains(port) && $0.json.contains("\"filterId\":\(id)") })
+        let cli = try CLITests.run(["events", "--since", "1m", "--json"], env: d.env)
+        #expect(cli.status == 0 && cli.stdout.contains(port), "\(cli.stderr)")
+    }
+}
+
 /// A count that a test can wait on (a condition variable, not a sleep).
 final class Counter: @unchecked Sendable {
     private let cond = NSCondition()
