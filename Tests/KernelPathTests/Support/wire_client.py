@@ -35,14 +35,12 @@ def main():
     print(json.dumps({"connected": True}), flush=True)
     for line in sys.stdin:
         line = line.rstrip("\n")
-        if line == "WAIT":
-            pass
-        elif line.startswith("RAW "):
-            data = line[4:].encode()
-            s.sendall(struct.pack(">I", len(data)) + data)
-        else:
-            data = line.encode()
-            s.sendall(struct.pack(">I", len(data)) + data)
+        if line != "WAIT":
+            data = (line[4:] if line.startswith("RAW ") else line).encode()
+            try:
+                s.sendall(struct.pack(">I", len(data)) + data)
+            except OSError:
+                pass  # the daemon may have answered and closed first (a refused peer): read it
         try:
             reply = read_frame(s)
         except (socket.timeout, OSError) as e:
