@@ -41,6 +41,8 @@ extension FilterService {
         encoder.outputFormatting = [.sortedKeys]
         Task.detached { [self] in
             for await e in sub.events {
+                // Each event is one classification at its layer; its filterId decided it.
+                hits.count(e.filterId)
                 guard let data = try? encoder.encode(e) else { continue }
                 let json = String(decoding: data, as: UTF8.self)
                 let text = e.render()

@@ -85,6 +85,8 @@ public final class FilterService: @unchecked Sendable {
     /// Objects as last published, for change notifications.
     var published: [UUID: ObjectChange] = [:]
     let history: EventHistory
+    /// filterId -> classifications it decided, from the event stream (no kernel cost).
+    let hits = HitCounters()
 
     public init(engine: Engine, options: DaemonOptions, logger: Logger) throws {
         self.engine = engine
@@ -209,6 +211,22 @@ public final class FilterService: @unchecked Sendable {
                     "database": "\(options.databasePath)",
                 ])
         }
+    }
+}
+
+final class HitCounters: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts: [UInt64: UInt64] = [:]
+    func count(_ filterId: UInt64) {
+        guard filterId != 0 else { return }
+        lock.lock()
+        counts[filterId, default: 0] += 1
+        lock.unlock()
+    }
+    var all: [FilterCounter] {
+        lock.lock()
+        defer { lock.unlock() }
+        return counts.map { FilterCounter(filterId: $0.key, hits: $0.value) }.sorted { $0.filterId < $1.filterId }
     }
 }
 

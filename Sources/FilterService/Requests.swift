@@ -71,7 +71,7 @@ extension FilterService {
         } catch {
             reply.error = Self.wireError(error)
         }
-        if request.op != .get && request.op != .enumerate && request.op != .status && request.op != .netEvents {
+        if ![.get, .enumerate, .status, .netEvents, .counters].contains(request.op) {
             audit.info(
                 "\(request.op.rawValue)",
                 metadata: [
@@ -183,6 +183,8 @@ extension FilterService {
             c.changes = true
         case .netEvents:
             (reply.netEvents, reply.netEventText) = history.since(Date(timeIntervalSince1970: r.since ?? 0))
+        case .counters:
+            reply.counters = hits.all
         case .status:
             let snapshot = bfe.snapshot()
             reply.status = DaemonStatus(

@@ -229,6 +229,11 @@ public final class LFPSession: @unchecked Sendable {
         return (r.netEvents ?? []).enumerated().map { NetEvent(json: $1, text: $0 < texts.count ? texts[$0] : $1) }
     }
 
+    /// filterId -> classifications it decided since the daemon started.
+    public func counters() throws -> [UInt64: UInt64] {
+        Dictionary((try call(.counters).counters ?? []).map { ($0.filterId, $0.hits) }, uniquingKeysWith: +)
+    }
+
     public func status() throws -> DaemonStatus {
         guard let s = try call(.status).status else { throw LFPClientError.connectionLost }
         return s

@@ -51,6 +51,9 @@ public enum RequestOp: String, Codable, Sendable, CaseIterable {
     case subscribeNetEvents, subscribeChanges
     /// FwpmNetEventEnum0: the daemon's event history since a time.
     case netEvents
+    /// Per-filter hit counters: how many classifications each filter decided (counted by the
+    /// daemon from the kernel's events, since the daemon started).
+    case counters
     /// The daemon's state (generation, sessions, objects, history size).
     case status
 }

@@ -104,21 +104,35 @@ struct FilterCommand: ParsableCommand {
         @Option(help: "Only this layer's filters.") var layer: String?
         @Flag(help: "Boot-time filters only (FWP_FILTER_ENUM_FLAG_BOOTTIME_ONLY).") var bootTime = false
         @Flag(help: "A policy document (JSON) instead of a table.") var json = false
+        @Flag(help: "Add each filter's hits: the classifications it decided since the daemon started.") var counters = false
 
         func run() throws {
             var t = WireEnumTemplate(providerKey: provider, layer: layer)
             if bootTime { t.flags = FilterEnumTemplate.Flags.bootTimeOnly.rawValue }
-            let filters = try DaemonRoute.required("lfp filter list").filters(matching: t)
+            let session = try DaemonRoute.required("lfp filter list")
+            let filters = try session.filters(matching: t)
+            let hits = counters ? try session.counters() : [:]
             if json {
-                print(Policy(filters: filters).exportJSON(), terminator: "")
+                if counters {
+                    try printJSON(filters.map { FilterHits(filterId: $0.filterId, filterKey: $0.filterKey.lowerString, name: $0.name, hits: hits[$0.filterId] ?? 0) })
+                } else {
+                    print(Policy(filters: filters).exportJSON(), terminator: "")
+                }
                 return
             }
-            print("ID".padding(8) + "KEY".padding(38) + "LAYER".padding(36) + "ACTION".padding(28) + "NAME")
+            print("ID".padding(8) + (counters ? "HITS".padding(10) : "") + "KEY".padding(38) + "LAYER".padding(36) + "ACTION".padding(28) + "NAME")
             for f in filters.sorted(by: { $0.filterId < $1.filterId }) {
                 print(
-                    "\(f.filterId)".padding(8) + f.filterKey.lowerString.padding(38) + f.layerKey.name.padding(36)
-                        + f.action.type.name.padding(28) + f.name)
+                    "\(f.filterId)".padding(8) + (counters ? "\(hits[f.filterId] ?? 0)".padding(10) : "") + f.filterKey.lowerString.padding(38)
+                        + f.layerKey.name.padding(36) + f.action.type.name.padding(28) + f.name)
             }
+        }
+
+        struct FilterHits: Encodable {
+            var filterId: UInt64
+            var filterKey: String
+            var name: String
+            var hits: UInt64
         }
     }
 }

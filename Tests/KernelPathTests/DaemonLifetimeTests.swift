@@ -200,6 +200,8 @@ extension DaemonLifetimeTests {
         #expect(history.contains { $0.json.contains(port) && $0.json.contains("\"filterId\":\(id)") })
         let cli = try CLITests.run(["events", "--since", "1m", "--json"], env: d.env)
         #expect(cli.status == 0 && cli.stdout.contains(port), "\(cli.stderr)")
+        // The filter's hit counter counts the drop (from the same event stream).
+        #expect(try admin.counters()[id] == 1)
     }
 }
 
