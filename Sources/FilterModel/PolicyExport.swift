@@ -264,3 +264,33 @@ public enum JSONText {
         out.append(0x22)
     }
 }
+
+/// A policy document's JSON assembled from one JSON text per object, so a writer that keeps the
+/// text of objects it has already written (the daemon's record, commit after commit) pays only
+/// for the objects that changed. `Policy.exportJSON()` of the same objects parses to the same
+/// policy.
+public enum PolicyJSON {
+    public static func fragment(_ p: Provider) -> String { Export.provider(p).json(indent: 2) }
+    public static func fragment(_ s: Sublayer) -> String { Export.sublayer(s).json(indent: 2) }
+    public static func fragment(_ c: CalloutObject) -> String { Export.callout(c).json(indent: 2) }
+    public static func fragment(_ c: ProviderContext) -> String { Export.context(c).json(indent: 2) }
+    public static func fragment(_ f: Filter) -> String { Export.filter(f).json(indent: 2) }
+
+    /// The document: each member a list of fragments, in order.
+    public static func document(providers: [String], sublayers: [String], callouts: [String], providerContexts: [String], filters: [String])
+        -> String
+    {
+        var out = "{"
+        var first = true
+        for (name, items) in [
+            ("providers", providers), ("sublayers", sublayers), ("callouts", callouts), ("providerContexts", providerContexts),
+            ("filters", filters),
+        ] where !items.isEmpty {
+            out += first ? "\n  \"\(name)\": [\n    " : ",\n  \"\(name)\": [\n    "
+            first = false
+            out += items.joined(separator: ",\n    ")
+            out += "\n  ]"
+        }
+        return out + "\n}\n"
+    }
+}

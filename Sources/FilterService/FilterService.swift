@@ -85,6 +85,7 @@ public final class FilterService: @unchecked Sendable {
     /// Objects as last published, for change notifications.
     var published: [UUID: ObjectChange] = [:]
     let history: EventHistory
+    let records = RecordCache()
     /// filterId -> classifications it decided, from the event stream (no kernel cost).
     let hits = HitCounters()
 
@@ -110,7 +111,8 @@ public final class FilterService: @unchecked Sendable {
     func publish(_ candidate: BaseFilteringEngine) throws {
         let enforced = candidate.copy(droppingFilters: { $0.flags.contains(.bootTime) })
         let next = candidate.nextFilterId
-        try store.sync(candidate) {
+        let all = candidate.snapshot()
+        try store.sync(candidate, snapshot: all) {
             let commit = try engine.publish(enforced) { generation, _ in
                 let snapshot = enforced.snapshot()
                 var dynamic: [String] = []
@@ -118,12 +120,12 @@ public final class FilterService: @unchecked Sendable {
                     if case .dynamic = enforced.lifetime(ofObject: k) { dynamic.append("\"\(k.lowerString)\"") }
                 }
                 return CommittedPolicy.record(
-                    generation: generation, policyJSON: snapshot.exportJSON(),
+                    generation: generation, policyJSON: records.document(snapshot),
                     extra: [("daemon", "true"), ("nextFilterId", "\(next)"), ("dynamicObjects", "[" + dynamic.joined(separator: ",") + "]")])
             }
             generation = commit.generation
         }
-        notifyChanges(candidate.snapshot())
+        notifyChanges(all)
     }
 
     static func keys(_ p: Policy) -> [UUID] {

@@ -71,8 +71,7 @@ final class PersistentStore {
     /// Makes the table hold exactly the persistent objects of `engine`, then runs `then` inside
     /// the same SQLite transaction: if `then` throws (the kernel refused the policy), the table
     /// is left as it was.
-    func sync(_ engine: BaseFilteringEngine, then: () throws -> Void) throws {
-        let all = engine.snapshot()
+    func sync(_ engine: BaseFilteringEngine, snapshot all: Policy, then: () throws -> Void) throws {
         var want: [(UUID, ObjectKind, AnyHashable, Policy)] = []
         func persistent(_ k: UUID) -> Bool { engine.lifetime(ofObject: k) == .persistent }
         for p in all.providers where persistent(p.providerKey) { want.append((p.providerKey, .provider, p, Policy(providers: [p]))) }
