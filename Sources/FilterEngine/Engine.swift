@@ -97,14 +97,11 @@ public final class Engine {
         let bfe = BaseFilteringEngine()
         let ids = try bfe.load(policy)  // validation: FWP_E_* errors
         clock.mark("validate")
-        return try publish(bfe, filterIds: ids, reauthorize: policy.lfpReauthorize, clock: clock) { generation, image in
+        return try publish(bfe, filterIds: ids, reauthorize: policy.lfpReauthorize, clock: clock) { generation in
             if let source {
                 // The keys the BFE generated for filters the document left without one, in
                 // document order, so the record reads back with the same keys (and ids).
-                var keyOf = image.filterKeys  // every enabled filter; disabled ones from a snapshot
-                if !ids.allSatisfy({ keyOf[$0] != nil }) {
-                    keyOf = Dictionary(bfe.snapshot().filters.map { ($0.filterId, $0.filterKey) }, uniquingKeysWith: { a, _ in a })
-                }
+                let keyOf = Dictionary(bfe.snapshot().filters.map { ($0.filterId, $0.filterKey) }, uniquingKeysWith: { a, _ in a })
                 return CommittedPolicy.record(generation: generation, source: source, filterKeys: ids.map { keyOf[$0] ?? .zero })
             }
             var snapshot = bfe.snapshot()
@@ -118,13 +115,9 @@ public final class Engine {
     /// them. `record` writes the record of the new generation (the intent, then the record).
     public func publish(
         _ bfe: BaseFilteringEngine, filterIds ids: [UInt64] = [], reauthorize wantsReauthorization: Bool = true,
-        clock clock0: PhaseClock? = nil, record makeRecord: (UInt64, PolicyImage) throws -> Data
+        clock clock0: PhaseClock? = nil, record makeRecord: @escaping @Sendable (UInt64) throws -> Data
     ) throws -> Commit {
         var clock = clock0 ?? PhaseClock()
-        let image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
-        clock.mark("compile")
-        var classifier = try PolicyCompiler.buildClassifier(image)
-        clock.mark("classifier")
         try requireRoot("lfp policy load")
         let lock = try stateLock()
         defer { withExtendedLifetime(lock) {} }
@@ -134,16 +127,29 @@ public final class Engine {
         // Generations are never reused: lfp_config counts them, and the map in force names its
         // own (they differ only after a crash between the publish and the count).
         let generation = max(previous.generation, try maps.policyGeneration() ?? 0) + 1
-        classifier.setGeneration(generation)
-        let cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
-        clock.mark("map")
         // Crash safety: the intent (the policy under its new generation) is on disk before the
         // kernel sees the policy, and becomes the record by one rename after. A kill at any point
         // leaves either the old record and the old map, or an intent that `reconcile` turns into
-        // the record exactly when the kernel enforces its generation.
+        // the record exactly when the kernel enforces its generation. It is written on another
+        // core while the policy compiles (at 100k filters each takes a few tenths of a second).
+        let intent = Intent(path: config.pendingPolicyFile)
+        DispatchQueue.global().async { intent.write { try makeRecord(generation) } }
+        let image: PolicyImage
+        var classifier: ClassifierImage
+        let cells: BPFMap
         do {
-            try StateTree.write(try makeRecord(generation, image), to: config.pendingPolicyFile)
+            image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
+            clock.mark("compile")
+            classifier = try PolicyCompiler.buildClassifier(image)
+            clock.mark("classifier")
+            classifier.setGeneration(generation)
+            cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
+            clock.mark("map")
         } catch {
+            intent.abandon()
+            throw error
+        }
+        if let error = intent.wait() {
             throw EngineError.intentNotRecorded(path: config.pendingPolicyFile, reason: "\(error)")
         }
         clock.mark("intent")
@@ -268,6 +274,32 @@ public final class Engine {
                 batch[i].workload = names[id]!
             }
         }
+    }
+}
+
+/// The intent record of a commit, written on another thread while the policy compiles.
+final class Intent: @unchecked Sendable {
+    private let path: String
+    private let done = DispatchSemaphore(value: 0)
+    private var error: Error?
+
+    init(path: String) { self.path = path }
+
+    func write(_ make: () throws -> Data) {
+        do { try StateTree.write(try make(), to: path) } catch { self.error = error }
+        done.signal()
+    }
+
+    /// The write's error, once it finished.
+    func wait() -> Error? {
+        done.wait()
+        return error
+    }
+
+    /// The commit failed before its publication: the intent must not stay behind.
+    func abandon() {
+        done.wait()
+        unlink(path)
     }
 }
 

@@ -217,3 +217,11 @@ enum DepthPass {
         }
     }
 }
+
+/// A policy file's text with the reader's checks (size limit, regular file), unparsed: for a
+/// caller that hands the text to the daemon, which parses it.
+public enum PolicyText {
+    public static func read(_ path: String, maxBytes: Int = PolicyLimits.maxBytes) throws -> String {
+        try PolicyLimits.readText(path, maxBytes: maxBytes)
+    }
+}

@@ -26,7 +26,7 @@ public enum BootTime {
         try all.load(stored)
         let boot = all.copy(droppingFilters: { !$0.flags.contains(.bootTime) })
         let count = boot.snapshot().filters.count
-        let commit = try engine.publish(boot) { generation, _ in
+        let commit = try engine.publish(boot) { generation in
             CommittedPolicy.record(generation: generation, policyJSON: boot.snapshot().exportJSON(), extra: [("bootTime", "true")])
         }
         return Outcome(enforced: true, filters: count, generation: commit.generation)

@@ -113,7 +113,7 @@ public final class FilterService: @unchecked Sendable {
         let next = candidate.nextFilterId
         let all = candidate.snapshot()
         try store.sync(candidate, snapshot: all) {
-            let commit = try engine.publish(enforced) { generation, _ in
+            let commit = try engine.publish(enforced) { [records] generation in
                 let snapshot = enforced.snapshot()
                 var dynamic: [String] = []
                 for k in Self.keys(snapshot) {
@@ -133,7 +133,26 @@ public final class FilterService: @unchecked Sendable {
             + p.providerContexts.map(\.providerContextKey) + p.filters.map(\.filterKey)
     }
 
+    /// Change notifications cost a pass over every object: only while someone listens (the
+    /// index is taken afresh when the first listener subscribes).
     private func notifyChanges(_ now: Policy) {
+        guard clients.values.contains(where: { $0.changes }) else { return }
+        let current = Self.changeIndex(now)
+        var changes: [ObjectChange] = []
+        for (k, c) in published where current[k] == nil {
+            var d = c
+            d.change = .delete
+            changes.append(d)
+        }
+        for (k, c) in current where published[k] == nil { changes.append(c) }
+        published = current
+        guard !changes.isEmpty else { return }
+        var reply = Reply(id: 0)
+        reply.changes = changes
+        for c in clients.values where c.changes { c.send(reply) }
+    }
+
+    static func changeIndex(_ now: Policy) -> [UUID: ObjectChange] {
         var current: [UUID: ObjectChange] = [:]
         for p in now.providers { current[p.providerKey] = ObjectChange(change: .add, kind: .provider, key: p.providerKey.lowerString) }
         for s in now.sublayers {
@@ -151,18 +170,7 @@ public final class FilterService: @unchecked Sendable {
             current[f.filterKey] = ObjectChange(
                 change: .add, kind: .filter, key: f.filterKey.lowerString, objectId: f.filterId, providerKey: f.providerKey?.lowerString)
         }
-        var changes: [ObjectChange] = []
-        for (k, c) in published where current[k] == nil {
-            var d = c
-            d.change = .delete
-            changes.append(d)
-        }
-        for (k, c) in current where published[k] == nil { changes.append(c) }
-        published = current
-        guard !changes.isEmpty else { return }
-        var reply = Reply(id: 0)
-        reply.changes = changes
-        for c in clients.values where c.changes { c.send(reply) }
+        return current
     }
 
     // MARK: start

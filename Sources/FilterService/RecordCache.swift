@@ -5,7 +5,7 @@
 import FilterModel
 import Foundation
 
-final class RecordCache {
+final class RecordCache: @unchecked Sendable {  // used by one commit at a time
     private var texts: [UUID: (object: AnyHashable, text: String)] = [:]
 
     private func text<T: Hashable>(_ key: UUID, _ object: T, _ make: (T) -> String, _ seen: inout Set<UUID>) -> String {

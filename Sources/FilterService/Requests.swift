@@ -157,6 +157,7 @@ extension FilterService {
             let s = try session(c)
             guard !bfe.inTransaction(s) else { throw FWPError(.txnInProgress, "replace runs its own transaction") }
             let doc = try document(r)
+            if r.allowEmpty != true { try doc.requireObjects(sourceName: r.sourceName ?? "request") }
             try bfe.beginTransaction(s)
             do {
                 try Self.replace(bfe, doc, session: s)
@@ -180,6 +181,7 @@ extension FilterService {
             c.netEvents = true
         case .subscribeChanges:
             _ = try session(c)
+            if !clients.values.contains(where: { $0.changes }) { published = Self.changeIndex(bfe.snapshot()) }
             c.changes = true
         case .netEvents:
             (reply.netEvents, reply.netEventText) = history.since(Date(timeIntervalSince1970: r.since ?? 0))

@@ -150,10 +150,11 @@ public final class LFPSession: @unchecked Sendable {
     /// `lfp policy load`: one transaction that replaces the objects of the document's providers
     /// (or the provider-less objects, when it has any) with the document's. Returns the new
     /// filterIds and the generation now enforced.
-    public func replace(document: String, sourceName: String) throws -> (filterIds: [UInt64], generation: UInt64) {
+    public func replace(document: String, sourceName: String, allowEmpty: Bool = false) throws -> (filterIds: [UInt64], generation: UInt64) {
         let r = try call(.replace) {
             $0.objects = document
             $0.sourceName = sourceName
+            $0.allowEmpty = allowEmpty
         }
         return (r.filterIds ?? [], r.generation ?? 0)
     }

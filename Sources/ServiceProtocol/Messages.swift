@@ -99,6 +99,9 @@ public struct Request: Codable, Sendable {
     public var objects: String?
     /// replace/check/diff: where the document came from (error messages name it).
     public var sourceName: String?
+    /// replace: commit even a document without objects (`--allow-empty`); refused otherwise
+    /// (LFP_E_POLICY_EMPTY), as a direct load refuses it.
+    public var allowEmpty: Bool?
     // delete, get, enumerate
     public var kind: ObjectKind?
     public var key: String?

@@ -16,18 +16,20 @@ struct PolicyCommand: ParsableCommand {
         @Flag(help: "Commit even a policy without objects (which removes every filter).") var allowEmpty = false
 
         func run() throws {
-            let started = DispatchTime.now()
-            let (policy, text) = try Policy.loadWithText(contentsOf: file)
-            let parsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-            if !allowEmpty { try policy.requireObjects(sourceName: file) }
-            // With a daemon: one transaction that replaces only this document's providers' objects.
+            // With a daemon: one transaction that replaces only this document's providers'
+            // objects; the daemon parses and checks the text (parsing it here too cost seconds).
             if let session = try DaemonRoute.session(name: "lfp policy load") {
-                let r = try session.replace(document: text, sourceName: file)
+                let text = try PolicyText.read(file)
+                let r = try session.replace(document: text, sourceName: file, allowEmpty: allowEmpty)
                 if json { try printJSON(DaemonLoad(generation: r.generation, filterIds: r.filterIds)) } else {
                     print("committed through lfp daemon: generation \(r.generation), \(r.filterIds.count) filters from \(file)")
                 }
                 return
             }
+            let started = DispatchTime.now()
+            let (policy, text) = try Policy.loadWithText(contentsOf: file)
+            let parsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            if !allowEmpty { try policy.requireObjects(sourceName: file) }
             let commit = try Engine().commit(policy, source: text)
             if json {
                 struct Out: Encodable {
