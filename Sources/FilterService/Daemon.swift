@@ -17,6 +17,8 @@ public enum Daemon {
         let pump = try service.startEventPump()
         defer { pump.cancel() }
         let server = try DaemonServer(service: service, path: options.socketPath)
+        let metricsServer = try options.metricsAddress.map { try MetricsServer(service: service, address: $0) }
+        defer { metricsServer?.stop() }
         let signals = [SIGTERM, SIGINT, SIGHUP].map { sig -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
@@ -43,6 +45,8 @@ extension FilterService {
             for await e in sub.events {
                 // Each event is one classification at its layer; its filterId decided it.
                 hits.count(e.filterId)
+                fanout.add(read: 1)
+                metrics.classified(layer: e.layer?.name ?? "LFP_LAYER_\(e.layerID)", action: e.actionType)
                 guard let data = try? encoder.encode(e) else { continue }
                 let json = String(decoding: data, as: UTF8.self)
                 let text = e.render()
@@ -62,6 +66,7 @@ extension FilterService {
                 // A tail that stopped reading loses events (counted), it does not grow the daemon.
                 guard c.writable() else {
                     c.eventsLost += 1
+                    fanout.add(lost: 1)
                     continue
                 }
                 var mine = r

@@ -20,6 +20,8 @@ public struct DaemonOptions: Sendable {
     /// `historyAllows`.
     public var historyEvents: Int = 10_000
     public var historyAllows = false
+    /// HOST:PORT to serve Prometheus metrics on (GET /metrics); nil = none.
+    public var metricsAddress: String?
 
     public init(socketPath: String, databasePath: String) {
         self.socketPath = socketPath
@@ -86,6 +88,9 @@ public final class FilterService: @unchecked Sendable {
     var published: [UUID: ObjectChange] = [:]
     let history: EventHistory
     let records = RecordCache()
+    let metrics = DaemonMetrics()
+    /// Events read from the kernel, and pushes dropped for tails that did not read.
+    let fanout = FanoutCounts()
     /// filterId -> classifications it decided, from the event stream (no kernel cost).
     let hits = HitCounters()
 
@@ -112,6 +117,8 @@ public final class FilterService: @unchecked Sendable {
         let enforced = candidate.copy(droppingFilters: { $0.flags.contains(.bootTime) })
         let next = candidate.nextFilterId
         let all = candidate.snapshot()
+        let started = DispatchTime.now()
+        defer { metrics.commits.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)) }
         try store.sync(candidate, snapshot: all) {
             let commit = try engine.publish(enforced) { [records] generation in
                 let snapshot = enforced.snapshot()
@@ -221,6 +228,23 @@ public final class FilterService: @unchecked Sendable {
                     "database": "\(options.databasePath)",
                 ])
         }
+    }
+}
+
+final class FanoutCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var read_: UInt64 = 0
+    private var lost_: UInt64 = 0
+    func add(read: UInt64 = 0, lost: UInt64 = 0) {
+        lock.lock()
+        read_ += read
+        lost_ += lost
+        lock.unlock()
+    }
+    func read() -> (read: UInt64, lost: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (read_, lost_)
     }
 }
 

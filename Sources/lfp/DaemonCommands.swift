@@ -43,6 +43,7 @@ struct DaemonCommand: ParsableCommand {
     @Option(help: "The SQLite database of persistent objects.") var db: String?
     @Option(help: "How many net events the history keeps (drops; allows too with --history-allows).") var history = 10_000
     @Flag(help: "Keep allowed connections in the event history too.") var historyAllows = false
+    @Option(help: "Serve Prometheus metrics on HOST:PORT (GET /metrics), e.g. 127.0.0.1:9464.") var metrics: String?
 
     func run() throws {
         var options = DaemonOptions.fromEnvironment()
@@ -50,6 +51,7 @@ struct DaemonCommand: ParsableCommand {
         if let db { options.databasePath = db }
         options.historyEvents = history
         options.historyAllows = historyAllows
+        options.metricsAddress = metrics
         var logger = Logger(label: "lfp.daemon")
         logger.logLevel = ProcessInfo.processInfo.environment["LFP_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
         try Daemon.run(engine: Engine(), options: options, logger: logger) {

@@ -205,6 +205,37 @@ extension DaemonLifetimeTests {
     }
 }
 
+extension DaemonLifetimeTests {
+    @Test("Prometheus metrics: classifications by layer and action, filter hits, commits, rings and workloads")
+    func metrics() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let d = DaemonProcess(fx)
+        defer { d.cleanup() }
+        let port = Net.freePort()
+        try d.start(["--metrics", "127.0.0.1:\(port)"])
+        let w = try Self.machine(fx)
+        let l = try Listener()
+        let admin = try LFPSession.open(socket: d.socket)
+        let id = try admin.add(DaemonTests.block("drop", port: l.port))
+        let seen = Counter()
+        try admin.subscribeNetEvents { e in if e?.json.contains("\"filterId\":\(id)") == true { seen.increment() } }
+        for _ in 0..<3 { #expect(try !DaemonTests.connects(fx, w, l.port)) }
+        #expect(seen.wait(atLeast: 3, timeoutMs: 5_000))
+        let text = try #require(httpGet(port: port, path: "/metrics"))
+        #expect(text.hasPrefix("HTTP/1.1 200"))
+        func value(_ line: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        #expect(value(#"lfp_classifications_total{layer="FWPM_LAYER_ALE_AUTH_CONNECT_V4",action="FWP_ACTION_BLOCK"}"#) == 3, "\(text)")
+        #expect(value(#"lfp_filter_hits{filter_id="\#(id)"}"#) == 3)
+        #expect((value("lfp_commit_seconds_count") ?? 0) >= 2, "the restore and the add")
+        #expect(value(#"lfp_workload_healthy{workload="machine"}"#) == 1)
+        #expect(text.contains("lfp_ring_events_submitted_total{ring="))
+        #expect(httpGet(port: port, path: "/nothing")?.hasPrefix("HTTP/1.1 404") == true)
+    }
+}
+
 /// A count that a test can wait on (a condition variable, not a sleep).
 final class Counter: @unchecked Sendable {
     private let cond = NSCondition()

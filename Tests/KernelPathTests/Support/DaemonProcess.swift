@@ -24,10 +24,10 @@ final class DaemonProcess {
 
     /// Starts the daemon and returns once it accepts connections (its "listening" line), or
     /// fails after 20 s.
-    func start() throws {
+    func start(_ extra: [String] = []) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CLITests.lfp)
-        p.arguments = ["daemon"]
+        p.arguments = ["daemon"] + extra
         p.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
         let o = Pipe()
         p.standardOutput = o
@@ -74,6 +74,25 @@ final class DaemonProcess {
     }
 
     deinit { cleanup() }
+}
+
+/// An HTTP GET on loopback (the metrics endpoint), with a timeout on every read.
+func httpGet(port: UInt16, path: String) -> String? {
+    let fd = Net.connect("127.0.0.1", port, timeoutMs: 5000)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    let req = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    _ = req.withCString { write(fd, $0, strlen($0)) }
+    var out = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 5000) > 0 else { return nil }
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
 }
 
 enum DaemonTestError: Error {
