@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // lfp — the Linux Filtering Platform. Module graph (dependencies point one way):
 //   lfp -> FilterEngine -> {PolicyCompiler, BPFKit} -> KernelVocabulary -> {FilterModel, KernelABI};
-//   BPFKit -> CLibBPF
+//   BPFKit -> CLibBPF; FilterEngine -> CSpawn (how `lfp run` starts its command)
 // Only BPFKit imports C (libbpf); FilterModel is pure Swift and needs no kernel.
 import PackageDescription
 
@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(
             name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev"])]),
+        // clone3 into a cgroup and signal forwarding for `lfp run`: what Swift cannot do safely.
+        .target(name: "CSpawn", path: "Sources/CSpawn"),
         // FWPM vocabulary, policy files, validation, reference arbitration (pure Swift).
         .target(
             name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
@@ -43,7 +45,7 @@ let package = Package(
         .target(
             name: "FilterEngine",
             dependencies: [
-                "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI",
+                "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI", "CSpawn",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
