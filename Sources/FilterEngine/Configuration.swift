@@ -88,6 +88,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case noSuchWorkload(String)
     case noCommand
     case subscriberSlotsFull(Int)
+    /// `lfp policy show` / `export` / `classify` with no policy committed yet.
+    case noPolicyCommitted
 
     /// lfp's error name (`lfp --json` and scripts can match it).
     public var code: String {
@@ -103,6 +105,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .noSuchWorkload: return "LFP_E_NO_SUCH_WORKLOAD"
         case .noCommand: return "LFP_E_NO_COMMAND"
         case .subscriberSlotsFull: return "LFP_E_SUBSCRIBERS_FULL"
+        case .noPolicyCommitted: return "LFP_E_NO_POLICY"
         }
     }
 
@@ -130,6 +133,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .noSuchWorkload(let name): return "no workload named '\(name)' is attached (see `lfp status`)"
         case .noCommand: return "lfp run: no command given after --"
         case .subscriberSlotsFull(let n): return "all \(n) event subscriber slots are in use (too many `lfp events` running)"
+        case .noPolicyCommitted: return "no policy is committed (use `lfp policy load FILE`)"
         }
     }
 

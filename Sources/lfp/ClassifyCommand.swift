@@ -17,6 +17,7 @@ struct ClassifyCommand: ParsableCommand {
     @Option(name: .customLong("field"), help: "NAME=VALUE, NAME an FWPM_CONDITION_* constant; repeatable.")
     var fields: [String] = []
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Exit 1 when the verdict is BLOCK (0 when PERMIT), for scripts.") var exitCode = false
 
     func validate() throws {
         if Layer(name: layer) == nil {
@@ -36,5 +37,6 @@ struct ClassifyCommand: ParsableCommand {
         let values = try IncomingValues.parse(layer: l, assignments: fields)
         let result = bfe.classify(layer: l, values: values)
         if json { try printJSON(result) } else { print(result.render()) }
+        if exitCode && result.actionType == .block { throw ExitCode(ExitStatus.blocked) }
     }
 }

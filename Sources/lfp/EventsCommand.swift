@@ -13,7 +13,8 @@ struct EventsCommand: AsyncParsableCommand {
             """)
     @Flag(name: .shortAndLong, help: "Keep printing until interrupted.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
-    @Option(help: "Only this workload's events.") var workload: String?
+    @Option(help: "Only this workload's events (one attached now or before).") var workload: String?
+    @Flag(help: "Accept a --workload not attached yet (to tail an `lfp run` before it starts).") var allowUnknownWorkload = false
     @Option(help: "Only this layer (FWPM_LAYER_* name, with or without the prefix).") var layer: String?
     @Option(help: "Exit after this many (matching) events.") var count: Int?
     @Option(help: "Stop after this many seconds (default 1 without --follow).") var duration: Double?
@@ -29,7 +30,11 @@ struct EventsCommand: AsyncParsableCommand {
     func run() async throws {
         let wantLayer = layer.flatMap { Layer(name: $0) }
         StreamOutput.deferBrokenPipe()
-        let sub = try Engine().subscribe()
+        let engine = Engine()
+        if let workload, !allowUnknownWorkload, !engine.knowsWorkload(workload) {
+            throw EngineError.noSuchWorkload(workload)
+        }
+        let sub = try engine.subscribe()
         let stop = { sub.cancel() }
         // The reader left (a write failed with EPIPE, or the watcher saw the pipe close): free
         // the slot at once, then exit as SIGPIPE would have, quietly.
@@ -99,7 +104,8 @@ struct StatusCommand: ParsableCommand {
             workload (others are orphan links: `lfp detach --orphans`). Each problem is reported with its reason.
 
             Exit status: 0 healthy; \(EngineStatus.degradedExitCode) degraded (anything not as recorded: the report, \
-            and `healthy: false` with the problems in --json, say why); 1 the status could not be read.
+            and `healthy: false` with the problems in --json, say why); otherwise the status could not be read, \
+            and the exit status says why, as for every command (`lfp --help`).
             """)
     @Flag(help: "Print JSON.") var json = false
 

@@ -141,4 +141,13 @@ struct RunSignalTests {
         #expect(job.wait() == 10 + SIGHUP)
         Self.expectGone(fx, "sighup", pid)
     }
+
+    @Test("a command not in PATH: LFP_E_COMMAND_NOT_FOUND, exit 127, nothing made")
+    func commandNotFound() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let r = try HostileTests.lfp(["run", "--workload", "nocmd", "--", "lfp-no-such-command"], env: CLITests.env(fx))
+        #expect(r.exited && r.status == 127 && r.stderr.contains("LFP_E_COMMAND_NOT_FOUND"), "\(r)")
+        Self.expectGone(fx, "nocmd", nil)
+    }
 }
