@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/onevcat/Rainbow.git", from: "4.0.0"),
     ],
     targets: [
         // The one contract between bpf/ and Swift: structs, enums and capacities.
@@ -53,6 +54,7 @@ let package = Package(
             dependencies: [
                 "FilterEngine", "FilterModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Rainbow", package: "Rainbow"),  // colours for `lfp events` on a terminal
             ]),
         .testTarget(
             name: "FilterModelTests",

@@ -43,6 +43,13 @@ extension PolicyCompiler {
     /// The file is named with O_PATH, never opened: open(O_RDONLY) of a FIFO waits for a writer
     /// (a FIFO named as ALE_APP_ID hung `lfp policy load`), and opening a device runs its
     /// driver. fstat and fdinfo of the one descriptor describe the same file.
+    /// The identity the kernel reports for the executable at `path` (events' exe_dev and
+    /// exe_ino), or nil when it is not a regular file: how `lfp events` checks that
+    /// /proc/PID/exe is the file the kernel matched.
+    public static func executableIdentity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
+        try? fileIdentity(path).get()
+    }
+
     static func fileIdentity(_ path: String) -> Result<(dev: UInt64, ino: UInt64), FileIdentityError> {
         let fd = open(path, openPathOnly | O_CLOEXEC)  // follows symlinks, as exec does
         guard fd >= 0 else { return .failure(errno == ENOENT ? .missing : .unresolvable(errno: errno)) }

@@ -10,6 +10,9 @@ struct EventsCommand: AsyncParsableCommand {
         discussion: """
             Without --follow, prints the events that arrive within --duration seconds (default 1) or until --count.
             lfp keeps no event history yet: a tail sees events from the moment it starts.
+            Names are resolved as events are read: the deciding filter's name and key (from the committed policy of \
+            the event's generation), the executable's path (/proc/PID/exe, when it is the file the kernel matched) \
+            and the user's name. One aligned line per event, coloured on a terminal (not with NO_COLOR).
             """)
     @Flag(name: .shortAndLong, help: "Keep printing until interrupted.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
@@ -35,6 +38,8 @@ struct EventsCommand: AsyncParsableCommand {
             throw EngineError.noSuchWorkload(workload)
         }
         let sub = try engine.subscribe()
+        let names = EventNames(engine: engine)
+        EventLine.configure()
         let stop = { sub.cancel() }
         // The reader left (a write failed with EPIPE, or the watcher saw the pipe close): free
         // the slot at once, then exit as SIGPIPE would have, quietly.
@@ -73,7 +78,8 @@ struct EventsCommand: AsyncParsableCommand {
         for await event in sub.events {
             if let wantLayer, event.layer != wantLayer { continue }
             if let workload, event.workload != workload { continue }
-            let line = json ? try encoder.encode(event) + Data("\n".utf8) : Data((event.render() + "\n").utf8)
+            let named = names.annotate(event)
+            let line = json ? try encoder.encode(named) + Data("\n".utf8) : Data((EventLine.render(named) + "\n").utf8)
             guard try StreamOutput.write(line) else { brokenPipe() }
             seen += 1
             if let count, seen >= count { sub.cancel(); break }
