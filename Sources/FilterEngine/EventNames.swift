@@ -45,7 +45,9 @@ public final class EventNames {
     private func filter(_ id: UInt64, generation g: UInt64) -> (name: String?, key: UUID)? {
         if generation != g {
             // The record holds only the generation committed now: an older event's ids may
-            // name other filters, so it gets no names rather than wrong ones.
+            // name other filters, so it gets no names rather than wrong ones. Events of the two
+            // generations interleave for a while after a commit: only a newer one reloads.
+            if let loaded = generation, g < loaded { return nil }
             filters = [:]
             generation = g
             if let (committed, policy) = try? engine.committedPolicy(), committed == g {

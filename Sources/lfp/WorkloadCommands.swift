@@ -54,10 +54,12 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/
             A workload name in use (attached, or another `lfp run` of that name running) fails with \
-            LFP_E_WORKLOAD_EXISTS and exit status 1, before anything is made. The command runs in its own \
+            LFP_E_WORKLOAD_EXISTS and exit status 65, before anything is made. The command runs in its own \
             cgroup namespace (rooted at its workload's cgroup); with --user it runs as that user with \
             no_new_privs and no capabilities. A command left as root can still leave lfp's control \
             (see the README, "What a root workload can still do").
+            SIGINT, SIGTERM and SIGHUP sent to lfp are passed on to the command; lfp then removes the workload \
+            and exits with the command's status (128+N when signal N ended it).
             """)
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(help: "Commit this policy file before running.") var policy: String?

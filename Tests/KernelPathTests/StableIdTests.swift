@@ -11,14 +11,15 @@ struct StableIdTests {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
         let env = CLITests.env(fx)
-        let two = CLITests.good + """
+        let two =
+            CLITests.good + """
 
-              - displayData: { name: block-10 }
-                layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
-                filterCondition:
-                  - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 10 } }
-                action: { type: FWP_ACTION_BLOCK }
-            """
+                  - displayData: { name: block-10 }
+                    layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4
+                    filterCondition:
+                      - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: 10 } }
+                    action: { type: FWP_ACTION_BLOCK }
+                """
         let file = try CLITests.write(two)
         let other = try CLITests.write(CLITests.good)
         defer { [file, other].forEach { try? FileManager.default.removeItem(atPath: $0) } }
