@@ -125,7 +125,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
             return "lfp has no kernel state yet (nothing pinned under \(dir)): load a policy or attach a workload first"
         case .notOnBPFFS(let path):
             return "\(path) is not on a bpf filesystem; set LFP_BPFFS_ROOT to a directory under a bpffs mount"
-        case .invalidWorkloadName(let name): return "invalid workload name '\(name)': use 1-64 letters, digits, '-', '_' or '.'"
+        case .invalidWorkloadName(let name): return "invalid workload name '\(name)': use 1-64 letters, digits, '-' or '_'"
         case .cgroupNotFound(let path, let mount): return "cgroup not found: \(path) (cgroup v2 is mounted at \(mount))"
         case .cgroupsOverlap(let path, let name, let wpath):
             return "\(path) overlaps workload '\(name)' (\(wpath)): a workload's programs cover its whole cgroup subtree, so workloads cannot nest"

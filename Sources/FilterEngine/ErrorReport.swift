@@ -79,6 +79,8 @@ public struct ErrorReport: Encodable, Equatable, Sendable {
             self.init(code: e.code, message: e.description, exitStatus: status)
         case let e as EngineError:
             self.init(code: e.code, message: e.description, exitStatus: ErrorReport.status(of: e))
+        case let e as CgroupLookupError:
+            self.init(code: e.code, message: e.description, exitStatus: ExitStatus.refused)
         case let e as StateTreeError:
             self.init(code: "LFP_E_STATE", message: e.description, path: nil, exitStatus: ExitStatus.environment)
         case let e as CgroupV2.NotMounted:

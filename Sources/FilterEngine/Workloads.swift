@@ -21,8 +21,8 @@ public struct Workload: Codable, Sendable, Equatable {
 extension Engine {
     static func validateWorkloadName(_ name: String) throws {
         let ok =
-            !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
-            && !name.hasPrefix(".")
+            // No '.': bpffs refuses it in the name of the workload's pin directory (EPERM).
+            !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_".contains($0) }
         guard ok else {
             throw EngineError.invalidWorkloadName(name)
         }

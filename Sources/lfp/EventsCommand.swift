@@ -18,6 +18,7 @@ struct EventsCommand: AsyncParsableCommand {
     @Flag(help: "One JSON object per line.") var json = false
     @Option(help: "Only this workload's events (one attached now or before).") var workload: String?
     @Flag(help: "Accept a --workload not attached yet (to tail an `lfp run` before it starts).") var allowUnknownWorkload = false
+    @OptionGroup var address: CgroupAddress
     @Option(help: "Only this layer (FWPM_LAYER_* name, with or without the prefix).") var layer: String?
     @Option(help: "Exit after this many (matching) events.") var count: Int?
     @Option(help: "Stop after this many seconds (default 1 without --follow).") var duration: Double?
@@ -28,6 +29,9 @@ struct EventsCommand: AsyncParsableCommand {
             throw ValidationError("unknown layer '\(layer)' (FWP_E_LAYER_NOT_FOUND); e.g. FWPM_LAYER_ALE_AUTH_CONNECT_V4")
         }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
+        if address.given + (workload == nil ? 0 : 1) > 1 {
+            throw ValidationError("give at most one of --workload, --unit, --container, --pid")
+        }
     }
 
     func run() async throws {
@@ -36,6 +40,15 @@ struct EventsCommand: AsyncParsableCommand {
         let engine = Engine()
         if let workload, !allowUnknownWorkload, !engine.knowsWorkload(workload) {
             throw EngineError.noSuchWorkload(workload)
+        }
+        // --unit/--container/--pid: the workload attached at that cgroup.
+        var workload = self.workload
+        if let target = address.target {
+            let path = try CgroupLookup.resolve(target)
+            guard let w = engine.workloads().first(where: { $0.cgroupPath == path }) else {
+                throw CgroupLookupError.notFound(what: "a workload at \(path)", looked: "no workload is attached there (lfp attach)")
+            }
+            workload = w.name
         }
         let sub = try engine.subscribe()
         let names = EventNames(engine: engine)

@@ -6,12 +6,27 @@ import Foundation
 struct AttachCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attach",
-        abstract: "Attach lfp's programs to a cgroup v2 as a named workload (pinned: they keep enforcing after lfp exits).")
-    @Option(help: "Workload name.") var workload: String
-    @Option(help: "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/myapp.") var cgroup: String
+        abstract: "Attach lfp's programs to a cgroup v2 as a named workload (pinned: they keep enforcing after lfp exits).",
+        discussion: """
+            The cgroup is a path (--cgroup), or found as operators name it: --unit NAME.service, --container ID, \
+            --pid N (the README says which layouts). Without --workload, a unit's workload is named after the unit \
+            (nginx.service: nginx; other '.' and '@' become '-'), a container's container-ID12, a process's pid-N.
+            """)
+    @Option(help: "Workload name (default with --unit, --container, --pid: see below).") var workload: String?
+    @Option(help: "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/myapp.") var cgroup: String?
+    @OptionGroup var address: CgroupAddress
+
+    func validate() throws {
+        guard address.given + (cgroup == nil ? 0 : 1) == 1 else {
+            throw ValidationError("give one of --cgroup PATH, --unit NAME, --container ID, --pid N")
+        }
+        if cgroup != nil && workload == nil { throw ValidationError("--cgroup needs --workload NAME") }
+    }
 
     func run() throws {
-        let w = try Engine().attach(workload: workload, cgroupPath: cgroup)
+        let path = try cgroup ?? CgroupLookup.resolve(address.target!)
+        let name = workload ?? address.defaultWorkloadName!
+        let w = try Engine().attach(workload: name, cgroupPath: path)
         print("attached workload \(w.name) to \(w.cgroupPath) (cgroup id \(w.cgroupId)): \(w.programs.joined(separator: ", "))")
     }
 }

@@ -642,6 +642,10 @@ struct TypedEngineErrorTests {
         #expect(throws: EngineError.invalidWorkloadName("bad name!")) {
             try fx.engine.attach(workload: "bad name!", cgroupPath: fx.cgroupParent)
         }
+        // bpffs refuses '.' in a pin directory's name: refused up front, not as EPERM from mkdir.
+        #expect(throws: EngineError.invalidWorkloadName("nginx.service")) {
+            try fx.engine.attach(workload: "nginx.service", cgroupPath: fx.cgroupParent)
+        }
         let missing = fx.cgroupParent + "/not-there"
         #expect(throws: EngineError.cgroupNotFound(path: missing, mount: try CgroupV2.mountPoint())) {
             try fx.engine.attach(workload: "w", cgroupPath: missing)
