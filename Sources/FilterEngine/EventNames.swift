@@ -12,8 +12,9 @@ import PolicyCompiler
 /// per generation; an event of an older generation gets none, since only the committed record is
 /// kept), the executable's path from /proc/PID/exe when that file is the one the kernel matched
 /// (same device and inode as the event's ALE_APP_ID identity; none once the process has gone),
-/// the user's name from the user database. Every answer is cached, so a busy tail costs one
-/// readlink and one stat per new process and one getpwuid per new uid.
+/// the user's name from the user database. Every answer is cached, so a busy tail costs a
+/// readlink and a file-identity check (open O_PATH, fstat, the mount table) per new process and
+/// executable, and one getpwuid per new uid.
 public final class EventNames {
     private let engine: Engine
     private var generation: UInt64?

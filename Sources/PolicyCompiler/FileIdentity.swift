@@ -34,6 +34,13 @@ extension PolicyCompiler {
     /// not export: a descriptor that names a file without opening it.
     static let openPathOnly: Int32 = 0o10_000_000
 
+    /// The identity the kernel reports for the executable at `path` (events' exe_dev and
+    /// exe_ino), or nil when it is not a regular file: how `lfp events` checks that
+    /// /proc/PID/exe is the file the kernel matched.
+    public static func executableIdentity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
+        try? fileIdentity(path).get()
+    }
+
     /// (kernel dev_t of the file's superblock, inode), as the kernel sees an executable:
     /// `exe->f_inode->i_sb->s_dev`. stat()'s st_dev is not always that (btrfs subvolumes report
     /// their own anonymous device), so the device comes from the mount the file is on: its
@@ -43,13 +50,6 @@ extension PolicyCompiler {
     /// The file is named with O_PATH, never opened: open(O_RDONLY) of a FIFO waits for a writer
     /// (a FIFO named as ALE_APP_ID hung `lfp policy load`), and opening a device runs its
     /// driver. fstat and fdinfo of the one descriptor describe the same file.
-    /// The identity the kernel reports for the executable at `path` (events' exe_dev and
-    /// exe_ino), or nil when it is not a regular file: how `lfp events` checks that
-    /// /proc/PID/exe is the file the kernel matched.
-    public static func executableIdentity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
-        try? fileIdentity(path).get()
-    }
-
     static func fileIdentity(_ path: String) -> Result<(dev: UInt64, ino: UInt64), FileIdentityError> {
         let fd = open(path, openPathOnly | O_CLOEXEC)  // follows symlinks, as exec does
         guard fd >= 0 else { return .failure(errno == ENOENT ? .missing : .unresolvable(errno: errno)) }
