@@ -3,7 +3,7 @@
 //   lfp -> {FilterService, LFPClient};
 //   FilterService (the daemon) -> {FilterEngine, ServiceProtocol}; LFPClient -> {ServiceProtocol, FilterModel};
 //   FilterEngine -> {PolicyCompiler, BPFKit} -> KernelVocabulary -> {FilterModel, KernelABI};
-//   BPFKit -> CLibBPF
+//   BPFKit -> CLibBPF; FilterEngine -> CSpawn (how `lfp run` starts its command)
 // Only BPFKit imports C (libbpf); FilterModel is pure Swift and needs no kernel.
 import PackageDescription
 
@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/onevcat/Rainbow.git", from: "4.0.0"),
     ],
     targets: [
         // The one contract between bpf/ and Swift: structs, enums and capacities.
@@ -33,6 +34,8 @@ let package = Package(
         .systemLibrary(
             name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev"])]),
+        // clone3 into a cgroup and signal forwarding for `lfp run`: what Swift cannot do safely.
+        .target(name: "CSpawn", path: "Sources/CSpawn"),
         // FWPM vocabulary, policy files, validation, reference arbitration (pure Swift).
         .target(
             name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
@@ -52,7 +55,7 @@ let package = Package(
         .target(
             name: "FilterEngine",
             dependencies: [
-                "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI",
+                "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI", "CSpawn",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The daemon's wire protocol (docs/protocol.md): messages and their version, shared by
@@ -84,6 +87,7 @@ let package = Package(
             dependencies: [
                 "FilterEngine", "FilterModel", "FilterService", "LFPClient", "ServiceProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Rainbow", package: "Rainbow"),  // colours for `lfp events` on a terminal
             ]),
         .testTarget(
             name: "FilterModelTests",

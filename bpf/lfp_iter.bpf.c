@@ -28,7 +28,7 @@ int lfp_sweep_udp(struct bpf_iter__udp *ctx)
 }
 
 /* ctx->sk_common and ctx->udp_sk are loaded once: the NULL check must be on the very register
- * bpf_sock_destroy receives (kernel-mechanisms.md §2). */
+ * bpf_sock_destroy receives (docs/kernel-mechanisms.md §2). */
 SEC("iter/tcp")
 int lfp_reauth_tcp(struct bpf_iter__tcp *ctx)
 {

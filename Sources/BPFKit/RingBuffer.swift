@@ -3,7 +3,7 @@ import Foundation
 
 /// Consumes one BPF ring buffer on a dedicated thread (never on the concurrency pool: the poll
 /// blocks). Producers use batched wake-ups, so the thread also drains on every timeout:
-/// `ring_buffer__poll` alone never consumes a ring that was not woken (kernel-mechanisms §5).
+/// `ring_buffer__poll` alone never consumes a ring that was not woken (docs/kernel-mechanisms.md §5).
 public final class RingBufferReader: @unchecked Sendable {
     public typealias Handler = (UnsafeRawBufferPointer) -> Void
 

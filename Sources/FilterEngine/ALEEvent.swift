@@ -13,6 +13,13 @@ public struct ALEEvent: Sendable, Encodable {
     public let raw: lfp_event
     /// The workload's name (resolved from `workloadId`), when lfp knows it.
     public var workload: String?
+    /// Names for the ids, filled in by `EventNames` when the event is read (nil otherwise): the
+    /// deciding filter's name and key, the executable's path (the ALE_APP_ID the kernel
+    /// matched), the user's name.
+    public var filterName: String?
+    public var filterKey: UUID?
+    public var appId: String?
+    public var userName: String?
 
     public var sequence: UInt64 { raw.seq }
     public var timestampNs: UInt64 { raw.ts_ns }
@@ -83,7 +90,7 @@ public struct ALEEvent: Sendable, Encodable {
         case sequence, timestampNs, layer, actionType, filterId, transportEndpointHandle,
             parentEndpointHandle, processId, threadId, userId, groupId, cgroupId, processName,
             ipVersion, ipProtocol, localAddress, localPort, remoteAddress, remotePort, errno,
-            conditionFlags, policyGeneration, workload, workloadId, localInterface
+            conditionFlags, policyGeneration, workload, workloadId, localInterface, filterName, filterKey, appId, userName
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -113,6 +120,10 @@ public struct ALEEvent: Sendable, Encodable {
         try c.encodeIfPresent(workload, forKey: .workload)
         try c.encode(workloadId, forKey: .workloadId)
         try c.encodeIfPresent(localInterface, forKey: .localInterface)
+        try c.encodeIfPresent(filterName, forKey: .filterName)
+        try c.encodeIfPresent(filterKey?.uuidString.lowercased(), forKey: .filterKey)
+        try c.encodeIfPresent(appId, forKey: .appId)
+        try c.encodeIfPresent(userName, forKey: .userName)
     }
 
     /// One line for humans: `seq layer verdict filter handle pid/comm proto local -> remote`.

@@ -94,6 +94,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case daemonOwnsPolicy(socket: String)
     /// Another `lfp daemon` already runs on this state directory.
     case daemonAlreadyRunning(lock: String)
+    /// `lfp policy show` / `export` / `classify` with no policy committed yet.
+    case noPolicyCommitted
 
     /// lfp's error name (`lfp --json` and scripts can match it).
     public var code: String {
@@ -111,6 +113,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .subscriberSlotsFull: return "LFP_E_SUBSCRIBERS_FULL"
         case .daemonOwnsPolicy: return "LFP_E_DAEMON_RUNNING"
         case .daemonAlreadyRunning: return "LFP_E_DAEMON_RUNNING"
+        case .noPolicyCommitted: return "LFP_E_NO_POLICY"
         }
     }
 
@@ -130,7 +133,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
             return "lfp has no kernel state yet (nothing pinned under \(dir)): load a policy or attach a workload first"
         case .notOnBPFFS(let path):
             return "\(path) is not on a bpf filesystem; set LFP_BPFFS_ROOT to a directory under a bpffs mount"
-        case .invalidWorkloadName(let name): return "invalid workload name '\(name)': use 1-64 letters, digits, '-', '_' or '.'"
+        case .invalidWorkloadName(let name): return "invalid workload name '\(name)': use 1-64 letters, digits, '-' or '_'"
         case .cgroupNotFound(let path, let mount): return "cgroup not found: \(path) (cgroup v2 is mounted at \(mount))"
         case .cgroupsOverlap(let path, let name, let wpath):
             return "\(path) overlaps workload '\(name)' (\(wpath)): a workload's programs cover its whole cgroup subtree, so workloads cannot nest"
@@ -141,6 +144,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .daemonOwnsPolicy(let socket):
             return "lfp daemon runs and owns the policy; change it through the daemon (socket \(socket)), not directly"
         case .daemonAlreadyRunning(let lock): return "another lfp daemon already runs on this state directory (it holds \(lock))"
+        case .noPolicyCommitted: return "no policy is committed (use `lfp policy load FILE`)"
         }
     }
 

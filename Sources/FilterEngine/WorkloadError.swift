@@ -10,12 +10,18 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
     /// `lfp run --user` / `--group` names no user or group of this machine.
     case unknownUser(String)
     case unknownGroup(String)
+    /// `lfp run`'s command is not in PATH (or its path does not exist): nothing was made.
+    case commandNotFound(String)
+    /// `lfp run`'s command could not be started (execve's errno).
+    case cannotExecute(path: String, errno: Int32)
 
     public var code: String {
         switch self {
         case .exists: return "LFP_E_WORKLOAD_EXISTS"
         case .unknownUser: return "LFP_E_UNKNOWN_USER"
         case .unknownGroup: return "LFP_E_UNKNOWN_GROUP"
+        case .commandNotFound: return "LFP_E_COMMAND_NOT_FOUND"
+        case .cannotExecute: return "LFP_E_CANNOT_EXECUTE"
         }
     }
 
@@ -26,6 +32,8 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
                 "\(code): workload '\(name)' already exists (cgroup \(cgroup)): another `lfp attach` or `lfp run` uses that name; pick another name, or `lfp detach --workload \(name)` if it is a leftover"
         case .unknownUser(let u): return "\(code): no user '\(u)' on this machine (a name from the user database or a numeric uid)"
         case .unknownGroup(let g): return "\(code): no group '\(g)' on this machine (a name from the group database or a numeric gid)"
+        case .commandNotFound(let c): return "\(code): command not found: '\(c)' (not an existing path, and not in PATH)"
+        case .cannotExecute(let path, let e): return "\(code): cannot execute \(path): \(String(cString: strerror(e)))"
         }
     }
 }

@@ -28,8 +28,8 @@ public struct Workload: Codable, Sendable, Equatable {
 extension Engine {
     static func validateWorkloadName(_ name: String) throws {
         let ok =
-            !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
-            && !name.hasPrefix(".")
+            // No '.': bpffs refuses it in the name of the workload's pin directory (EPERM).
+            !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isLetter || $0.isNumber || "-_".contains($0) }
         guard ok else {
             throw EngineError.invalidWorkloadName(name)
         }
@@ -158,6 +158,14 @@ extension Engine {
         return w
     }
 
+    /// True when `name` is attached, or was attached before (its events may still arrive):
+    /// `lfp events --workload` refuses any other name rather than wait silently for nothing.
+    public func knowsWorkload(_ name: String) -> Bool {
+        if workload(named: name) != nil { return true }
+        let known = (try? String(contentsOfFile: config.workloadNameHistory, encoding: .utf8))?.split(separator: "\n") ?? []
+        return known.contains { $0 == name }
+    }
+
     /// Remember every workload name ever attached, so events outliving the workload are named.
     private func recordName(_ name: String) {
         let path = config.workloadNameHistory
@@ -198,8 +206,10 @@ extension Engine {
     }
 
     /// `lfp run`: create a cgroup for the workload, attach, run the command inside it, and
-    /// remove everything it created, whatever happens. Returns the command's exit status
-    /// (128 + signal when it was killed).
+    /// remove everything it created, whatever happens: SIGINT, SIGTERM and SIGHUP are passed
+    /// on to the command (Spawn.swift), and lfp cleans up once it has ended. Returns the
+    /// command's exit status (128 + signal when it was killed, or when lfp got one of those
+    /// signals before the command started, which then does not start).
     ///
     /// Many runs may start and end at once: the shared parent cgroup is made (EEXIST is fine)
     /// and the workload's cgroup created and attached under the state lock, and the parent
@@ -209,6 +219,8 @@ extension Engine {
         try Engine.validateWorkloadName(name)
         try requireRoot("lfp run")
         guard let exe = command.first else { throw EngineError.noCommand }
+        Spawn.forwardSignals()  // from here on a SIGTERM ends the run through the cleanup below
+        _ = try Spawn.resolve(exe)  // a command not found fails before anything is made
         let drop = try identity.map { try $0.resolved() }  // an unknown user fails before anything is made
         let parent = try config.resolvedCgroupParent()
         let cgroup = parent + "/" + name
@@ -241,42 +253,18 @@ extension Engine {
             rmdir(parent)  // the parent too, once no workload is left in it (fails harmlessly otherwise)
             withExtendedLifetime(lock) {}
         }
+        // Interrupted while the cgroup was made and attached: clean up without starting it.
+        if let signal = Spawn.receivedSignal { return 128 + signal }
         return try Engine.spawn(inCgroup: cgroup, executable: exe, arguments: Array(command.dropFirst()), dropTo: drop)
     }
 
-    /// Start `executable` inside `cgroup` and wait for it. The shell moves itself into the
-    /// cgroup before exec, so the command's very first socket is already under lfp. Then
-    /// `unshare --cgroup` gives the command its own cgroup namespace rooted at the workload's
-    /// cgroup (/proc/self/cgroup names no ancestor; where cgroup2 is mounted with `nsdelegate`
-    /// the kernel also refuses migrations out of that subtree, but not otherwise: a root command
-    /// can still move itself out), and with `dropTo`, util-linux's `setpriv` becomes that user
-    /// and group with no_new_privs and every capability gone (effective, inheritable, ambient
-    /// and the bounding set), so nothing it runs can get them back.
+    /// Start `executable` inside `cgroup` and wait for it; its status as a shell reports it
+    /// (128 + signal when a signal killed it). See Spawn.swift.
     public static func spawn(
         inCgroup cgroup: String, executable: String, arguments: [String],
         environment: [String: String]? = nil, dropTo drop: (uid: UInt32, gid: UInt32)? = nil
     ) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        var chain = ["/usr/bin/unshare", "--cgroup", "--"]
-        if let drop {
-            chain += [
-                "/usr/bin/setpriv", "--reuid=\(drop.uid)", "--regid=\(drop.gid)", "--clear-groups", "--no-new-privs",
-                "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--",
-            ]
-        }
-        p.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup] + chain + [executable] + arguments
-        if let environment { p.environment = environment }
-        // Ctrl-C reaches the command (same process group); lfp waits for it and cleans up.
-        let previous = signal(SIGINT, SIG_IGN)
-        defer { signal(SIGINT, previous) }
-        try p.run()
-        p.waitUntilExit()
-        switch p.terminationReason {
-        case .exit: return p.terminationStatus
-        case .uncaughtSignal: return 128 + p.terminationStatus
-        @unknown default: return p.terminationStatus
-        }
+        try Spawn.run(inCgroup: cgroup, executable: executable, arguments: arguments, environment: environment, dropTo: drop)
     }
 }
 

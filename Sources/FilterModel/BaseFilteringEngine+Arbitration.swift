@@ -93,9 +93,14 @@ extension BaseFilteringEngine {
                         calloutKey: f.action.calloutKey, outcome: .skipped, calloutResult: nil,
                         effectiveAction: nil, rightBefore: right, rightAfter: right, note: "")
                     defer { e.rightAfter = right; st.entries.append(e) }
+                    if case .uint8(let k) = f.weight { e.weightRange = k }
                     if terminated { e.note = "an earlier filter of this sublayer terminated it"; continue }
                     if f.flags.contains(.disabled) { e.outcome = .disabled; continue }
-                    guard ConditionMatcher.filterMatches(f.filterCondition, vals, apps: apps) else { e.outcome = .notMatched; continue }
+                    if let failed = ConditionMatcher.firstFailure(f.filterCondition, vals, apps: apps) {
+                        e.outcome = .notMatched
+                        e.failedCondition = failed
+                        continue
+                    }
 
                     // What this filter amounts to.
                     var act: ActionType

@@ -69,11 +69,13 @@ extension BaseFilteringEngine {
 
     /// Adds every object of `policy` in one transaction (providers, sublayers, callouts,
     /// provider contexts, filters, each in document order). All or nothing: on the first error
-    /// nothing changes and the error names the object ("filters[3]: ...").
+    /// nothing changes and the error names the object ("filters[3]: ..."). Objects the document
+    /// leaves without a key get one derived from their provider and name (DerivedKeys.swift).
     /// Returns the new filterIds in document order.
     @discardableResult
     public func load(_ policy: Policy, session: SessionHandle? = nil, keepingFilterIds: Bool = false) throws -> [UInt64] {
-        try write(session) { w, h, st in
+        let policy = policy.withDerivedKeys()  // a keyless object gets the same key on every load
+        return try write(session) { w, h, st in
             var ids: [UInt64] = []
             func at<T>(_ path: String, _ body: () throws -> T) throws -> T {
                 do { return try body() } catch let e as FWPError {

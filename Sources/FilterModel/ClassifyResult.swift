@@ -69,17 +69,30 @@ public struct ClassifyResult: Encodable, Sendable {
         for s in trace {
             out += "  sublayer '\(s.subLayerName)' weight 0x\(String(s.weight, radix: 16)) \(s.subLayerKey.lowerString)\n"
             for e in s.entries {
-                out += "    [\(e.outcome.rawValue)] filter \(e.filterId) '\(e.filterName)' w=\(e.effectiveWeight) \(e.action.name)"
+                out += "    [\(e.outcome.rawValue)] filter \(e.filterId) '\(e.filterName)' w=\(WeightText.hex(e.effectiveWeight)) \(e.action.name)"
                 if let r = e.calloutResult { out += " callout->\(r.name)" }
                 if let ef = e.effectiveAction { out += " => \(ef.name)" }
                 out += " right \(e.rightBefore ? "W" : "-")->\(e.rightAfter ? "W" : "-")"
                 if !e.note.isEmpty { out += "  (\(e.note))" }
+                if let failed = e.failedCondition { out += "  (\(failed.text))" }
+                if let k = e.weightRange { out += "  (\(WeightText.range(k, effective: e.effectiveWeight)))" }
                 out += "\n"
             }
             if s.entries.isEmpty { out += "    (no filters)\n" }
         }
+        out += Self.legend
         return out
     }
+}
+
+extension ClassifyResult {
+    /// The key to the trace, printed under it (so the notation needs no manual).
+    static let legend = """
+          w=  the filter's effective weight (FWP_UINT64, hex); filters of a sublayer are evaluated by it, highest first
+          right W->-  FWPS_RIGHT_ACTION_WRITE before -> after this filter: W held (a later sublayer may still decide),
+                      - cleared by a hard decision (a BLOCK, or a PERMIT with CLEAR_ACTION_RIGHT): only a callout veto overrides it
+
+        """
 }
 
 public struct SublayerTrace: Encodable, Sendable {
@@ -136,10 +149,14 @@ public struct TraceEntry: Encodable, Sendable {
     public var rightBefore: Bool
     public var rightAfter: Bool
     public var note: String
+    /// The FWP_UINT8 weight (range index) the filter gave, if it gave one.
+    public var weightRange: UInt8? = nil
+    /// For a filter that did not match: the field that ruled it out and its incoming value.
+    public var failedCondition: FailedCondition? = nil
 
     enum CodingKeys: String, CodingKey {
-        case filterId, filterKey, filterName, effectiveWeight, action, calloutKey, outcome, calloutResult,
-            effectiveAction, rightBefore, rightAfter, note
+        case filterId, filterKey, filterName, effectiveWeight, effectiveWeightHex, weightRange, action, calloutKey, outcome,
+            calloutResult, effectiveAction, rightBefore, rightAfter, note, failedCondition
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -148,6 +165,9 @@ public struct TraceEntry: Encodable, Sendable {
         try c.encode(filterKey.lowerString, forKey: .filterKey)
         try c.encode(filterName, forKey: .filterName)
         try c.encode(effectiveWeight, forKey: .effectiveWeight)
+        try c.encode(WeightText.hex(effectiveWeight), forKey: .effectiveWeightHex)
+        try c.encodeIfPresent(weightRange, forKey: .weightRange)
+        try c.encodeIfPresent(failedCondition, forKey: .failedCondition)
         try c.encode(action.name, forKey: .action)
         try c.encode(calloutKey?.lowerString, forKey: .calloutKey)
         try c.encode(outcome, forKey: .outcome)

@@ -1,7 +1,7 @@
 // WFP error codes and the one error type FilterModel throws.
 //
 // Every failure carries WFP's error name, its HRESULT and one sentence. Where the rule book
-// (wfp-semantics.md) marks the code for a scenario UNCONFIRMED, the recommended code is used and
+// (docs/wfp-semantics.md) marks the code for a scenario UNCONFIRMED, the recommended code is used and
 // `FWPErrorCode.isUnconfirmedFor` documents it (see README.md, "Error codes").
 
 import Foundation

@@ -80,9 +80,13 @@ public struct IncomingValues: Hashable, Sendable, CustomStringConvertible {
             }
             if let n = NumberText.parse(t), n <= 0xFF { return .uint8(UInt8(n)) }
             if let e = table.first(where: { $0.0 == t.uppercased() }) { return .uint8(UInt8(e.1)) }
+            if NumberText.parse(t) != nil { throw bad(NumberText.refusal(t, max: 0xFF, typeName: "FWP_UINT8")) }
             throw bad("expected an FWP_UINT8, got '\(t)'")
         case .uint16:
-            guard let n = NumberText.parse(t), n <= 0xFFFF else { throw bad("expected an FWP_UINT16, got '\(t)'") }
+            guard let n = NumberText.parse(t), n <= 0xFFFF else {
+                let words = NumberText.refusal(t, max: 0xFFFF, typeName: "FWP_UINT16")
+                throw bad(words.contains("out of range") ? words : "expected an FWP_UINT16, got '\(t)'")
+            }
             return .uint16(UInt16(n))
         case .uint32:
             if field.isAddress, let v = IPText.parseV4(t) { return .uint32(v) }
@@ -96,7 +100,10 @@ public struct IncomingValues: Hashable, Sendable, CustomStringConvertible {
             if let v = ConditionFlagNames.parseBits(t, table: table) { return .uint32(v) }
             throw bad("expected an FWP_UINT32\(field.isAddress ? " or a dotted quad" : "")\(table.isEmpty ? "" : " or names joined with |"), got '\(t)'")
         case .uint64:
-            guard let n = NumberText.parse(t) else { throw bad("expected an FWP_UINT64, got '\(t)'") }
+            guard let n = NumberText.parse(t) else {
+                let words = NumberText.refusal(t, max: .max, typeName: "FWP_UINT64")
+                throw bad(words.contains("out of range") ? words : "expected an FWP_UINT64, got '\(t)'")
+            }
             return .uint64(n)
         case .byteArray16:
             if let b = IPText.parseV6(t) { return .byteArray16(b) }

@@ -192,8 +192,7 @@ struct PolicyReader {
 
     func number(_ n: Node, _ p: String, max: UInt64, typeName: String) throws -> UInt64 {
         let t = try text(n, p)
-        guard let v = NumberText.parse(t) else { throw syntax(p, "'\(t)' is not a number (decimal or 0x hex)") }
-        guard v <= max else { throw syntax(p, "\(t) does not fit \(typeName)") }
+        guard let v = NumberText.parse(t), v <= max else { throw syntax(p, NumberText.refusal(t, max: max, typeName: typeName)) }
         return v
     }
 

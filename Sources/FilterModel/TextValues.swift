@@ -13,6 +13,26 @@ enum NumberText {
         if low.hasPrefix("0b") { return UInt64(low.dropFirst(2), radix: 2) }
         return UInt64(low, radix: 10)
     }
+
+    /// Why `text` is not a number up to `max`, in words: out of range (a number, too large for
+    /// `typeName`) or not a number at all. "is not a number" for 70000 as a port misled users.
+    static func refusal(_ text: String, max: UInt64, typeName: String) -> String {
+        if let v = parse(text) {
+            return v <= max ? "" : "\(text) is out of range for \(typeName) (at most \(max))"
+        }
+        var t = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "").lowercased()
+        if t.hasPrefix("+") { t.removeFirst() }
+        let (digits, radix): (Substring, Int) =
+            t.hasPrefix("0x")
+            ? (t.dropFirst(2), 16)
+            : t.hasPrefix("0o")
+                ? (t.dropFirst(2), 8)
+                : t.hasPrefix("0b") ? (t.dropFirst(2), 2) : (Substring(t), 10)
+        if !digits.isEmpty && digits.allSatisfy({ $0.hexDigitValue.map { $0 < radix } ?? false }) {
+            return "\(text) is out of range for \(typeName) (at most \(max))"
+        }
+        return "'\(text)' is not a number (decimal or 0x hex)"
+    }
 }
 
 public enum IPText {

@@ -34,6 +34,13 @@ extension PolicyCompiler {
     /// not export: a descriptor that names a file without opening it.
     static let openPathOnly: Int32 = 0o10_000_000
 
+    /// The identity the kernel reports for the executable at `path` (events' exe_dev and
+    /// exe_ino), or nil when it is not a regular file: how `lfp events` checks that
+    /// /proc/PID/exe is the file the kernel matched.
+    public static func executableIdentity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
+        try? fileIdentity(path).get()
+    }
+
     /// (kernel dev_t of the file's superblock, inode), as the kernel sees an executable:
     /// `exe->f_inode->i_sb->s_dev`. stat()'s st_dev is not always that (btrfs subvolumes report
     /// their own anonymous device), so the device comes from the mount the file is on: its

@@ -11,30 +11,61 @@ struct ClassifyCommand: ParsableCommand {
             Example: lfp classify --layer FWPM_LAYER_ALE_AUTH_CONNECT_V4 \\
                        --field FWPM_CONDITION_IP_REMOTE_ADDRESS=10.1.2.3 --field FWPM_CONDITION_IP_REMOTE_PORT=22
             Without --policy, the committed policy is used.
+            Why was this blocked? lfp events --json --count 1 | lfp classify --from-event -
+            (the event's layer and incoming values, replayed through the model; --field adds or overrides values).
+            lfp keeps no event history, so there is no --event SEQ: replay an event from its JSON.
             """)
     @Option(help: "Policy file to evaluate instead of the committed policy.") var policy: String?
-    @Option(help: "Layer (FWPM_LAYER_* name or GUID).") var layer: String
+    @Option(help: "Layer (FWPM_LAYER_* name or GUID); with --from-event, the event's.") var layer: String?
     @Option(name: .customLong("field"), help: "NAME=VALUE, NAME an FWPM_CONDITION_* constant; repeatable.")
     var fields: [String] = []
+    @Option(help: "Replay an event: one line of `lfp events --json` output, or - to read it from standard input.")
+    var fromEvent: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Exit 1 when the verdict is BLOCK (0 when PERMIT), for scripts.") var exitCode = false
 
     func validate() throws {
-        if Layer(name: layer) == nil {
+        if let layer, Layer(name: layer) == nil {
             throw ValidationError("FWP_E_LAYER_NOT_FOUND: unknown layer '\(layer)'")
         }
+        if layer == nil && fromEvent == nil { throw ValidationError("give --layer LAYER, or --from-event JSON") }
     }
 
     func run() throws {
-        let l = Layer(name: layer)!
         let bfe: BaseFilteringEngine
+        var generation: UInt64? = nil
         if let policy {
             bfe = BaseFilteringEngine()
             _ = try bfe.load(try Policy.load(contentsOf: policy))
         } else {
-            bfe = try Engine().committedEngine()
+            let engine = Engine()
+            bfe = try engine.committedEngine()
+            generation = try engine.committedPolicy()?.generation
         }
-        let values = try IncomingValues.parse(layer: l, assignments: fields)
+        var event: RecordedEvent? = nil
+        if let fromEvent {
+            let text = fromEvent == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : fromEvent
+            event = try RecordedEvent.parse(text)
+        }
+        let l = try layer.map { Layer(name: $0)! } ?? event!.resolvedLayer()
+        // The event's values first, so that a --field given on the command line overrides one.
+        let values = try IncomingValues.parse(layer: l, assignments: (event?.assignments(at: l) ?? []) + fields)
         let result = bfe.classify(layer: l, values: values)
-        if json { try printJSON(result) } else { print(result.render()) }
+        if json {
+            try printJSON(result)
+        } else {
+            if let event {
+                print("replaying \(event.summary)")
+                print("  incoming values: \(values)")
+                if event.appId == nil && ConditionField.aleAppId.isAvailable(at: l) {
+                    print("  note: the event names no executable (its process had gone when it was read): ALE_APP_ID is FWP_EMPTY here")
+                }
+                if let g = event.policyGeneration, let generation, g != generation {
+                    print("  note: the committed policy is generation \(generation), not the event's \(g): the verdict may differ")
+                }
+            }
+            print(result.render())
+        }
+        if exitCode && result.actionType == .block { throw ExitCode(ExitStatus.blocked) }
     }
 }

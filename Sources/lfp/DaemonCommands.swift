@@ -228,6 +228,9 @@ enum RunPolicy {
             return nil
         }
         for i in p.filters.indices {
+            // A key of its own per run: two runs of one file side by side must not collide on
+            // the keys a load would derive from the file (dynamic objects need no stable key).
+            if p.filters[i].filterKey.isZero { p.filters[i].filterKey = UUID() }
             p.filters[i].filterCondition.append(
                 FilterCondition(fieldKey: .lfpWorkload, matchType: .equal, conditionValue: .byteBlob(Array(workload.utf8))))
         }

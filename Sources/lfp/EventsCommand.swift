@@ -11,10 +11,15 @@ struct EventsCommand: AsyncParsableCommand {
             Without --follow, prints the events that arrive within --duration seconds (default 1) or until --count.
             A live tail sees events from the moment it starts; with lfp daemon running, --since reads its history \
             (FwpmNetEventEnum0), and tails read from the daemon, which reads the kernel once for all of them.
+            Names are resolved as events are read: the deciding filter's name and key (from the committed policy of \
+            the event's generation), the executable's path (/proc/PID/exe, when it is the file the kernel matched) \
+            and the user's name. One aligned line per event, coloured on a terminal (not with NO_COLOR).
             """)
     @Flag(name: .shortAndLong, help: "Keep printing until interrupted.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
-    @Option(help: "Only this workload's events.") var workload: String?
+    @Option(help: "Only this workload's events (one attached now or before).") var workload: String?
+    @Flag(help: "Accept a --workload not attached yet (to tail an `lfp run` before it starts).") var allowUnknownWorkload = false
+    @OptionGroup var address: CgroupAddress
     @Option(help: "Only this layer (FWPM_LAYER_* name, with or without the prefix).") var layer: String?
     @Option(help: "Exit after this many (matching) events.") var count: Int?
     @Option(help: "Stop after this many seconds (default 1 without --follow).") var duration: Double?
@@ -28,6 +33,9 @@ struct EventsCommand: AsyncParsableCommand {
         }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
         if let since, DaemonEvents.seconds(since) == nil { throw ValidationError("--since: expected a duration such as 90s, 10m or 2h, not '\(since)'") }
+        if address.given + (workload == nil ? 0 : 1) > 1 {
+            throw ValidationError("give at most one of --workload, --unit, --container, --pid")
+        }
     }
 
     func run() async throws {
@@ -38,7 +46,22 @@ struct EventsCommand: AsyncParsableCommand {
         }
         let wantLayer = layer.flatMap { Layer(name: $0) }
         StreamOutput.deferBrokenPipe()
-        let sub = try Engine().subscribe()
+        let engine = Engine()
+        if let workload, !allowUnknownWorkload, !engine.knowsWorkload(workload) {
+            throw EngineError.noSuchWorkload(workload)
+        }
+        // --unit/--container/--pid: the workload attached at that cgroup.
+        var workload = self.workload
+        if let target = address.target {
+            let path = try CgroupLookup.resolve(target)
+            guard let w = engine.workloads().first(where: { $0.cgroupPath == path }) else {
+                throw CgroupLookupError.notFound(what: "a workload at \(path)", looked: "no workload is attached there (lfp attach)")
+            }
+            workload = w.name
+        }
+        let sub = try engine.subscribe()
+        let names = EventNames(engine: engine)
+        EventLine.configure()
         let stop = { sub.cancel() }
         // The reader left (a write failed with EPIPE, or the watcher saw the pipe close): free
         // the slot at once, then exit as SIGPIPE would have, quietly.
@@ -77,7 +100,8 @@ struct EventsCommand: AsyncParsableCommand {
         for await event in sub.events {
             if let wantLayer, event.layer != wantLayer { continue }
             if let workload, event.workload != workload { continue }
-            let line = json ? try encoder.encode(event) + Data("\n".utf8) : Data((event.render() + "\n").utf8)
+            let named = names.annotate(event)
+            let line = json ? try encoder.encode(named) + Data("\n".utf8) : Data((EventLine.render(named) + "\n").utf8)
             guard try StreamOutput.write(line) else { brokenPipe() }
             seen += 1
             if let count, seen >= count { sub.cancel(); break }
@@ -108,7 +132,8 @@ struct StatusCommand: ParsableCommand {
             workload (others are orphan links: `lfp detach --orphans`). Each problem is reported with its reason.
 
             Exit status: 0 healthy; \(EngineStatus.degradedExitCode) degraded (anything not as recorded: the report, \
-            and `healthy: false` with the problems in --json, say why); 1 the status could not be read.
+            and `healthy: false` with the problems in --json, say why); otherwise the status could not be read, \
+            and the exit status says why, as for every command (`lfp --help`).
             """)
     @Flag(help: "Print JSON.") var json = false
 

@@ -11,7 +11,10 @@ struct LFP: AsyncParsableCommand {
         discussion: """
             Policies are FWPM-shaped files (YAML or JSON). Programs attach per workload (a cgroup v2).
             State: pins under $LFP_BPFFS_ROOT (/sys/fs/bpf/lfp), runtime files under $LFP_STATE_DIR (/run/lfp).
+
+            \(Reporting.exitStatusHelp)
             """,
+        version: "lfp \(LFPVersion.version) (ABI \(LFPVersion.abi))",
         subcommands: [
             PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
             EventsCommand.self, StatusCommand.self, ClassifyCommand.self, DaemonCommand.self, FilterCommand.self,
@@ -24,11 +27,16 @@ struct LFP: AsyncParsableCommand {
         let capacity = EngineConfiguration.fromEnvironment().maxFilters
         Policy.maxFilters = capacity
         PolicyLimits.maxBytes = max(PolicyLimits.maxBytes, capacity << 10)
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot()
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)  // a wrong command line: the message, a Usage: line, 64
+        }
+        do {
             if var c = command as? AsyncParsableCommand { try await c.run() } else { try command.run() }
         } catch {
-            exit(withError: error)
+            Reporting.exit(for: error, command: command)
         }
     }
 }

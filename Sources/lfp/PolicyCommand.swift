@@ -70,9 +70,7 @@ struct PolicyCommand: ParsableCommand {
         @Flag(help: "Print JSON instead of YAML.") var json = false
 
         func run() throws {
-            guard let (generation, policy) = try Engine().committedPolicy() else {
-                throw ValidationError("no policy is committed (use `lfp policy load FILE`)")
-            }
+            guard let (generation, policy) = try Engine().committedPolicy() else { throw EngineError.noPolicyCommitted }
             if json {
                 print(policy.exportJSON())
             } else {
@@ -91,10 +89,13 @@ struct PolicyCommand: ParsableCommand {
 
         func run() throws {
             let bfe = BaseFilteringEngine()
-            let source = try policy.map { try Policy.load(contentsOf: $0) } ?? Engine().committedPolicy()?.policy
-            if let source { _ = try bfe.load(source) }
+            // Nothing committed fails as `show` does, rather than exporting an empty document.
+            guard let source = try policy.map({ try Policy.load(contentsOf: $0) }) ?? Engine().committedPolicy()?.policy else {
+                throw EngineError.noPolicyCommitted
+            }
+            _ = try bfe.load(source)
             var snapshot = bfe.snapshot()
-            snapshot.lfpReauthorize = source?.lfpReauthorize ?? true  // a document setting: not in the BFE
+            snapshot.lfpReauthorize = source.lfpReauthorize  // a document setting: not in the BFE
             let text = json ? snapshot.exportJSON() : snapshot.exportYAML()
             if let output {
                 try text.write(toFile: output, atomically: true, encoding: .utf8)

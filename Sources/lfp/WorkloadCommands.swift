@@ -6,20 +6,40 @@ import Foundation
 struct AttachCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attach",
-        abstract: "Attach lfp's programs to a cgroup v2 as a named workload (pinned: they keep enforcing after lfp exits).")
-    @Option(help: "Workload name (default with --machine: machine).") var workload: String?
-    @Option(help: "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/myapp (default with --machine: the cgroup v2 root).")
+        abstract: "Attach lfp's programs to a cgroup v2 as a named workload (pinned: they keep enforcing after lfp exits).",
+        discussion: """
+            The cgroup is a path (--cgroup), or found as operators name it: --unit NAME.service, --container ID, \
+            --pid N (the README says which layouts). Without --workload, a unit's workload is named after the unit \
+            (nginx.service: nginx; other '.' and '@' become '-'), a container's container-ID12, a process's pid-N. \
+            --machine attaches machine-wide (default: the cgroup v2 root, workload "machine"); workloads attached \
+            inside it later are named, not attached twice.
+            """)
+    @Option(help: "Workload name (default with --unit, --container, --pid, --machine: see below).") var workload: String?
+    @Option(help: "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/myapp (with --machine, default: the cgroup v2 root).")
     var cgroup: String?
-    @Flag(help: "Machine-wide: every process below the cgroup (the whole machine at the root); workloads attached inside it later are named, not attached twice.")
-    var machine = false
+    @OptionGroup var address: CgroupAddress
+    @Flag(help: "Machine-wide: every process below the cgroup (the whole machine at the root).") var machine = false
 
     func validate() throws {
-        if !machine && (workload == nil || cgroup == nil) { throw ValidationError("give --workload and --cgroup, or --machine") }
+        if machine {
+            guard address.given == 0 else { throw ValidationError("--machine takes --cgroup PATH at most") }
+            return
+        }
+        guard address.given + (cgroup == nil ? 0 : 1) == 1 else {
+            throw ValidationError("give one of --cgroup PATH, --unit NAME, --container ID, --pid N (or --machine)")
+        }
+        if cgroup != nil && workload == nil { throw ValidationError("--cgroup needs --workload NAME") }
     }
 
     func run() throws {
-        let path = try cgroup ?? Engine.cgroupRoot()
-        let w = try Engine().attach(workload: workload ?? "machine", cgroupPath: path, machineWide: machine)
+        if machine {
+            let w = try Engine().attach(workload: workload ?? "machine", cgroupPath: try cgroup ?? Engine.cgroupRoot(), machineWide: true)
+            print("attached workload \(w.name) machine-wide at \(w.cgroupPath) (cgroup id \(w.cgroupId)): \(w.programs.joined(separator: ", "))")
+            return
+        }
+        let path = try cgroup ?? CgroupLookup.resolve(address.target!)
+        let name = workload ?? address.defaultWorkloadName!
+        let w = try Engine().attach(workload: name, cgroupPath: path)
         if w.identityOnly == true {
             print("named workload \(w.name) (\(w.cgroupPath), cgroup id \(w.cgroupId)) inside the machine-wide workload")
         } else {
@@ -66,10 +86,12 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Example: lfp run --workload web --policy web.yaml -- curl http://127.0.0.1:8080/
             A workload name in use (attached, or another `lfp run` of that name running) fails with \
-            LFP_E_WORKLOAD_EXISTS and exit status 1, before anything is made. The command runs in its own \
+            LFP_E_WORKLOAD_EXISTS and exit status 65, before anything is made. The command runs in its own \
             cgroup namespace (rooted at its workload's cgroup); with --user it runs as that user with \
             no_new_privs and no capabilities. A command left as root can still leave lfp's control \
             (see the README, "What a root workload can still do").
+            SIGINT, SIGTERM and SIGHUP sent to lfp are passed on to the command; lfp then removes the workload \
+            and exits with the command's status (128+N when signal N ended it).
             """)
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(

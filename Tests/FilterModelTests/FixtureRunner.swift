@@ -1,4 +1,4 @@
-// Runs the reference cases (Fixtures/*.yaml, copied from shared/reference/cases) against the
+// Runs the reference cases (Fixtures/*.yaml, the arbitration cases C01–C66) against the
 // pure-Swift engine: the policy is added in one dynamic session, registered callouts are
 // ScriptedCallouts, probes are classify calls, and the steps that are BFE operations
 // (sessions, transactions, adds, deletes, gets, enumeration, register/unregister, restart)

@@ -134,7 +134,18 @@ struct PolicyFileTests {
             msg("filters: [ { displayData: { name: a }, layerKey: 47474747-0000-4000-8000-000000000001, action: FWP_ACTION_BLOCK } ]").hasPrefix(
                 "FWP_E_LAYER_NOT_FOUND: filters[0].layerKey"))
         #expect(msg("filterz: []").hasPrefix("filterz: unknown key 'filterz'"))
-        #expect(msg("sublayers: [ { displayData: { name: s }, weight: 70000 } ]") == "sublayers[0].weight: 70000 does not fit the UINT16 sublayer weight")
+        #expect(
+            msg("sublayers: [ { displayData: { name: s }, weight: 70000 } ]")
+                == "sublayers[0].weight: 70000 is out of range for the UINT16 sublayer weight (at most 65535)")
+        // Too large for any integer is out of range too, not "not a number"; letters are not a number.
+        #expect(
+            msg("sublayers: [ { displayData: { name: s }, weight: 18446744073709551616 } ]")
+                == "sublayers[0].weight: 18446744073709551616 is out of range for the UINT16 sublayer weight (at most 65535)")
+        #expect(msg("sublayers: [ { displayData: { name: s }, weight: 0x1g } ]") == "sublayers[0].weight: '0x1g' is not a number (decimal or 0x hex)")
+        let port = #expect(throws: FWPError.self) {
+            try IncomingValues.parse(layer: .authConnectV4, assignments: ["FWPM_CONDITION_IP_REMOTE_PORT=70000"])
+        }
+        #expect(port?.message.contains("70000 is out of range for FWP_UINT16 (at most 65535)") == true, "\(String(describing: port))")
         #expect(
             msg(
                 "filters: [ { displayData: { name: a }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, action: { type: FWP_ACTION_BLOCK }, filterCondition: [ { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, conditionValue: { type: FWP_UINT16, uint32: 1 } } ] } ]"

@@ -1,4 +1,4 @@
-// One test per reference case (Fixtures/*.yaml, from shared/reference/cases), named after the
+// One test per reference case (Fixtures/*.yaml, the arbitration cases C01–C66), named after the
 // case and the rules it cites. Generated from the fixtures; cases that need sockets, pend/complete
 // or flow contexts are listed as disabled with the reason. "(policy)" marks cases that pin an
 // lfp choice rather than proven Windows behaviour.

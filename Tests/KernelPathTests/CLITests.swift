@@ -145,7 +145,10 @@ struct CLITests {
         #expect(try Self.run(["policy", "load", good], env: env).status == 0)
         let tail = Process()
         tail.executableURL = URL(fileURLWithPath: Self.lfp)
-        tail.arguments = ["events", "--json", "--follow", "--workload", "cli", "--layer", "FWPM_LAYER_ALE_AUTH_CONNECT_V4", "--count", "1"]
+        tail.arguments = [
+            "events", "--json", "--follow", "--allow-unknown-workload", "--workload", "cli", "--layer", "FWPM_LAYER_ALE_AUTH_CONNECT_V4",
+            "--count", "1",
+        ]
         tail.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
         let out = Pipe()
         tail.standardOutput = out

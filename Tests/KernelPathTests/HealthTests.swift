@@ -394,7 +394,7 @@ struct HealthTests {
                 if r.exited && r.status == 42 {
                     sameRan += 1
                 } else {
-                    #expect(r.exited && r.status == 1, "\(name): \(r)")
+                    #expect(r.exited && r.status == ExitStatus.refused, "\(name): \(r)")
                     #expect(r.stderr.hasPrefix("Error: LFP_E_WORKLOAD_EXISTS: workload 'same' already exists"), "\(name): \(r)")
                     sameRefused += 1
                 }

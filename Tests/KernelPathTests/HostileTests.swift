@@ -154,7 +154,7 @@ struct HostileTests {
         let good = try Self.file(CLITests.good)
         defer { Self.remove(good) }
         let r = try Self.lfp(["policy", "load", good], env: env)
-        #expect(r.exited && r.status == 1, "\(r)")
+        #expect(r.exited && r.status == ExitStatus.environment, "\(r)")
         #expect(r.stderr.contains("refusing \(root)") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
         #expect(!r.stdout.contains("committed"))
     }
@@ -318,12 +318,12 @@ struct HostileTests {
             #expect(compileError.code == .invalidParameter)
             #expect(compileError.message.contains("names \(path), which is \(kind), not a regular file"), "\(compileError)")
         }
-        // The CLI, as the probe ran it: one message, exit 1, long before the deadline.
+        // The CLI, as the probe ran it: one message, exit 65 (refused input), long before the deadline.
         let file = try Self.file(Self.appIDPolicy(fifo))
         defer { Self.remove(file) }
         let started = Date()
         let r = try Self.lfp(["policy", "load", file], env: CLITests.env(fx), timeout: 20)
-        #expect(!r.timedOut && r.exited && r.status == 1, "\(r)")
+        #expect(!r.timedOut && r.exited && r.status == ExitStatus.refused, "\(r)")
         #expect(r.stderr.hasPrefix("Error: FWP_E_INVALID_PARAMETER: filter 'app': FWPM_CONDITION_ALE_APP_ID names \(fifo), which is a FIFO"), "\(r.stderr)")
         #expect(Date().timeIntervalSince(started) < 10)
         // A regular file still works, through a symlink too (identity of the target).
@@ -369,7 +369,7 @@ struct HostileTests {
             ]
             for args in commands {
                 let r = try Self.lfp(args, env: env, timeout: 60)
-                #expect(r.exited && r.status == 1, "\(shape), \(args[0]): \(r.status) \(r.stderr.prefix(300))")
+                #expect(r.exited && r.status == ExitStatus.refused, "\(shape), \(args[0]): \(r.status) \(r.stderr.prefix(300))")
                 #expect(r.stderr.hasPrefix("Error: LFP_E_POLICY_TOO_DEEP: \(file): line "), "\(shape), \(args[0]): \(r.stderr.prefix(300))")
             }
         }
@@ -407,7 +407,7 @@ struct HostileTests {
             defer { Self.remove(file) }
             for args in [["policy", "load", file], ["run", "--workload", "empty", "--policy", file, "--", "/bin/true"]] {
                 let r = try Self.lfp(args, env: env)
-                #expect(r.exited && r.status == 1, "\(text.debugDescription), \(args[0]): \(r)")
+                #expect(r.exited && r.status == ExitStatus.refused, "\(text.debugDescription), \(args[0]): \(r)")
                 #expect(r.stderr.hasPrefix("Error: LFP_E_POLICY_EMPTY: \(file) defines no "), "\(r.stderr)")
             }
             let error = #expect(throws: FWPError.self) { try Policy.parse(text, sourceName: "empty").requireObjects(sourceName: "empty") }
@@ -440,7 +440,7 @@ struct HostileTests {
         var env = CLITests.env(fx)
         env["LFP_MAX_FILTERS"] = "1000"
         let r = try Self.lfp(["policy", "load", big], env: env, timeout: 30)
-        #expect(r.exited && r.status == 1, "\(r)")
+        #expect(r.exited && r.status == ExitStatus.refused, "\(r)")
         #expect(r.stderr.hasPrefix("Error: LFP_E_POLICY_TOO_LARGE: \(big): \(PolicyLimits.maxBytes + 1) bytes, more than the limit"), "\(r.stderr)")
         #expect(Date().timeIntervalSince(started) < 10)
         let error = #expect(throws: FWPError.self) { try Policy.load(contentsOf: big) }
@@ -641,6 +641,10 @@ struct TypedEngineErrorTests {
         #expect(throws: EngineError.noSuchWorkload("nosuch")) { try fx.engine.detach(workload: "nosuch") }
         #expect(throws: EngineError.invalidWorkloadName("bad name!")) {
             try fx.engine.attach(workload: "bad name!", cgroupPath: fx.cgroupParent)
+        }
+        // bpffs refuses '.' in a pin directory's name: refused up front, not as EPERM from mkdir.
+        #expect(throws: EngineError.invalidWorkloadName("nginx.service")) {
+            try fx.engine.attach(workload: "nginx.service", cgroupPath: fx.cgroupParent)
         }
         let missing = fx.cgroupParent + "/not-there"
         #expect(throws: EngineError.cgroupNotFound(path: missing, mount: try CgroupV2.mountPoint())) {

@@ -31,8 +31,8 @@ done
 say "lfp policy load Tests/demo/policy.yaml"
 "$LFP" policy load "$here/policy.yaml"
 
-say "lfp events --follow (in the background)"
-"$LFP" events --follow > "$work/events.txt" & pids+=($!)
+say "lfp events --follow --workload demo (in the background, before the workload exists)"
+"$LFP" events --follow --workload demo --allow-unknown-workload > "$work/events.txt" & pids+=($!)
 sleep 0.5
 
 say "lfp run --workload demo -- curl http://127.0.0.1:18080/   (permitted)"
@@ -53,9 +53,9 @@ say "lfp classify: why was 18022 blocked?"
 sleep 0.3
 kill "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
 say "ALE events of the two curl runs (workload demo)"
-grep 'workload=demo' "$work/events.txt" || { echo "no events seen"; exit 1; }
+grep ' demo ' "$work/events.txt" || { echo "no events seen"; exit 1; }
 
 say "lfp status"
 "$LFP" status
-grep -q 'AUTH_CONNECT_V4 BLOCK' "$work/events.txt" && grep -q 'AUTH_CONNECT_V4 PERMIT' "$work/events.txt"
+grep -Eq 'AUTH_CONNECT_V4 +BLOCK' "$work/events.txt" && grep -Eq 'AUTH_CONNECT_V4 +PERMIT' "$work/events.txt"
 say "demo done: one connection blocked (EPERM) and one permitted, both explained by events"

@@ -1,7 +1,7 @@
 /* events.h — ALE event records: fill once on the stack, copy into every subscriber's ring.
  *
  * Wake-ups are batched: a wake-up per event costs ~13 µs per connect on this VM
- * (kernel-mechanisms.md §5), so a record only forces one when its ring already holds
+ * (docs/kernel-mechanisms.md §5), so a record only forces one when its ring already holds
  * LFP_WAKEUP_BYTES; consumers also drain on a timeout. A record that does not fit is counted
  * in the ring's per-CPU drop counter, and the per-ring sequence number shows the gap. Telemetry
  * never changes a verdict. */

@@ -40,7 +40,7 @@
 #define TCP_CLOSE_WAIT 8
 #define LFP_MAX_CGROUP_DEPTH 32 /* cgroup levels searched for a workload above a socket's cgroup */
 
-/* Kernel >= 6.5, iter/tcp and iter/udp programs only (kernel-mechanisms.md §2). */
+/* Kernel >= 6.5, iter/tcp and iter/udp programs only (docs/kernel-mechanisms.md §2). */
 extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 
 /* 1 when the socket's cgroup, or one above it (programs attached to a cgroup cover its

@@ -75,7 +75,7 @@ static __always_inline void lfp_on_tcp_connect_cb(struct bpf_sock_ops *skops, st
 
 /* listen(): RESOURCE_ASSIGNMENT for a listen without bind (autobind), then ALE_AUTH_LISTEN.
  * No hook can refuse listen() on this kernel (no cgroup hook in inet_listen, LSM programs do
- * not load here: kernel-mechanisms.md §3b), so a blocked listener is marked and every SYN to
+ * not load here: docs/kernel-mechanisms.md §3b), so a blocked listener is marked and every SYN to
  * it is dropped at ingress: nobody can connect to it. */
 static __always_inline void lfp_on_tcp_listen_cb(struct bpf_sock_ops *skops, struct lfp_sk *s, __u64 cookie)
 {
