@@ -94,6 +94,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case daemonOwnsPolicy(socket: String)
     /// Another `lfp daemon` already runs on this state directory.
     case daemonAlreadyRunning(lock: String)
+    /// `lfp classify --event SEQ`: the daemon's history has no such event.
+    case noSuchEvent(UInt64)
     /// `lfp policy show` / `export` / `classify` with no policy committed yet.
     case noPolicyCommitted
 
@@ -113,6 +115,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .subscriberSlotsFull: return "LFP_E_SUBSCRIBERS_FULL"
         case .daemonOwnsPolicy: return "LFP_E_DAEMON_RUNNING"
         case .daemonAlreadyRunning: return "LFP_E_DAEMON_RUNNING"
+        case .noSuchEvent: return "LFP_E_NO_SUCH_EVENT"
         case .noPolicyCommitted: return "LFP_E_NO_POLICY"
         }
     }
@@ -144,6 +147,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .daemonOwnsPolicy(let socket):
             return "lfp daemon runs and owns the policy; change it through the daemon (socket \(socket)), not directly"
         case .daemonAlreadyRunning(let lock): return "another lfp daemon already runs on this state directory (it holds \(lock))"
+        case .noSuchEvent(let seq):
+            return "the daemon's event history has no event \(seq) (it keeps drops, and allows with --history-allows; see lfp events --since)"
         case .noPolicyCommitted: return "no policy is committed (use `lfp policy load FILE`)"
         }
     }

@@ -101,7 +101,7 @@ public struct ErrorReport: Encodable, Equatable, Sendable {
 
     static func status(of e: EngineError) -> Int32 {
         switch e {
-        case .invalidWorkloadName, .cgroupNotFound, .cgroupsOverlap, .notCgroup2, .noSuchWorkload, .noCommand:
+        case .invalidWorkloadName, .cgroupNotFound, .cgroupsOverlap, .notCgroup2, .noSuchWorkload, .noCommand, .noSuchEvent:
             return ExitStatus.refused
         case .notRoot, .missingCapabilities, .intentNotRecorded, .recordNotRenamed, .reconcileFailed, .notARecord,
             .noKernelState, .notOnBPFFS, .subscriberSlotsFull, .noPolicyCommitted, .daemonOwnsPolicy, .daemonAlreadyRunning:

@@ -13,7 +13,7 @@ struct ClassifyCommand: ParsableCommand {
             Without --policy, the committed policy is used.
             Why was this blocked? lfp events --json --count 1 | lfp classify --from-event -
             (the event's layer and incoming values, replayed through the model; --field adds or overrides values).
-            lfp keeps no event history, so there is no --event SEQ: replay an event from its JSON.
+            With lfp daemon running, --event SEQ replays an event from its history (drops; allows with --history-allows).
             """)
     @Option(help: "Policy file to evaluate instead of the committed policy.") var policy: String?
     @Option(help: "Layer (FWPM_LAYER_* name or GUID); with --from-event, the event's.") var layer: String?
@@ -21,6 +21,7 @@ struct ClassifyCommand: ParsableCommand {
     var fields: [String] = []
     @Option(help: "Replay an event: one line of `lfp events --json` output, or - to read it from standard input.")
     var fromEvent: String?
+    @Option(help: "Replay the event with this sequence number from lfp daemon's history.") var event: UInt64?
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Exit 1 when the verdict is BLOCK (0 when PERMIT), for scripts.") var exitCode = false
 
@@ -28,7 +29,8 @@ struct ClassifyCommand: ParsableCommand {
         if let layer, Layer(name: layer) == nil {
             throw ValidationError("FWP_E_LAYER_NOT_FOUND: unknown layer '\(layer)'")
         }
-        if layer == nil && fromEvent == nil { throw ValidationError("give --layer LAYER, or --from-event JSON") }
+        if layer == nil && fromEvent == nil && event == nil { throw ValidationError("give --layer LAYER, --from-event JSON or --event SEQ") }
+        if fromEvent != nil && event != nil { throw ValidationError("give one of --from-event and --event") }
     }
 
     func run() throws {
@@ -46,6 +48,8 @@ struct ClassifyCommand: ParsableCommand {
         if let fromEvent {
             let text = fromEvent == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : fromEvent
             event = try RecordedEvent.parse(text)
+        } else if let seq = self.event {
+            event = try RecordedEvent.parse(try DaemonEvents.recorded(sequence: seq))
         }
         let l = try layer.map { Layer(name: $0)! } ?? event!.resolvedLayer()
         // The event's values first, so that a --field given on the command line overrides one.

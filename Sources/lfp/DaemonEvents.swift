@@ -14,6 +14,16 @@ extension DaemonRoute {
 struct DaemonEvents {
     let command: EventsCommand
 
+    /// The JSON of event `sequence` from the daemon's history (`lfp classify --event SEQ`).
+    static func recorded(sequence: UInt64) throws -> String {
+        let session = try DaemonRoute.required("lfp classify --event")
+        let needle = "\"sequence\":\(sequence),"
+        guard let e = try session.netEvents(since: Date(timeIntervalSince1970: 0)).last(where: { $0.json.contains(needle) }) else {
+            throw EngineError.noSuchEvent(sequence)
+        }
+        return e.json
+    }
+
     /// "90s", "10m", "2h", "1d" or plain seconds.
     static func seconds(_ text: String) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]

@@ -200,6 +200,14 @@ extension DaemonLifetimeTests {
         #expect(history.contains { $0.json.contains(port) && $0.json.contains("\"filterId\":\(id)") })
         let cli = try CLITests.run(["events", "--since", "1m", "--json"], env: d.env)
         #expect(cli.status == 0 && cli.stdout.contains(port), "\(cli.stderr)")
+        // "Why was this blocked?" by sequence number, from the history.
+        let drop = try #require(history.first { $0.json.contains(port) })
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(drop.json.utf8)) as? [String: Any])
+        let seq = try #require((o["sequence"] as? NSNumber)?.uint64Value)
+        let why = try CLITests.run(["classify", "--event", "\(seq)", "--exit-code"], env: d.env)
+        #expect(why.status == 1 && why.stdout.contains("BLOCK"), "\(why.stdout) \(why.stderr)")
+        let none = try CLITests.run(["classify", "--event", "999999999"], env: d.env)
+        #expect(none.status == 65 && none.stderr.contains("LFP_E_NO_SUCH_EVENT"), "\(none.stderr)")
         // The filter's hit counter counts the drop (from the same event stream).
         #expect(try admin.counters()[id] == 1)
     }
