@@ -14,6 +14,8 @@
 SHELL := /bin/bash
 CLANG ?= $(shell command -v clang)
 BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
+# The Swift toolchain ships llvm-objcopy beside its clang; Debian 12 needs no extra package then.
+OBJCOPY ?= $(shell test -x $(dir $(CLANG))llvm-objcopy && echo $(dir $(CLANG))llvm-objcopy || command -v llvm-objcopy)
 SWIFT ?= swift
 SWIFT_FLAGS ?=
 BUILD_DIR := bpf/build
@@ -41,7 +43,8 @@ deps:
 	fi
 	@command -v clang >/dev/null || { echo "clang (the Swift toolchain's) not on PATH"; exit 1; }
 
-bpf: $(BUILD_DIR)/lfp.bpf.o $(BUILD_DIR)/lfp_test.bpf.o
+EMBED_SKEL := Sources/EmbeddedBPF/generated/lfp.skel.h
+bpf: $(BUILD_DIR)/lfp.bpf.o $(BUILD_DIR)/lfp_test.bpf.o $(EMBED_SKEL) $(BUILD_DIR)/lfp_wrong_abi.bpf.o
 
 $(BUILD_DIR)/vmlinux.h:
 	@mkdir -p $(BUILD_DIR)
@@ -54,6 +57,22 @@ $(BUILD_DIR)/lfp_test.bpf.o: bpf/tests/lfp_classify_test.bpf.c $(BPF_LIB) $(ABI)
 # One object for the loader: bpf/lfp.bpf.c includes every hook family's entry file.
 $(BUILD_DIR)/lfp.bpf.o: bpf/lfp.bpf.c $(BPF_SRCS) $(BPF_LIB) $(ABI) $(BUILD_DIR)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# The object embedded in the lfp binary (Sources/EmbeddedBPF): DWARF stripped (a third of the
+# size; the loader needs only BTF, which stays), then bpftool's skeleton, whose elf_bytes() holds
+# it as a C string. SwiftPM tracks the header, so `swift build` relinks lfp when it changes.
+$(BUILD_DIR)/lfp.embed.o: $(BUILD_DIR)/lfp.bpf.o
+	$(OBJCOPY) --strip-debug $< $@
+
+$(EMBED_SKEL): $(BUILD_DIR)/lfp.embed.o
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) gen skeleton $< name lfp_bpf > $@.tmp && mv $@.tmp $@
+
+# A test fixture: lfp.bpf.o claiming another ABI version (its .rodata rewritten), which the
+# loader must refuse (Tests/KernelPathTests/EmbeddedObjectTests).
+$(BUILD_DIR)/lfp_wrong_abi.bpf.o: $(BUILD_DIR)/lfp.embed.o
+	printf '\xff\xff\xff\x7f' > $@.rodata
+	$(OBJCOPY) --update-section .rodata=$@.rodata $< $@ && rm -f $@.rodata
 
 # SwiftPM does not always rebuild Swift modules when a C header they import changes; after an
 # edit of lfp_abi.h that leaves a stale struct layout in FilterEngine (seen: a crash decoding
@@ -93,4 +112,4 @@ lint:
 	@if command -v clang-format >/dev/null; then clang-format --dry-run -Werror $(C_SOURCES); else echo "clang-format not installed: C sources not checked"; fi
 
 clean:
-	rm -rf $(BUILD_DIR) .build
+	rm -rf $(BUILD_DIR) .build Sources/EmbeddedBPF/generated
