@@ -6,6 +6,8 @@
 #   make demo    deps + build + the main job: load a policy, run a workload under it, show events
 #   make test    deps + build + every test (unit, and kernel-path tests on real cgroups/sockets)
 #   make bench   deps + build + benchmarks (connect rate, event loss); prints the numbers
+#   make install [PREFIX=/usr/local] [DESTDIR=…] / make uninstall / make deb   (mk/install.mk)
+#   make fuzz    libFuzzer over the policy parser, validator and compiler (mk/fuzz.mk)
 #   make format / make lint   clang-format for bpf/ and C targets
 #   make clean
 #
@@ -24,13 +26,16 @@ BPF_SRCS := $(wildcard bpf/lfp_*.bpf.c)
 BPF_LIB := $(wildcard bpf/lib/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 	-Ibpf -I$(BUILD_DIR) -ISources/KernelABI/include
-APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format
+APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format \
+	dpkg-dev man-db
 BENCH_PACKAGES := iptables nftables gcc
 LFP := .build/debug/lfp
 
 .DELETE_ON_ERROR:
 .PHONY: all deps bpf swift demo test bench clean format lint
 all: bpf swift
+
+include mk/install.mk
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -92,6 +97,8 @@ demo: deps all
 test: deps all
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
+	./Tests/install/install-test.sh
+	./Tests/install/deb-test.sh
 
 bench: deps all
 	@missing=""; for p in $(BENCH_PACKAGES); do \
