@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/drmohundro/SWXMLHash.git", from: "8.1.0"),
     ],
     targets: [
         // The one contract between bpf/ and Swift: structs, enums and capacities.
@@ -48,10 +49,14 @@ let package = Package(
                 "FilterModel", "KernelVocabulary", "PolicyCompiler", "BPFKit", "KernelABI", "EmbeddedBPF",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // `lfp policy import --netsh`: netsh's WFP XML -> a policy of what lfp can enforce.
+        .target(
+            name: "NetshImport",
+            dependencies: ["FilterModel", "PolicyCompiler", .product(name: "SWXMLHash", package: "SWXMLHash")]),
         .executableTarget(
             name: "lfp",
             dependencies: [
-                "FilterEngine", "FilterModel",
+                "FilterEngine", "FilterModel", "NetshImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(
@@ -59,6 +64,9 @@ let package = Package(
             dependencies: [
                 "FilterModel", .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            exclude: ["Fixtures"]),  // read through #filePath
+        .testTarget(
+            name: "NetshImportTests", dependencies: ["NetshImport", "FilterModel"],
             exclude: ["Fixtures"]),  // read through #filePath
         .testTarget(name: "PolicyCompilerTests", dependencies: ["PolicyCompiler", "KernelVocabulary", "FilterModel", "KernelABI"]),
         .testTarget(
