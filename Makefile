@@ -36,6 +36,7 @@ LFP := .build/debug/lfp
 all: bpf swift
 
 include mk/install.mk
+include mk/fuzz.mk
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -99,6 +100,9 @@ test: deps all
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
 	./Tests/install/install-test.sh
 	./Tests/install/deb-test.sh
+	@# The fuzz corpus and every input a fuzz run once crashed on, through the replay build.
+	.build/debug/lfp-fuzz-policy Tests/Fuzz/corpus/* $(wildcard Tests/Fuzz/regressions/*) >/dev/null
+	$(MAKE) --no-print-directory fuzz-smoke
 
 bench: deps all
 	@missing=""; for p in $(BENCH_PACKAGES); do \

@@ -59,6 +59,9 @@ let package = Package(
                 "FilterEngine", "FilterModel", "NetshImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // The policy fuzz target (Tests/Fuzz, `make fuzz`); a plain build is its replay tool.
+        .executableTarget(
+            name: "lfp-fuzz-policy", dependencies: ["FilterModel", "PolicyCompiler"], path: "Tests/Fuzz/PolicyFuzz"),
         .testTarget(
             name: "FilterModelTests",
             dependencies: [

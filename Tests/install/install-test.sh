@@ -12,7 +12,7 @@ for f in sbin/lfp share/bash-completion/completions/lfp share/zsh/site-functions
 	[ -f "$R$P/$f" ] || fail "make install did not write $P/$f"
 done
 # lfp(8) and one page per subcommand, each a page man can render.
-for c in "" .policy .policy.load .policy.show .policy.export .attach .detach .run .events .status .classify; do
+for c in "" .policy .policy.load .policy.show .policy.export .policy.import .attach .detach .run .events .status .classify; do
 	page="$R$P/share/man/man8/lfp$c.8"
 	[ -f "$page" ] || fail "no man page lfp$c.8"
 	MANWIDTH=100 man -l "$page" 2>/dev/null | grep -q "SYNOPSIS" || fail "lfp$c.8 does not render"
