@@ -29,9 +29,12 @@ dpkg -i "$deb" >"$T/dpkg.log" 2>&1 || { cat "$T/dpkg.log"; fail "dpkg -i"; }
 wants=/etc/systemd/system/multi-user.target.wants/lfp-example.service
 [ -L "$wants" ] || fail "postinst did not enable the unit ($wants)"
 grep -qx "ExecStart=/usr/sbin/lfp daemon --example" /usr/lib/systemd/system/lfp-example.service || fail "unit ExecStart"
-# Every library the binary links belongs to a package that Depends names (or to the toolchain,
-# for a debug build's Swift runtime).
-for lib in $(ldd /usr/sbin/lfp | awk '$3 ~ /^\// { print $3 }'); do
+# Every library the binary itself links (its NEEDED entries, not their own dependencies) belongs
+# to a package that Depends names (or to the toolchain, for a debug build's Swift runtime).
+for soname in $(objdump -p /usr/sbin/lfp | awk '$1 == "NEEDED" { print $2 }'); do
+	# ldd writes "soname => path", or the loader's path alone.
+	lib=$(ldd /usr/sbin/lfp | awk -v n="$soname" '$1 == n { print $3 } $1 ~ ("/" n "$") { print $1 }')
+	[ -n "$lib" ] || fail "$soname does not resolve"
 	case "$lib" in /opt/swift/*) continue ;; esac
 	pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null) || fail "no package owns $lib"
 	pkg=${pkg%%:*}
