@@ -113,7 +113,8 @@ bench: deps all
 	./Tests/bench/bench.sh .build/release/lfp
 
 # swift-format ships with the toolchain; clang-format comes from Debian (apt-get install clang-format).
-C_SOURCES := bpf/*.c bpf/lib/*.h bpf/tests/*.c $(ABI) Sources/KernelABI/*.c Sources/CLibBPF/*.h
+C_SOURCES := bpf/*.c bpf/lib/*.h bpf/tests/*.c $(ABI) Sources/KernelABI/*.c Sources/CLibBPF/*.h \
+	Sources/EmbeddedBPF/*.c Sources/EmbeddedBPF/include/*.h
 format:
 	swift-format format -i -r Sources Tests Package.swift
 	@if command -v clang-format >/dev/null; then clang-format -i $(C_SOURCES); else echo "clang-format not installed: C sources left as they are"; fi

@@ -96,7 +96,8 @@ public enum BPFObjectError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .abiMismatch(let object, let found, let expected):
             let what = found.map { "was built for lfp ABI \($0)" } ?? "has no lfp_abi_version"
-            return "BPF object \(object) \(what), but this lfp speaks ABI \(expected): rebuild it with `make bpf`, or unset LFP_BPF_OBJECT to use the object embedded in lfp"
+            return
+                "BPF object \(object) \(what), but this lfp speaks ABI \(expected): rebuild it with `make bpf`, or unset LFP_BPF_OBJECT to use the object embedded in lfp"
         }
     }
 }

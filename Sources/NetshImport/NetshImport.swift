@@ -87,7 +87,8 @@ public struct NetshImport: Encodable {
 
     /// The report as text: counts, then every skipped object with its reason.
     public func render() -> String {
-        var s = "imported from \(source) (\(format)): \(policy.providers.count) providers, \(policy.sublayers.count) sublayers, \(policy.filters.count) filters; skipped \(skipped.count)\n"
+        var s =
+            "imported from \(source) (\(format)): \(policy.providers.count) providers, \(policy.sublayers.count) sublayers, \(policy.filters.count) filters; skipped \(skipped.count)\n"
         for n in notes { s += "note: \(n)\n" }
         for (name, key) in symbolicKeys.sorted(by: { $0.key < $1.key }) { s += "key: \(name) -> \(key.lowerString)\n" }
         for a in adjusted { s += "adjusted \(a.key ?? "?") \"\(a.name ?? "")\": \(a.change)\n" }

@@ -32,10 +32,14 @@ public struct NetshImporter {
         var providerTrees: [[String: Any]] = []
 
         for c in doc.callouts {
-            out.skip(.callout, c, key: "calloutKey", reason: "a Windows callout driver: lfp's callouts are userspace programs registered with lfp, so none is imported")
+            out.skip(
+                .callout, c, key: "calloutKey",
+                reason: "a Windows callout driver: lfp's callouts are userspace programs registered with lfp, so none is imported")
         }
         for c in doc.providerContexts {
-            out.skip(.providerContext, c, key: "providerContextKey", reason: "type \(NetshImport.text(c["type"]) ?? "?"): Windows IPsec/IKE or firewall context data has no Linux meaning")
+            out.skip(
+                .providerContext, c, key: "providerContextKey",
+                reason: "type \(NetshImport.text(c["type"]) ?? "?"): Windows IPsec/IKE or firewall context data has no Linux meaning")
         }
         for p in doc.providers {
             guard var t = prepare(p, .provider, into: &out) else { continue }
@@ -73,7 +77,10 @@ public struct NetshImporter {
             return
         }
         if let a = f["action"] as? [String: Any], let type = NetshImport.text(a["type"]), type.contains("CALLOUT") {
-            out.skip(.filter, f, key: "filterKey", reason: "\(type) calls callout \(NetshImport.text(a["calloutKey"]) ?? NetshImport.text(a["filterType"]) ?? "?"), a Windows driver (not imported)")
+            out.skip(
+                .filter, f, key: "filterKey",
+                reason:
+                    "\(type) calls callout \(NetshImport.text(a["calloutKey"]) ?? NetshImport.text(a["filterType"]) ?? "?"), a Windows driver (not imported)")
             return
         }
         guard var t = prepare(f, .filter, into: &out) else { return }

@@ -60,7 +60,10 @@ struct NetshImportTests {
             (["FWPM_CONDITION_IP_REMOTE_ADDRESS=10.8.1.2", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=443"], .permit, "02"),
             (["FWPM_CONDITION_IP_REMOTE_ADDRESS=10.8.1.2", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=25"], .block, "03"),
             (["FWPM_CONDITION_IP_REMOTE_ADDRESS=192.0.2.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=443"], .block, "01"),
-            (["FWPM_CONDITION_IP_REMOTE_ADDRESS=127.0.0.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=25", "FWPM_CONDITION_FLAGS=1"], .permit, "04"),
+            (
+                ["FWPM_CONDITION_IP_REMOTE_ADDRESS=127.0.0.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=25", "FWPM_CONDITION_FLAGS=1"],
+                .permit, "04"
+            ),
         ]
         for (fields, expected, filter) in probes {
             let values = try IncomingValues.parse(layer: layer, assignments: fields)
@@ -93,14 +96,20 @@ struct NetshImportTests {
         // permit of the later sublayer stands as the final decision, as WFP arbitrates.
         let v4 = Layer.authConnectV4
         let outbound = bfe.classify(
-            layer: v4, values: try IncomingValues.parse(layer: v4, assignments: [
-                "FWPM_CONDITION_IP_REMOTE_ADDRESS=192.0.2.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=443",
-            ]))
+            layer: v4,
+            values: try IncomingValues.parse(
+                layer: v4,
+                assignments: [
+                    "FWPM_CONDITION_IP_REMOTE_ADDRESS=192.0.2.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_IP_REMOTE_PORT=443",
+                ]))
         #expect(outbound.actionType == .permit && outbound.filterName == "Default Outbound", "\(outbound.render())")
         let loopback = bfe.classify(
-            layer: v4, values: try IncomingValues.parse(layer: v4, assignments: [
-                "FWPM_CONDITION_IP_REMOTE_ADDRESS=127.0.0.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_FLAGS=1",
-            ]))
+            layer: v4,
+            values: try IncomingValues.parse(
+                layer: v4,
+                assignments: [
+                    "FWPM_CONDITION_IP_REMOTE_ADDRESS=127.0.0.1", "FWPM_CONDITION_IP_PROTOCOL=6", "FWPM_CONDITION_FLAGS=1",
+                ]))
         #expect(loopback.actionType == .permit && loopback.filterName == "Default Outbound", "\(loopback.render())")
         #expect(loopback.trace.first?.weight == 7 && loopback.trace.first?.result == .permit, "\(loopback.render())")
         #expect(result.imported.count == 14, "\(result.render())")
