@@ -1,7 +1,8 @@
 # Coverage-guided fuzzing of the policy parser, validator and compiler (issue 10), with libFuzzer
 # from the Swift toolchain. Included by the Makefile.
 #
-#   make fuzz [FUZZ_SECONDS=600] [FUZZ_JOBS=1]   fuzz for minutes; new inputs go to .build-fuzz/corpus
+#   make fuzz [FUZZ_SECONDS=600] [FUZZ_JOBS=1]   fuzz for minutes (FUZZ_JOBS > 1: libFuzzer's -fork);
+#                                                new inputs go to .build-fuzz/corpus
 #   make fuzz-smoke [FUZZ_SMOKE_SECONDS=30]      the bounded pass `make test` runs
 #
 # The target is Tests/Fuzz/PolicyFuzz (policy text -> Policy.parse -> BaseFilteringEngine.load ->
@@ -24,7 +25,7 @@ FUZZ_BUILD_FLAGS := -c release --product lfp-fuzz-policy --scratch-path $(FUZZ_S
 	-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address -Xswiftc -DLFP_FUZZ \
 	-Xswiftc -enable-experimental-feature -Xswiftc Extern -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
 # 1 s per input is the issue's bound on a hang; inputs up to 4 KiB (the seeds are at most 3).
-FUZZ_RUN_FLAGS := -timeout=1 -max_len=4096 -rss_limit_mb=4096 -artifact_prefix=$(FUZZ_SCRATCH)/artifacts/ -print_final_stats=1
+FUZZ_RUN_FLAGS := -dict=Tests/Fuzz/policy.dict -timeout=1 -max_len=4096 -rss_limit_mb=4096 -artifact_prefix=$(FUZZ_SCRATCH)/artifacts/ -print_final_stats=1
 
 .PHONY: fuzz fuzz-build fuzz-smoke
 
@@ -33,7 +34,7 @@ fuzz-build:
 
 fuzz: fuzz-build
 	mkdir -p $(FUZZ_SCRATCH)/corpus $(FUZZ_SCRATCH)/artifacts
-	$(FUZZ_BIN) $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_SECONDS) -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	$(FUZZ_BIN) $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_SECONDS) $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS)) \
 		$(FUZZ_SCRATCH)/corpus Tests/Fuzz/corpus
 
 # The bounded pass: a fresh corpus from the seeds only, so every run starts from the same place.
