@@ -8,3 +8,8 @@
 #include "lfp_skb.bpf.c"
 #include "lfp_sock.bpf.c"
 #include "lfp_sockops.bpf.c"
+
+/* The ABI this object was built against (lfp_abi.h). The loader reads it from .rodata before
+ * loading and refuses an object whose version differs from the one compiled into lfp, so a stale
+ * or foreign object (LFP_BPF_OBJECT, an old build) cannot be loaded by accident. */
+const volatile __u32 lfp_abi_version = LFP_ABI_VERSION;

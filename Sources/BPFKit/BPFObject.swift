@@ -6,29 +6,31 @@ import Foundation
 /// workload's programs and every lfp process share one policy and one set of subscribers.
 public final class BPFObject {
     let handle: OpaquePointer
+    /// The object's file, or "embedded lfp.bpf.o (N bytes)".
     public let path: String
 
     /// - Parameter loadPrograms: false loads (creates/pins) the maps only, e.g. to commit a
     ///   policy before any workload is attached.
     public convenience init(path: String, pinRoot: String, loadPrograms: Bool) throws {
-        try self.init(path: path, pinRoot: pinRoot, loading: { _ in loadPrograms })
+        try self.init(image: .file(path), pinRoot: pinRoot, loading: { _ in loadPrograms })
+    }
+
+    public convenience init(image: BPFObjectImage, pinRoot: String, loadPrograms: Bool) throws {
+        try self.init(image: image, pinRoot: pinRoot, loading: { _ in loadPrograms })
+    }
+
+    public convenience init(path: String, pinRoot: String, loading: (String) -> Bool) throws {
+        try self.init(image: .file(path), pinRoot: pinRoot, loading: loading)
     }
 
     /// Load the maps and only the programs whose name `loading` accepts: the verifier checks
-    /// every loaded program, which is most of the cost of a load.
-    public init(path: String, pinRoot: String, loading: (String) -> Bool) throws {
+    /// every loaded program, which is most of the cost of a load. An object whose
+    /// `lfp_abi_version` is not this build's is refused before anything is created.
+    public init(image: BPFObjectImage, pinRoot: String, loading: (String) -> Bool) throws {
         LibBPFLog.install()
         LibBPFLog.shared.clear()
-        self.path = path
-        guard FileManager.default.isReadableFile(atPath: path) else {
-            throw BPFError(operation: "bpf_object__open_file", object: path, code: ENOENT)
-        }
-        handle = try pinRoot.withCString { root in
-            var opts = bpf_object_open_opts()
-            opts.sz = MemoryLayout<bpf_object_open_opts>.size
-            opts.pin_root_path = root
-            return try bpfPointer("bpf_object__open_file", path) { bpf_object__open_file(path, &opts) }
-        }
+        self.path = image.description
+        handle = try image.open(pinRoot: pinRoot)
         var prog = bpf_object__next_program(handle, nil)
         while let p = prog {
             if !loading(String(cString: bpf_program__name(p))) { bpf_program__set_autoload(p, false) }
@@ -36,7 +38,7 @@ public final class BPFObject {
         }
         // On failure deinit closes the object (every stored property is set by now).
         do {
-            try bpfCall("bpf_object__load", (path as NSString).lastPathComponent) { bpf_object__load(handle) }
+            try bpfCall("bpf_object__load", image.shortName) { bpf_object__load(handle) }
         } catch let e as BPFError where e.log?.contains("couldn't reuse pinned map") == true {
             throw BPFError(
                 operation: e.operation, object: e.object, code: e.code, log: e.log,

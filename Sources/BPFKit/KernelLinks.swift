@@ -186,11 +186,11 @@ public enum BPFKernel {
         return fd
     }
 
-    /// The attach type each program of the object file at `path` expects (its SEC() name),
-    /// read from the ELF without loading anything.
-    public static func expectedAttachTypes(objectPath path: String) throws -> [String: UInt32] {
+    /// The attach type each program of the object expects (its SEC() name), read from the ELF
+    /// without loading anything.
+    public static func expectedAttachTypes(of image: BPFObjectImage) throws -> [String: UInt32] {
         LibBPFLog.install()
-        let obj = try bpfPointer("bpf_object__open_file", path) { bpf_object__open_file(path, nil) }
+        let obj = try image.open(pinRoot: nil)
         defer { bpf_object__close(obj) }
         var out: [String: UInt32] = [:]
         var prog = bpf_object__next_program(obj, nil)

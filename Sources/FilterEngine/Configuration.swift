@@ -11,43 +11,32 @@ public struct EngineConfiguration: Sendable {
     public var stateDirectory: String
     /// Parent cgroup for workloads that `lfp run` creates; nil = `<cgroup2 mount>/lfp`.
     public var cgroupParent: String?
-    /// The compiled BPF object (bpf/build/lfp.bpf.o).
-    public var objectPath: String
+    /// The BPF object: the one embedded in the binary unless LFP_BPF_OBJECT names a file.
+    public var object: BPFObjectImage
     /// The most filters a committed policy may hold (LFP_MAX_FILTERS; LFP_DEFAULT_MAX_FILTERS).
     public var maxFilters: Int = Int(LFP_DEFAULT_MAX_FILTERS)
 
-    public init(bpffsRoot: String, stateDirectory: String, cgroupParent: String?, objectPath: String) {
+    public init(bpffsRoot: String, stateDirectory: String, cgroupParent: String?, object: BPFObjectImage = .embeddedLFP) {
         self.bpffsRoot = bpffsRoot
         self.stateDirectory = stateDirectory
         self.cgroupParent = cgroupParent
-        self.objectPath = objectPath
+        self.object = object
     }
 
-    /// Defaults, overridden by LFP_BPFFS_ROOT, LFP_STATE_DIR, LFP_CGROUP_PARENT, LFP_BPF_OBJECT,
-    /// LFP_MAX_FILTERS.
+    public init(bpffsRoot: String, stateDirectory: String, cgroupParent: String?, objectPath: String) {
+        self.init(bpffsRoot: bpffsRoot, stateDirectory: stateDirectory, cgroupParent: cgroupParent, object: .file(objectPath))
+    }
+
+    /// Defaults, overridden by LFP_BPFFS_ROOT, LFP_STATE_DIR, LFP_CGROUP_PARENT, LFP_BPF_OBJECT
+    /// (a developer's object file instead of the embedded one), LFP_MAX_FILTERS.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> EngineConfiguration {
         var c = EngineConfiguration(
             bpffsRoot: env["LFP_BPFFS_ROOT"] ?? "/sys/fs/bpf/lfp",
             stateDirectory: env["LFP_STATE_DIR"] ?? "/run/lfp",
             cgroupParent: env["LFP_CGROUP_PARENT"],
-            objectPath: env["LFP_BPF_OBJECT"] ?? locateObject())
+            object: env["LFP_BPF_OBJECT"].map { .file($0) } ?? .embeddedLFP)
         if let m = env["LFP_MAX_FILTERS"].flatMap(Int.init), m > 0 { c.maxFilters = m }
         return c
-    }
-
-    /// lfp.bpf.o next to the executable (installed layout), else the source tree's bpf/build.
-    static func locateObject() -> String {
-        let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "lfp").resolvingSymlinksInPath()
-        var candidates = [exe.deletingLastPathComponent().appendingPathComponent("lfp.bpf.o").path]
-        var dir = exe.deletingLastPathComponent()
-        for _ in 0..<5 {  // .build/<triple>/debug/lfp -> repo root
-            candidates.append(dir.appendingPathComponent("bpf/build/lfp.bpf.o").path)
-            dir = dir.deletingLastPathComponent()
-        }
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(source.appendingPathComponent("bpf/build/lfp.bpf.o").path)
-        return candidates.first { FileManager.default.fileExists(atPath: $0) } ?? candidates.last!
     }
 
     var mapsDirectory: String { bpffsRoot + "/maps" }

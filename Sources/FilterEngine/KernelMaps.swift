@@ -25,7 +25,7 @@ final class KernelMaps {
             }
             let created = try prepareBPFFS(cfg)
             do {
-                _ = try BPFObject(path: cfg.objectPath, pinRoot: dir, loadPrograms: false)
+                _ = try BPFObject(image: cfg.object, pinRoot: dir, loadPrograms: false)
             } catch {
                 undo(created)
                 throw error

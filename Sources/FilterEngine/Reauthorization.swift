@@ -36,7 +36,7 @@ extension Engine {
         let start = DispatchTime.now()
         func since(_ t: DispatchTime) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9 }
         do {
-            let object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory, loading: Reauthorization.isReauthProgram)
+            let object = try BPFObject(image: config.object, pinRoot: config.mapsDirectory, loading: Reauthorization.isReauthProgram)
             r.loadSeconds = since(start)
             let passes = DispatchTime.now()
             defer { r.passSeconds = since(passes) }

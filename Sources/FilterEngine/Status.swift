@@ -104,7 +104,7 @@ extension Engine {
         try requireRoot("lfp status")
         let registered = workloads()
         let inventory = try LinkInventory.scan(self, workloads: registered)
-        let attachTypes = (try? BPFKernel.expectedAttachTypes(objectPath: config.objectPath)) ?? [:]
+        let attachTypes = (try? BPFKernel.expectedAttachTypes(of: config.object)) ?? [:]
         let ws = registered.map { w -> EngineStatus.WorkloadStatus in
             let pins = ((try? FileManager.default.contentsOfDirectory(atPath: linkDirectory(w.name))) ?? []).sorted()
             let h = health(of: w, inventory: inventory, expectedAttachTypes: attachTypes)

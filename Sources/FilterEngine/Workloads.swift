@@ -85,7 +85,7 @@ extension Engine {
         let object: BPFObject
         do {
             // Every hook and the sweep; the reauthorization iterators belong to commits.
-            object = try BPFObject(path: config.objectPath, pinRoot: config.mapsDirectory) { !Reauthorization.isReauthProgram($0) }
+            object = try BPFObject(image: config.object, pinRoot: config.mapsDirectory) { !Reauthorization.isReauthProgram($0) }
         } catch {
             KernelMaps.undo(created)
             throw error

@@ -6,7 +6,7 @@ import Foundation
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy", abstract: "Load, show and export the committed policy.",
-        subcommands: [Load.self, Show.self, Export.self, Check.self, Diff.self])
+        subcommands: [Load.self, Show.self, Export.self, Check.self, Diff.self, Import.self])
 
     struct Load: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import FilterEngine
 import Foundation
 import LFPClient
+import NetshImport
 
 /// A command whose output can be JSON: with `--json`, its errors are JSON too.
 protocol JSONReporting {
@@ -51,6 +52,9 @@ enum Reporting {
             default:
                 return ErrorReport(code: e.code, message: e.description, exitStatus: ExitStatus.environment)
             }
+        case let e as NetshImportError:
+            if case .unreadable = e { return ErrorReport(code: "LFP_E_FILE", message: e.description, exitStatus: ExitStatus.environment) }
+            return ErrorReport(code: "LFP_E_NOT_NETSH", message: e.description, exitStatus: ExitStatus.refused)
         default:
             return ErrorReport(error)
         }

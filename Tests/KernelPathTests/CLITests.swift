@@ -52,7 +52,7 @@ struct CLITests {
     static func env(_ fx: KernelFixture) -> [String: String] {
         [
             "LFP_BPFFS_ROOT": fx.config.bpffsRoot, "LFP_STATE_DIR": fx.config.stateDirectory,
-            "LFP_CGROUP_PARENT": fx.cgroupParent, "LFP_BPF_OBJECT": fx.config.objectPath,
+            "LFP_CGROUP_PARENT": fx.cgroupParent,  // the embedded object, as installed
         ]
     }
 

@@ -5,6 +5,9 @@
  * lfp_test_io[0 .. count) in one run, so a test covers millions of inputs in a few seconds. */
 #include "../lib/classify.h"
 
+/* Checked by the loader like lfp.bpf.o's (see bpf/lfp.bpf.c). */
+const volatile __u32 lfp_abi_version = LFP_ABI_VERSION;
+
 /* i -> one input and its verdict. Written by the test (inputs) and by this program (verdicts). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
