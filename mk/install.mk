@@ -46,7 +46,7 @@ stage: bpf .build/abi.stamp
 	cp "$$($(SWIFT) build $(INSTALL_BUILD_FLAGS) $(SWIFT_FLAGS) --show-bin-path)/lfp" $(STAGE)/lfp
 	@# A release binary carries 80 MB of symbols and debug info that nobody installing it reads.
 	$(if $(filter release,$(INSTALL_CONFIG)),strip --strip-unneeded $(STAGE)/lfp)
-	"$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/generate-manual-tool" $(STAGE)/lfp \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/generate-manual" $(STAGE)/lfp \
 		--multi-page --section 8 --date $(MAN_DATE) --output-directory $(STAGE)/man
 	@# `lfp help` is the parser's own helper, not a command of lfp's: no page for it. The
 	@# generator (1.8.2) glues .Sh to the line before it after `.Ex -std`; split them.

@@ -14,6 +14,11 @@ public enum Daemon {
         defer { withExtendedLifetime(lock) {} }
         let service = try FilterService(engine: engine, options: options, logger: logger)
         try service.start()
+        if let dir = options.policyDirectory {
+            let d = PolicyDirectory(path: dir, service: service)
+            service.policyDirectory = d
+            try d.start()
+        }
         let pump = try service.startEventPump()
         defer { pump.cancel() }
         let server = try DaemonServer(service: service, path: options.socketPath)

@@ -22,6 +22,8 @@ public struct DaemonOptions: Sendable {
     public var historyAllows = false
     /// HOST:PORT to serve Prometheus metrics on (GET /metrics); nil = none.
     public var metricsAddress: String?
+    /// A directory of policy files to load and to load again when they change (a ConfigMap).
+    public var policyDirectory: String?
 
     public init(socketPath: String, databasePath: String) {
         self.socketPath = socketPath
@@ -88,6 +90,7 @@ public final class FilterService: @unchecked Sendable {
     var published: [UUID: ObjectChange] = [:]
     let history: EventHistory
     let records = RecordCache()
+    var policyDirectory: PolicyDirectory?
     let metrics = DaemonMetrics()
     /// Events read from the kernel, and pushes dropped for tails that did not read.
     let fanout = FanoutCounts()

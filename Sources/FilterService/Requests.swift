@@ -100,6 +100,7 @@ extension FilterService {
             guard let c = clients[p.client] else { continue }
             run(c, p.request, deadline: p.deadline)
         }
+        policyDirectory?.retryIfWaiting()
     }
 
     static func wireError(_ error: Error) -> WireError {

@@ -44,6 +44,10 @@ struct DaemonCommand: ParsableCommand {
     @Option(help: "How many net events the history keeps (drops; allows too with --history-allows).") var history = 10_000
     @Flag(help: "Keep allowed connections in the event history too.") var historyAllows = false
     @Option(help: "Serve Prometheus metrics on HOST:PORT (GET /metrics), e.g. 127.0.0.1:9464.") var metrics: String?
+    @Option(
+        help:
+            "Load every *.yaml/*.yml/*.json file of this directory as `lfp policy load` does (its providers' objects only), and again whenever one changes (a Kubernetes ConfigMap).")
+    var policyDir: String?
 
     func run() throws {
         var options = DaemonOptions.fromEnvironment()
@@ -52,6 +56,7 @@ struct DaemonCommand: ParsableCommand {
         options.historyEvents = history
         options.historyAllows = historyAllows
         options.metricsAddress = metrics
+        options.policyDirectory = policyDir
         var logger = Logger(label: "lfp.daemon")
         logger.logLevel = ProcessInfo.processInfo.environment["LFP_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
         try Daemon.run(engine: Engine(), options: options, logger: logger) {

@@ -253,3 +253,35 @@ final class LockedErrors: @unchecked Sendable {
         return errors
     }
 }
+
+extension DaemonTests {
+    @Test("lfp daemon --policy-dir loads a directory's policy files and loads one again when it changes, as a ConfigMap update does")
+    func policyDirectory() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let d = DaemonProcess(fx)
+        defer { d.cleanup() }
+        let dir = "/tmp/\(fx.tag)-policies"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let provider = UUID()
+        func write(_ port: UInt16) throws {
+            // As the kubelet does: the new file is written aside, then renamed into place.
+            let doc = Policy(providers: [Self.provider(provider, "cluster")], filters: [Self.block("cm-\(port)", port: port, provider: provider)])
+            try doc.exportYAML().write(toFile: dir + "/.tmp", atomically: false, encoding: .utf8)
+            guard rename(dir + "/.tmp", dir + "/guard.yaml") == 0 else { throw DaemonTestError.notReady("rename") }
+        }
+        let a = try Listener(), b = try Listener()
+        try write(a.port)
+        try d.start(["--policy-dir", dir])
+        let w = try DaemonLifetimeTests.machine(fx)
+        #expect(try !Self.connects(fx, w, a.port), "loaded at start")
+        let s = try LFPSession.open(socket: d.socket)
+        let changed = Counter()
+        try s.subscribeChanges { c in if c?.contains(where: { $0.kind == .filter && $0.change == .add }) == true { changed.increment() } }
+        try write(b.port)
+        #expect(changed.wait(atLeast: 1, timeoutMs: 10_000), "the change was not loaded")
+        #expect(try Self.connects(fx, w, a.port) && !Self.connects(fx, w, b.port))
+        #expect(try s.filters().count == 1)
+    }
+}
