@@ -178,6 +178,21 @@ public enum BPFKernel {
         return true
     }
 
+    /// An open reference to the object (map, link, program) pinned at `path`, or nil when no
+    /// pin is there.
+    public static func holdPinned(_ path: String) throws -> Int32? {
+        let fd = bpf_obj_get(path)
+        if fd >= 0 { return fd }
+        let code = errno
+        if code == ENOENT { return nil }
+        throw BPFError(operation: "bpf_obj_get", object: path, code: code)
+    }
+
+    /// Pins the object `fd` refers to at `path` again (bpf_obj_pin).
+    public static func pin(fd: Int32, at path: String) throws {
+        try bpfCall("bpf_obj_pin", path) { bpf_obj_pin(fd, path) }
+    }
+
     /// An open reference to link `id` (a test holds one to keep a link alive without a pin).
     public static func holdLink(id: UInt32) throws -> Int32 {
         guard let fd = try openLink(id: id) else {

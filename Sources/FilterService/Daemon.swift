@@ -21,6 +21,20 @@ public enum Daemon {
         }
         let pump = try service.startEventPump()
         defer { pump.cancel() }
+        // Lost pins must not end enforcement: hold every pinned object, pin again what goes
+        // missing (PinKeeper), every second.
+        let pinTimer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "lfp.daemon.pins"))
+        pinTimer.schedule(deadline: .now(), repeating: .seconds(1))
+        pinTimer.setEventHandler {
+            do {
+                let again = try service.pins.check()
+                if !again.isEmpty { service.audit.warning("pins were lost: pinned again", metadata: ["paths": "\(again)"]) }
+            } catch {
+                logger.error("checking lfp's pins failed", metadata: ["error": "\(error)"])
+            }
+        }
+        pinTimer.resume()
+        defer { pinTimer.cancel() }
         let server = try DaemonServer(service: service, path: options.socketPath)
         let metricsServer = try options.metricsAddress.map { try MetricsServer(service: service, address: $0) }
         defer { metricsServer?.stop() }

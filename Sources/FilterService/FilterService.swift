@@ -91,6 +91,8 @@ public final class FilterService: @unchecked Sendable {
     let history: EventHistory
     let records = RecordCache()
     var policyDirectory: PolicyDirectory?
+    /// Keeps every pinned map and workload link referenced, and pins them again if lost.
+    let pins: PinKeeper
     let metrics = DaemonMetrics()
     /// Events read from the kernel, and pushes dropped for tails that did not read.
     let fanout = FanoutCounts()
@@ -105,6 +107,7 @@ public final class FilterService: @unchecked Sendable {
         audit.logLevel = .info
         self.audit = audit
         bfe = BaseFilteringEngine()
+        pins = PinKeeper(engine: engine)
         store = try PersistentStore(path: options.databasePath)
         history = EventHistory(capacity: options.historyEvents, keepAllows: options.historyAllows)
         bfe.commitGate = { [unowned self] candidate in try self.publish(candidate) }

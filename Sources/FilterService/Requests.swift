@@ -188,6 +188,8 @@ extension FilterService {
             (reply.netEvents, reply.netEventText) = history.since(Date(timeIntervalSince1970: r.since ?? 0))
         case .counters:
             reply.counters = hits.all
+        case .checkPins:
+            reply.repinned = try pins.check()
         case .status:
             let snapshot = bfe.snapshot()
             reply.status = DaemonStatus(

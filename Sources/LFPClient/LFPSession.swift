@@ -235,6 +235,10 @@ public final class LFPSession: @unchecked Sendable {
         Dictionary((try call(.counters).counters ?? []).map { ($0.filterId, $0.hits) }, uniquingKeysWith: +)
     }
 
+    /// Checks lfp's pins now and pins again what went missing; returns those paths.
+    @discardableResult
+    public func checkPins() throws -> [String] { try call(.checkPins).repinned ?? [] }
+
     public func status() throws -> DaemonStatus {
         guard let s = try call(.status).status else { throw LFPClientError.connectionLost }
         return s

@@ -54,6 +54,9 @@ public enum RequestOp: String, Codable, Sendable, CaseIterable {
     /// Per-filter hit counters: how many classifications each filter decided (counted by the
     /// daemon from the kernel's events, since the daemon started).
     case counters
+    /// Check lfp's pins now (the daemon does every second): pin again every map and workload
+    /// link whose pin went missing; `repinned` lists them.
+    case checkPins
     /// The daemon's state (generation, sessions, objects, history size).
     case status
 }
@@ -209,6 +212,8 @@ public struct Reply: Codable, Sendable {
     /// Pushed net events this client missed so far because it did not read fast enough (the
     /// daemon drops for a slow tail instead of buffering without bound); counted, never hidden.
     public var netEventsLost: UInt64?
+    /// checkPins: the pins made again.
+    public var repinned: [String]?
     /// Pushed object changes.
     public var changes: [ObjectChange]?
 

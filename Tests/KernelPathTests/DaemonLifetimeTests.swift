@@ -244,6 +244,42 @@ extension DaemonLifetimeTests {
     }
 }
 
+extension DaemonLifetimeTests {
+    @Test("rm -rf of lfp's bpffs root under a running daemon: enforcement continues and every pin comes back")
+    func lostPinsComeBack() throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let d = DaemonProcess(fx)
+        defer { d.cleanup() }
+        try d.start()
+        let w = try fx.workload("w")
+        let l = try Listener(), m = try Listener()
+        let admin = try LFPSession.open(socket: d.socket)
+        try admin.add(DaemonTests.block("a", port: l.port))
+        #expect(try admin.checkPins().isEmpty)  // now the daemon holds the new workload's links
+        #expect(try !DaemonTests.connects(fx, w, l.port))
+        let pins = [fx.config.bpffsRoot + "/maps/lfp_policy", fx.config.bpffsRoot + "/workloads/w"]
+        try FileManager.default.removeItem(atPath: fx.config.bpffsRoot)
+        // Without the daemon this would fail open: the links had no other reference.
+        #expect(try !DaemonTests.connects(fx, w, l.port), "enforcement stopped with the pins")
+        let again = try admin.checkPins()
+        #expect(again.contains(pins[0]) && again.contains { $0.hasPrefix(pins[1] + "/") }, "\(again)")
+        #expect(pins.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+        #expect(try fx.engine.status().healthy)
+        // The engine works on: a commit reaches the kernel through the pins made again.
+        try admin.add(DaemonTests.block("b", port: m.port))
+        #expect(try !DaemonTests.connects(fx, w, m.port))
+        // A detached workload is let go of: nothing keeps it enforcing.
+        try fx.engine.detach(workload: "w")
+        _ = try admin.checkPins()
+        let path = fx.cgroupParent + "/w"
+        let again2 = try fx.engine.attach(workload: "w2", cgroupPath: path)
+        try fx.engine.detach(workload: "w2")
+        #expect(try DaemonTests.connects(fx, again2, l.port), "the detached cgroup is not enforced")
+        #expect(try admin.checkPins().isEmpty)
+    }
+}
+
 /// A count that a test can wait on (a condition variable, not a sleep).
 final class Counter: @unchecked Sendable {
     private let cond = NSCondition()
