@@ -168,7 +168,6 @@ extension BaseFilteringEngine {
     public func isRegistered(_ key: UUID) -> Bool { locked { registry[key] != nil } }
 }
 
-
 // MARK: - Enumeration template matching
 
 enum EnumMatcher {

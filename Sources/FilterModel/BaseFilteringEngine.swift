@@ -226,7 +226,8 @@ public final class BaseFilteringEngine: @unchecked Sendable {
             if st.flags.contains(.dynamic) {
                 var work = committed
                 removeDynamicObjects(of: s, in: &work)
-                let changed = work.filters.count != committed.filters.count || work.providers.count != committed.providers.count
+                let changed =
+                    work.filters.count != committed.filters.count || work.providers.count != committed.providers.count
                     || work.sublayers.count != committed.sublayers.count || work.callouts.count != committed.callouts.count
                     || work.contexts.count != committed.contexts.count
                 // The session is gone either way; its objects stay only if the gate refuses.

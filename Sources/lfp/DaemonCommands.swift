@@ -46,7 +46,8 @@ struct DaemonCommand: ParsableCommand {
     @Option(help: "Serve Prometheus metrics on HOST:PORT (GET /metrics), e.g. 127.0.0.1:9464.") var metrics: String?
     @Option(
         help:
-            "Load every *.yaml/*.yml/*.json file of this directory as `lfp policy load` does (its providers' objects only), and again whenever one changes (a Kubernetes ConfigMap).")
+            "Load every *.yaml/*.yml/*.json file of this directory as `lfp policy load` does (its providers' objects only), and again whenever one changes (a Kubernetes ConfigMap)."
+    )
     var policyDir: String?
 
     func run() throws {
@@ -84,7 +85,11 @@ struct FilterCommand: ParsableCommand {
                 ? try Policy.parse(String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self), sourceName: "<stdin>")
                 : try Policy.load(contentsOf: file)
             let ids = try DaemonRoute.required("lfp filter add").add(policy)
-            if json { try printJSON(DaemonLoad(generation: nil, filterIds: ids)) } else { print("added filter(s) \(ids.map(String.init).joined(separator: ", "))") }
+            if json {
+                try printJSON(DaemonLoad(generation: nil, filterIds: ids))
+            } else {
+                print("added filter(s) \(ids.map(String.init).joined(separator: ", "))")
+            }
         }
     }
 
@@ -121,7 +126,8 @@ struct FilterCommand: ParsableCommand {
             let hits = counters ? try session.counters() : [:]
             if json {
                 if counters {
-                    try printJSON(filters.map { FilterHits(filterId: $0.filterId, filterKey: $0.filterKey.lowerString, name: $0.name, hits: hits[$0.filterId] ?? 0) })
+                    try printJSON(
+                        filters.map { FilterHits(filterId: $0.filterId, filterKey: $0.filterKey.lowerString, name: $0.name, hits: hits[$0.filterId] ?? 0) })
                 } else {
                     print(Policy(filters: filters).exportJSON(), terminator: "")
                 }
@@ -157,7 +163,9 @@ struct ProviderCommand: ParsableCommand {
                 return
             }
             print("KEY".padding(38) + "FLAGS".padding(8) + "NAME")
-            for p in providers { print(p.providerKey.lowerString.padding(38) + "0x\(String(p.flags.rawValue, radix: 16))".padding(8) + (p.displayData.name ?? "")) }
+            for p in providers {
+                print(p.providerKey.lowerString.padding(38) + "0x\(String(p.flags.rawValue, radix: 16))".padding(8) + (p.displayData.name ?? ""))
+            }
         }
     }
 }

@@ -21,7 +21,9 @@ struct PolicyCommand: ParsableCommand {
             if let session = try DaemonRoute.session(name: "lfp policy load") {
                 let text = try PolicyText.read(file)
                 let r = try session.replace(document: text, sourceName: file, allowEmpty: allowEmpty)
-                if json { try printJSON(DaemonLoad(generation: r.generation, filterIds: r.filterIds)) } else {
+                if json {
+                    try printJSON(DaemonLoad(generation: r.generation, filterIds: r.filterIds))
+                } else {
                     print("committed through lfp daemon: generation \(r.generation), \(r.filterIds.count) filters from \(file)")
                 }
                 return

@@ -46,7 +46,8 @@ enum Reporting {
             switch e {
             case .remote(let w):
                 let status: Int32 =
-                    w.code == "LFP_E_KERNEL" ? ExitStatus.kernel
+                    w.code == "LFP_E_KERNEL"
+                    ? ExitStatus.kernel
                     : w.code.hasPrefix("LFP_E_POLICY") || w.code.hasPrefix("FWP_E") ? ExitStatus.refused : ExitStatus.environment
                 return ErrorReport(code: w.code, message: w.message, path: ErrorReport.documentPath(w.message), exitStatus: status)
             default:

@@ -96,7 +96,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Workload name (also the cgroup's name under the lfp cgroup parent).") var workload: String
     @Option(
         help:
-            "Policy for the run. With lfp daemon: added in a dynamic session, each filter scoped to this workload, gone when the run ends. Without: committed (replacing the policy).")
+            "Policy for the run. With lfp daemon: added in a dynamic session, each filter scoped to this workload, gone when the run ends. Without: committed (replacing the policy)."
+    )
     var policy: String?
     @Flag(help: "Commit the --policy file even if it has no objects (which removes every filter).") var allowEmpty = false
     @Option(help: "Run the command as this user (name or uid), with no_new_privs and no capabilities.") var user: String?

@@ -117,9 +117,10 @@ struct DaemonTests {
                         let k = UUID()
                         try s.add(Self.block("t\(i)-\(r)", port: UInt16(20000 + 100 * i + r), key: k, provider: keys[i]))
                         try s.add(Self.block("t\(i)-\(r)-gone", port: UInt16(21000 + 100 * i + r), provider: keys[i]))
-                        try s.deleteFilter(key: try s.filters(matching: WireEnumTemplate(providerKey: keys[i].uuidString)).first {
-                            $0.name == "t\(i)-\(r)-gone"
-                        }!.filterKey)
+                        try s.deleteFilter(
+                            key: try s.filters(matching: WireEnumTemplate(providerKey: keys[i].uuidString)).first {
+                                $0.name == "t\(i)-\(r)-gone"
+                            }!.filterKey)
                         try s.commitTransaction()
                     } else {
                         try s.add(Self.block("t\(i)-\(r)", port: UInt16(20000 + 100 * i + r), provider: keys[i]))
