@@ -106,7 +106,7 @@ public final class Engine {
             }
             var snapshot = bfe.snapshot()
             snapshot.lfpReauthorize = policy.lfpReauthorize  // a document setting, not a BFE object
-            return CommittedPolicy.record(generation: generation, policyJSON: snapshot.exportJSON())
+            return CommittedPolicy.record(generation: generation, policyJSON: snapshot.exportJSON(), filterCount: snapshot.filters.count)
         }
     }
 
@@ -230,6 +230,23 @@ public final class Engine {
         return (image.rules.count, classifier.bytes, classifier.groupsPerLayer.reduce(0, +))
     }
 
+    /// How many filters the committed record holds: read from its head when it says, else by
+    /// reading it.
+    func committedFilterCount() -> Int {
+        for path in [config.pendingPolicyFile, config.policyFile] {
+            guard let data = try? StateTree.read(path, root: config.stateDirectory) else { continue }
+            if path == config.pendingPolicyFile {
+                // The intent counts only when the kernel enforces its generation.
+                guard let g = CommittedPolicy.generation(data), let maps = try? KernelMaps.open(config, create: false),
+                    (try? maps.policyGeneration()) == g
+                else { continue }
+            }
+            if let n = CommittedPolicy.filterCount(data) { return n }
+            break
+        }
+        return (try? committedPolicy()?.policy.filters.count) ?? 0
+    }
+
     /// After a commit that was killed: an intent whose generation the kernel enforces becomes
     /// the record; any other intent is dropped (the kernel never saw it). Under the state lock.
     func reconcile(_ maps: KernelMaps) throws {
@@ -326,7 +343,9 @@ public enum CommittedPolicy {
         let stamp = ISO8601DateFormatter().string(from: date)
         var out: [UInt8] = []
         out.reserveCapacity(source.utf8.count + 40 * filterKeys.count + 128)
-        out += Array("{\"generation\": \(generation), \"committedAt\": \"\(stamp)\", \"form\": \"source\", \"filterKeys\": [".utf8)
+        out += Array(
+            "{\"generation\": \(generation), \"filterCount\": \(filterKeys.count), \"committedAt\": \"\(stamp)\", \"form\": \"source\", \"filterKeys\": ["
+                .utf8)
         for (i, k) in filterKeys.enumerated() {
             out += Array((i == 0 ? "\"" : ",\"").utf8) + Array(k.lowerString.utf8) + [0x22]
         }
@@ -338,14 +357,24 @@ public enum CommittedPolicy {
 
     /// `extra`: more top-level members, as JSON text each (the daemon's dynamic object keys and
     /// its filterId counter).
-    public static func record(generation: UInt64, policyJSON: String, extra: [(String, String)] = [], at date: Date = Date()) -> Data {
+    public static func record(
+        generation: UInt64, policyJSON: String, filterCount: Int? = nil, extra: [(String, String)] = [], at date: Date = Date()
+    ) -> Data {
         let stamp = ISO8601DateFormatter().string(from: date)
-        var head = "{\"generation\": \(generation), \"committedAt\": \"\(stamp)\", "
+        var head = "{\"generation\": \(generation), " + (filterCount.map { "\"filterCount\": \($0), " } ?? "") + "\"committedAt\": \"\(stamp)\", "
         for (k, v) in extra { head += "\"\(k)\": \(v), " }
         var out = Data((head + "\"policy\": ").utf8)
         out.append(Data(policyJSON.utf8))
         out.append(Data("}\n".utf8))
         return out
+    }
+
+    /// The filter count at the head of a record (records since it was added), without parsing
+    /// the rest: `lfp status` of a million-filter policy must not parse it.
+    static func filterCount(_ data: Data) -> Int? {
+        let head = String(decoding: data.prefix(128), as: UTF8.self)
+        guard let r = head.range(of: "\"filterCount\": ") else { return nil }
+        return Int(head[r.upperBound...].prefix { $0.isNumber })
     }
 
     /// The generation at the head of a record, without parsing the rest.

@@ -158,7 +158,7 @@ extension Engine {
         let maps = try KernelMaps.open(config, create: false)
         let cfg = try maps.readConfig()
         let cells = Int(try maps.committedCells()?.maxEntries ?? 0)
-        let filters = (try? committedPolicy()?.policy.filters.count) ?? 0
+        let filters = committedFilterCount()
         var subscribers: [EngineStatus.Subscriber] = []
         var dropped: UInt64 = 0
         for slot in 0..<UInt32(LFP_MAX_SUBSCRIBERS) {

@@ -27,7 +27,9 @@ public enum BootTime {
         let boot = all.copy(droppingFilters: { !$0.flags.contains(.bootTime) })
         let count = boot.snapshot().filters.count
         let commit = try engine.publish(boot) { generation in
-            CommittedPolicy.record(generation: generation, policyJSON: boot.snapshot().exportJSON(), extra: [("bootTime", "true")])
+            let snapshot = boot.snapshot()
+            return CommittedPolicy.record(
+                generation: generation, policyJSON: snapshot.exportJSON(), filterCount: snapshot.filters.count, extra: [("bootTime", "true")])
         }
         return Outcome(enforced: true, filters: count, generation: commit.generation)
     }

@@ -133,7 +133,7 @@ public final class FilterService: @unchecked Sendable {
                     if case .dynamic = enforced.lifetime(ofObject: k) { dynamic.append("\"\(k.lowerString)\"") }
                 }
                 return CommittedPolicy.record(
-                    generation: generation, policyJSON: records.document(snapshot),
+                    generation: generation, policyJSON: records.document(snapshot), filterCount: snapshot.filters.count,
                     extra: [("daemon", "true"), ("nextFilterId", "\(next)"), ("dynamicObjects", "[" + dynamic.joined(separator: ",") + "]")])
             }
             generation = commit.generation

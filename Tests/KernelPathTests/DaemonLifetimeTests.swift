@@ -269,6 +269,10 @@ extension DaemonLifetimeTests {
         // The engine works on: a commit reaches the kernel through the pins made again.
         try admin.add(DaemonTests.block("b", port: m.port))
         #expect(try !DaemonTests.connects(fx, w, m.port))
+        // Status counts the filters from the record's head (no parse of the whole record).
+        let record = try #require(FileManager.default.contents(atPath: fx.config.stateDirectory + "/policy.json"))
+        #expect(String(decoding: record.prefix(64), as: UTF8.self).contains("\"filterCount\": 2"))
+        #expect(try fx.engine.status().maps.first { $0.name.hasPrefix("filters") }?.used == 2)
         // A detached workload is let go of: nothing keeps it enforcing.
         try fx.engine.detach(workload: "w")
         _ = try admin.checkPins()
