@@ -26,8 +26,8 @@ BPF_SRCS := $(wildcard bpf/lfp_*.bpf.c)
 BPF_LIB := $(wildcard bpf/lib/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 	-Ibpf -I$(BUILD_DIR) -ISources/KernelABI/include
-APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format \ libsqlite3-dev
-	dpkg-dev man-db
+APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config iproute2 curl python3 clang-format \
+	dpkg-dev man-db libsqlite3-dev
 BENCH_PACKAGES := iptables nftables gcc
 LFP := .build/debug/lfp
 
