@@ -55,6 +55,9 @@ public struct EngineStatus: Encodable, Sendable {
     /// Dropped events summed over every slot's per-CPU counters since each slot was last claimed.
     public var eventsDropped: UInt64
     public var subscribers: [Subscriber]
+    /// The socket of the `lfp daemon` that owns the policy, nil when none runs (the CLI then
+    /// works directly).
+    public var daemon: String? = nil
 
     /// The exit status of `lfp status` when it is not healthy (1 stays "could not tell").
     public static let degradedExitCode: Int32 = 3
@@ -69,6 +72,7 @@ public struct EngineStatus: Encodable, Sendable {
             : workloads.isEmpty && problems.isEmpty
                 ? " (no kernel state: nothing loaded or attached)" : " (maps not pinned: nothing is enforced)"
         lines.append("policy generation: \(policyGeneration)\(kernelStatePresent ? "" : noState)")
+        lines.append("daemon: \(daemon.map { "running (socket \($0))" } ?? "none (lfp commands work directly)")")
         lines.append("workloads: \(workloads.isEmpty ? "none" : "")")
         for w in workloads {
             lines.append(
@@ -99,6 +103,12 @@ public struct EngineStatus: Encodable, Sendable {
 
 extension Engine {
     public func status() throws -> EngineStatus {
+        var s = try statusWithoutDaemon()
+        s.daemon = DaemonLock.holder(config)
+        return s
+    }
+
+    func statusWithoutDaemon() throws -> EngineStatus {
         try StateTree.verify(root: config.stateDirectory)
         try StateTree.verify(root: config.bpffsRoot)
         try requireRoot("lfp status")

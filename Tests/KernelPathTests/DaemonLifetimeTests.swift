@@ -266,6 +266,7 @@ extension DaemonLifetimeTests {
         #expect(again.contains(pins[0]) && again.contains { $0.hasPrefix(pins[1] + "/") }, "\(again)")
         #expect(pins.allSatisfy { FileManager.default.fileExists(atPath: $0) })
         #expect(try fx.engine.status().healthy)
+        #expect(try fx.engine.status().daemon == d.socket, "status names the running daemon")
         // The engine works on: a commit reaches the kernel through the pins made again.
         try admin.add(DaemonTests.block("b", port: m.port))
         #expect(try !DaemonTests.connects(fx, w, m.port))
