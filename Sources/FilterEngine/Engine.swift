@@ -195,29 +195,28 @@ public final class Engine {
     /// The committed policy as the engine recorded it (objects with their filterIds): the one the
     /// kernel enforces, also right after a commit was killed halfway (see `reconcile`).
     public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
+        guard let r = try recordInForce() else { return nil }
+        return try CommittedPolicy.read(r.data, sourceName: r.path)
+    }
+
+    /// The record of the policy the kernel enforces: the intent when the kernel enforces its
+    /// generation (a commit killed between the publication and the rename), else the record.
+    func recordInForce() throws -> (data: Data, path: String)? {
         if let pending = try StateTree.read(config.pendingPolicyFile, root: config.stateDirectory),
             let g = CommittedPolicy.generation(pending),
             let maps = try? KernelMaps.open(config, create: false), (try? maps.policyGeneration()) == g
         {
-            return try CommittedPolicy.read(pending, sourceName: config.pendingPolicyFile)
+            return (pending, config.pendingPolicyFile)
         }
-        guard let data = try StateTree.read(config.policyFile, root: config.stateDirectory) else { return nil }
-        return try CommittedPolicy.read(data, sourceName: config.policyFile)
+        return try StateTree.read(config.policyFile, root: config.stateDirectory).map { ($0, config.policyFile) }
     }
 
     /// The committed record with the members `lfp daemon` adds: the keys of dynamic objects
     /// (which die with the daemon) and its filterId counter.
     public func committedRecord() throws -> (generation: UInt64, policy: Policy, dynamicObjects: [UUID], nextFilterId: UInt64?)? {
-        guard let (generation, policy) = try committedPolicy() else { return nil }
-        var path = config.policyFile
-        if let pending = try StateTree.read(config.pendingPolicyFile, root: config.stateDirectory),
-            CommittedPolicy.generation(pending) == generation
-        {
-            path = config.pendingPolicyFile
-        }
-        guard let data = try StateTree.read(path, root: config.stateDirectory),
-            let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return (generation, policy, [], nil) }
+        guard let r = try recordInForce() else { return nil }
+        let (generation, policy) = try CommittedPolicy.read(r.data, sourceName: r.path)
+        guard let top = try? JSONSerialization.jsonObject(with: r.data) as? [String: Any] else { return (generation, policy, [], nil) }
         let dynamic = (top["dynamicObjects"] as? [String] ?? []).compactMap(UUID.init(uuidString:))
         return (generation, policy, dynamic, (top["nextFilterId"] as? NSNumber)?.uint64Value)
     }
@@ -233,18 +232,9 @@ public final class Engine {
     /// How many filters the committed record holds: read from its head when it says, else by
     /// reading it.
     func committedFilterCount() -> Int {
-        for path in [config.pendingPolicyFile, config.policyFile] {
-            guard let data = try? StateTree.read(path, root: config.stateDirectory) else { continue }
-            if path == config.pendingPolicyFile {
-                // The intent counts only when the kernel enforces its generation.
-                guard let g = CommittedPolicy.generation(data), let maps = try? KernelMaps.open(config, create: false),
-                    (try? maps.policyGeneration()) == g
-                else { continue }
-            }
-            if let n = CommittedPolicy.filterCount(data) { return n }
-            break
-        }
-        return (try? committedPolicy()?.policy.filters.count) ?? 0
+        guard let r = (try? recordInForce()) ?? nil else { return 0 }
+        if let n = CommittedPolicy.filterCount(r.data) { return n }
+        return (try? CommittedPolicy.read(r.data, sourceName: r.path).policy.filters.count) ?? 0
     }
 
     /// After a commit that was killed: an intent whose generation the kernel enforces becomes

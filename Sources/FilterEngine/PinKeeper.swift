@@ -62,11 +62,4 @@ public final class PinKeeper: @unchecked Sendable {
         }
         return repinned.sorted()
     }
-
-    /// How many objects are held.
-    public var count: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return held.count
-    }
 }

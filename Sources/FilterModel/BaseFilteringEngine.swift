@@ -189,9 +189,6 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     /// The next filterId this engine would assign.
     public var nextFilterId: UInt64 { locked { committed.nextFilterId } }
 
-    /// The session's flags, when it is open.
-    public func sessionFlags(_ s: SessionHandle) -> SessionFlags? { locked { sessions[s]?.flags } }
-
     /// Whether the session has a transaction open.
     public func inTransaction(_ s: SessionHandle) -> Bool { locked { sessions[s]?.txn != nil } }
 

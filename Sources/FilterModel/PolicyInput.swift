@@ -97,7 +97,7 @@ public enum PolicyLimits {
     }
 
     /// Read a policy file as UTF-8 text, refusing it once it is larger than `maxBytes`.
-    static func readText(_ path: String, maxBytes: Int) throws -> String {
+    public static func readText(_ path: String, maxBytes: Int) throws -> String {
         func unreadable(_ code: Int32) -> FWPError {
             FWPError(.policySyntax, "\(path): cannot read the file (\(String(cString: strerror(code))))")
         }
@@ -215,13 +215,5 @@ enum DepthPass {
                 }
             }
         }
-    }
-}
-
-/// A policy file's text with the reader's checks (size limit, regular file), unparsed: for a
-/// caller that hands the text to the daemon, which parses it.
-public enum PolicyText {
-    public static func read(_ path: String, maxBytes: Int = PolicyLimits.maxBytes) throws -> String {
-        try PolicyLimits.readText(path, maxBytes: maxBytes)
     }
 }

@@ -63,14 +63,18 @@ extension FilterService {
         Task.detached { [self] in
             for await e in sub.events {
                 // Each event is one classification at its layer; its filterId decided it.
-                hits.count(e.filterId)
-                fanout.add(read: 1)
+                let listening = pump.withLockedValue { p in
+                    if e.filterId != 0 { p.hits[e.filterId, default: 0] += 1 }
+                    p.read += 1
+                    return p.subscribers > 0
+                }
                 metrics.classified(layer: e.layer?.name ?? "LFP_LAYER_\(e.layerID)", action: e.actionType)
-                guard let data = try? encoder.encode(e) else { continue }
+                let keep = e.isBlock || history.keepAllows
+                guard listening || keep, let data = try? encoder.encode(e) else { continue }
                 let json = String(decoding: data, as: UTF8.self)
                 let text = e.render()
-                if e.isBlock || history.keepAllows { history.append(json, text: text) }
-                pushNetEvent(json, text)
+                if keep { history.append(json, text: text) }
+                if listening { pushNetEvent(json, text) }
             }
         }
         return sub
@@ -85,7 +89,7 @@ extension FilterService {
                 // A tail that stopped reading loses events (counted), it does not grow the daemon.
                 guard c.writable() else {
                     c.eventsLost += 1
-                    fanout.add(lost: 1)
+                    pump.withLockedValue { $0.lost += 1 }
                     continue
                 }
                 var mine = r

@@ -9,6 +9,7 @@ import FilterEngine
 import FilterModel
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import ServiceProtocol
 
 /// Settings of `lfp daemon`.
@@ -94,10 +95,8 @@ public final class FilterService: @unchecked Sendable {
     /// Keeps every pinned map and workload link referenced, and pins them again if lost.
     let pins: PinKeeper
     let metrics = DaemonMetrics()
-    /// Events read from the kernel, and pushes dropped for tails that did not read.
-    let fanout = FanoutCounts()
-    /// filterId -> classifications it decided, from the event stream (no kernel cost).
-    let hits = HitCounters()
+    /// Hits per filter, events read and lost, net-event subscribers (the event pump's state).
+    let pump = NIOLockedValueBox(PumpState())
 
     public init(engine: Engine, options: DaemonOptions, logger: Logger) throws {
         self.engine = engine
@@ -127,7 +126,10 @@ public final class FilterService: @unchecked Sendable {
         defer { metrics.commits.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)) }
         try store.sync(candidate, snapshot: all) {
             let commit = try engine.publish(enforced) { [records] generation in
-                let snapshot = enforced.snapshot()
+                // `enforced` is `all` without boot-time filters: derived, not snapshotted (and
+                // sorted) again.
+                var snapshot = all
+                snapshot.filters.removeAll { $0.flags.contains(.bootTime) }
                 var dynamic: [String] = []
                 for k in Self.keys(snapshot) {
                     if case .dynamic = enforced.lifetime(ofObject: k) { dynamic.append("\"\(k.lowerString)\"") }
@@ -237,36 +239,20 @@ public final class FilterService: @unchecked Sendable {
     }
 }
 
-final class FanoutCounts: @unchecked Sendable {
-    private let lock = NSLock()
-    private var read_: UInt64 = 0
-    private var lost_: UInt64 = 0
-    func add(read: UInt64 = 0, lost: UInt64 = 0) {
-        lock.lock()
-        read_ += read
-        lost_ += lost
-        lock.unlock()
-    }
-    func read() -> (read: UInt64, lost: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (read_, lost_)
-    }
-}
+/// What the event pump counts, and whether anyone listens: one lock for the pump's per-event
+/// work (NIOLockedValueBox).
+struct PumpState {
+    /// filterId -> classifications it decided, from the event stream (no kernel cost).
+    var hits: [UInt64: UInt64] = [:]
+    /// Events read from the kernel, and pushes dropped for tails that did not read.
+    var read: UInt64 = 0
+    var lost: UInt64 = 0
+    /// Clients subscribed to net events: with none, an event is neither encoded nor rendered
+    /// unless the history keeps it.
+    var subscribers = 0
 
-final class HitCounters: @unchecked Sendable {
-    private let lock = NSLock()
-    private var counts: [UInt64: UInt64] = [:]
-    func count(_ filterId: UInt64) {
-        guard filterId != 0 else { return }
-        lock.lock()
-        counts[filterId, default: 0] += 1
-        lock.unlock()
-    }
-    var all: [FilterCounter] {
-        lock.lock()
-        defer { lock.unlock() }
-        return counts.map { FilterCounter(filterId: $0.key, hits: $0.value) }.sorted { $0.filterId < $1.filterId }
+    var counters: [FilterCounter] {
+        hits.map { FilterCounter(filterId: $0.key, hits: $0.value) }.sorted { $0.filterId < $1.filterId }
     }
 }
 

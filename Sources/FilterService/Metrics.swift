@@ -51,7 +51,8 @@ final class DaemonMetrics: @unchecked Sendable {
 
     /// The scrape: kernel and engine state read now, then the exposition text.
     func scrape(_ service: FilterService) -> [UInt8] {
-        let hits = service.hits.all.sorted { $0.hits > $1.hits }.prefix(Self.topFilters)
+        let pump = service.pump.withLockedValue { $0 }
+        let hits = pump.counters.sorted { $0.hits > $1.hits }.prefix(Self.topFilters)
         for h in hits {
             Metrics.Gauge(label: "lfp_filter_hits", dimensions: [("filter_id", "\(h.filterId)")], factory: factory).record(Double(h.hits))
         }
@@ -78,9 +79,8 @@ final class DaemonMetrics: @unchecked Sendable {
         }
         // Events the daemon read from the kernel (once each) and events it dropped for tails
         // that did not read (each tail's loss is also in its own stream).
-        let fanout = service.fanout.read()
-        Metrics.Gauge(label: "lfp_daemon_events_read", factory: factory).record(Double(fanout.read))
-        Metrics.Gauge(label: "lfp_daemon_events_lost_by_tails", factory: factory).record(Double(fanout.lost))
+        Metrics.Gauge(label: "lfp_daemon_events_read", factory: factory).record(Double(pump.read))
+        Metrics.Gauge(label: "lfp_daemon_events_lost_by_tails", factory: factory).record(Double(pump.lost))
         Metrics.Gauge(label: "lfp_sessions", factory: factory).record(Double(service.queue.sync { service.clients.values.filter { $0.session != nil }.count }))
         return registry.emitToBuffer()
     }

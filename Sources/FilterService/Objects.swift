@@ -102,6 +102,21 @@ extension FilterService {
         }
     }
 
+    /// `lfp policy load` in session `s`: one transaction that deletes `doc`'s scope and adds its
+    /// objects (all or nothing). Returns the new filterIds.
+    func replaceInTransaction(_ doc: Policy, session s: SessionHandle) throws -> [UInt64] {
+        try bfe.beginTransaction(s)
+        do {
+            try Self.replace(bfe, doc, session: s)
+            let ids = try bfe.load(doc, session: s)
+            try bfe.commitTransaction(s)
+            return ids
+        } catch {
+            try? bfe.abortTransaction(s)
+            throw error
+        }
+    }
+
     /// The engine as it would be after `replace(doc)` (a copy; nothing is committed).
     func candidate(after doc: Policy, session s: SessionHandle) throws -> BaseFilteringEngine {
         let scratch = bfe.copy(droppingFilters: { _ in false })

@@ -64,20 +64,12 @@ final class PolicyDirectory: @unchecked Sendable {
         waiting = false
         for name in files() {
             let file = path + "/" + name
-            guard let text = try? PolicyText.read(file), text != loaded[file] else { continue }
+            guard let text = try? PolicyLimits.readText(file, maxBytes: PolicyLimits.maxBytes), text != loaded[file] else { continue }
             do {
                 let s = try ownSession()
                 let doc = try Policy.parse(text, sourceName: file)
                 try doc.requireObjects(sourceName: file)
-                try service.bfe.beginTransaction(s)
-                do {
-                    try FilterService.replace(service.bfe, doc, session: s)
-                    try service.bfe.load(doc, session: s)
-                    try service.bfe.commitTransaction(s)
-                } catch {
-                    try? service.bfe.abortTransaction(s)
-                    throw error
-                }
+                _ = try service.replaceInTransaction(doc, session: s)
                 loaded[file] = text
                 service.audit.info("policy file loaded", metadata: ["file": "\(file)", "generation": "\(service.generation)"])
             } catch let e as FWPError where e.code == .timeout {

@@ -23,6 +23,7 @@ extension FilterService {
     func disconnect(_ id: UInt64) {
         queue.async { [self] in
             guard let c = clients.removeValue(forKey: id) else { return }
+            if c.netEvents { pump.withLockedValue { $0.subscribers -= 1 } }
             parked.removeAll { $0.client == id }
             if let s = c.session {
                 do {
@@ -159,15 +160,7 @@ extension FilterService {
             guard !bfe.inTransaction(s) else { throw FWPError(.txnInProgress, "replace runs its own transaction") }
             let doc = try document(r)
             if r.allowEmpty != true { try doc.requireObjects(sourceName: r.sourceName ?? "request") }
-            try bfe.beginTransaction(s)
-            do {
-                try Self.replace(bfe, doc, session: s)
-                reply.filterIds = try bfe.load(doc, session: s)
-                try bfe.commitTransaction(s)
-            } catch {
-                try? bfe.abortTransaction(s)
-                throw error
-            }
+            reply.filterIds = try replaceInTransaction(doc, session: s)
             reply.generation = generation
             retryParked()
         case .check:
@@ -179,6 +172,7 @@ extension FilterService {
             reply.diff = Self.diff(from: bfe.snapshot(session: s), to: scratch.snapshot())
         case .subscribeNetEvents:
             _ = try bfe.netEventSubscribe(session: try session(c))
+            if !c.netEvents { pump.withLockedValue { $0.subscribers += 1 } }
             c.netEvents = true
         case .subscribeChanges:
             _ = try session(c)
@@ -187,7 +181,7 @@ extension FilterService {
         case .netEvents:
             (reply.netEvents, reply.netEventText) = history.since(Date(timeIntervalSince1970: r.since ?? 0))
         case .counters:
-            reply.counters = hits.all
+            reply.counters = pump.withLockedValue { $0.counters }
         case .checkPins:
             reply.repinned = try pins.check()
         case .status:

@@ -19,7 +19,7 @@ struct PolicyCommand: ParsableCommand {
             // With a daemon: one transaction that replaces only this document's providers'
             // objects; the daemon parses and checks the text (parsing it here too cost seconds).
             if let session = try DaemonRoute.session(name: "lfp policy load") {
-                let text = try PolicyText.read(file)
+                let text = try PolicyLimits.readText(file, maxBytes: PolicyLimits.maxBytes)
                 let r = try session.replace(document: text, sourceName: file, allowEmpty: allowEmpty)
                 if json {
                     try printJSON(DaemonLoad(generation: r.generation, filterIds: r.filterIds))

@@ -15,7 +15,7 @@ struct RunSignalTests {
         let process = Process()
         private let input = Pipe()
         private let output = Pipe()
-        private var buffer = Data()
+        private lazy var lines = LineReader(output.fileHandleForReading)
         private let done = DispatchSemaphore(value: 0)
 
         init(_ args: [String], env: [String: String]) throws {
@@ -31,23 +31,7 @@ struct RunSignalTests {
         }
 
         /// The next line the command printed, or nil when none came within `timeoutMs`.
-        func readLine(timeoutMs: Int32 = 20_000) -> String? {
-            let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
-            while true {
-                if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
-                    buffer = Data(buffer[buffer.index(after: nl)...])
-                    return line
-                }
-                let now = DispatchTime.now().uptimeNanoseconds
-                guard now < deadline else { return nil }
-                var p = pollfd(fd: output.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
-                guard poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { return nil }
-                let chunk = output.fileHandleForReading.availableData
-                if chunk.isEmpty { return nil }
-                buffer.append(chunk)
-            }
-        }
+        func readLine(timeoutMs: Int32 = 20_000) -> String? { lines.readLine(timeoutMs: timeoutMs) }
 
         /// lfp's exit status, or nil when it had not exited within `timeout` (then the whole
         /// group is killed, so nothing outlives the test).

@@ -35,22 +35,18 @@ final class DaemonProcess {
         try p.run()
         process = p
         output = o
-        var buffer = Data()
-        let deadline = DispatchTime.now().uptimeNanoseconds + 20_000_000_000
-        while !String(decoding: buffer, as: UTF8.self).contains("lfp daemon: listening") {
-            let now = DispatchTime.now().uptimeNanoseconds
-            var pfd = pollfd(fd: o.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            guard now < deadline, poll(&pfd, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else {
+        let lines = LineReader(o.fileHandleForReading)
+        let deadline = DispatchTime.now() + 20
+        var seen: [String] = []
+        while !(seen.last ?? "").contains("lfp daemon: listening") {
+            let left = Int64(deadline.uptimeNanoseconds) - Int64(DispatchTime.now().uptimeNanoseconds)
+            guard left > 0, let line = lines.readLine(timeoutMs: Int32(left / 1_000_000) + 1) else {
                 p.terminate()
-                throw DaemonTestError.notReady(String(decoding: buffer, as: UTF8.self))
+                throw DaemonTestError.notReady(seen.joined(separator: "\n"))
             }
-            let chunk = o.fileHandleForReading.availableData
-            if chunk.isEmpty {
-                throw DaemonTestError.notReady(String(decoding: buffer, as: UTF8.self))
-            }
-            buffer.append(chunk)
+            seen.append(line)
         }
-        log = String(decoding: buffer, as: UTF8.self)
+        log = seen.joined(separator: "\n")
         // Keep draining the log so the daemon never blocks on a full pipe.
         let handle = o.fileHandleForReading
         Thread.detachNewThread {

@@ -149,7 +149,7 @@ final class PyProc {
     let process = Process()
     private let out = Pipe()
     private let input = Pipe()
-    private var buffer = Data()
+    private lazy var lines = LineReader(out.fileHandleForReading)
 
     /// `user`: run the script as this user (setpriv, no capabilities), e.g. "nobody".
     init(cgroup: String, script: String, args: [String] = [], user: String? = nil) throws {
@@ -171,43 +171,15 @@ final class PyProc {
     }
 
     /// The next line the script printed (nil at EOF).
-    func readLine() -> String? {
-        while true {
-            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
-                buffer = Data(buffer[buffer.index(after: nl)...])
-                return line
-            }
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { return buffer.isEmpty ? nil : String(decoding: buffer, as: UTF8.self) }
-            buffer.append(chunk)
-        }
-    }
+    func readLine() -> String? { lines.readLine() }
 
     /// The next line, or nil when none came within `timeoutMs` (or at EOF): for tests that must
     /// not hang on a child that went quiet.
-    func readLine(timeoutMs: Int32) -> String? {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMs) * 1_000_000
-        while true {
-            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self)
-                buffer = Data(buffer[buffer.index(after: nl)...])
-                return line
-            }
-            let now = DispatchTime.now().uptimeNanoseconds
-            guard now < deadline else { return nil }
-            var p = pollfd(fd: out.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { return nil }
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { return nil }
-            buffer.append(chunk)
-        }
-    }
+    func readLine(timeoutMs: Int32) -> String? { lines.readLine(timeoutMs: timeoutMs) }
 
     /// Remaining output and the exit status.
     func finish() -> (String, Int32) {
-        var rest = String(decoding: buffer, as: UTF8.self)
-        rest += String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let rest = lines.rest()
         process.waitUntilExit()
         return (rest, process.terminationStatus)
     }
