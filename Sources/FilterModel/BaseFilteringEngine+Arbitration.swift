@@ -59,7 +59,8 @@ extension BaseFilteringEngine {
     }
 
     /// Computes WFP's verdict for `values` at `layer` (rule book §1) with the full trace.
-    public func classify(layer: Layer, values: IncomingValues) -> ClassifyResult {
+    /// `metadata` reaches the callouts (R5.11); the verdict never depends on it.
+    public func classify(layer: Layer, values: IncomingValues, metadata: ClassifyMetadata = .init()) -> ClassifyResult {
         locked {
             let store = committed
             let vals = values.normalized(layer: layer)
@@ -137,7 +138,7 @@ extension BaseFilteringEngine {
                         let ctx = f.flags.contains(.hasProviderContext) ? f.providerContextKey.flatMap { store.contexts[$0]?.object } : nil
                         let req = CalloutClassifyRequest(
                             layer: layer, values: vals, filter: f, providerContext: ctx,
-                            rights: right ? .actionWrite : [], currentAction: decided)
+                            rights: right ? .actionWrite : [], currentAction: decided, metadata: metadata)
                         let out = impl.classify(req)
                         result.calloutInvocations[ck, default: 0] += 1
                         e.calloutResult = out.actionType

@@ -19,6 +19,21 @@ public struct ClassifyOutFlags: OptionSet, Hashable, Sendable {
     public static let absorb = ClassifyOutFlags(rawValue: 0x1)
 }
 
+/// The metadata of one classification that is not a condition value (FWPS_INCOMING_METADATA_VALUES0):
+/// what the running engine knows about the operation. `lfp classify` leaves it empty.
+public struct ClassifyMetadata: Sendable, Hashable {
+    /// FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE (and FLOW_HANDLE): the socket cookie.
+    public var endpointHandle: UInt64?
+    /// FWPS_METADATA_FIELD_COMPLETION_HANDLE is present: the kernel is holding the operation, so
+    /// a callout may pend it (R6.2). Never set on a reauthorization (R6.4).
+    public var canPend: Bool
+
+    public init(endpointHandle: UInt64? = nil, canPend: Bool = false) {
+        self.endpointHandle = endpointHandle
+        self.canPend = canPend
+    }
+}
+
 /// What a classifyFn sees.
 public struct CalloutClassifyRequest: Sendable {
     public var layer: Layer
@@ -31,6 +46,8 @@ public struct CalloutClassifyRequest: Sendable {
     public var rights: ClassifyRights
     /// The action currently in force (nil when no sublayer has decided yet).
     public var currentAction: ActionType?
+    /// The operation's metadata (endpoint handle, whether it can be pended).
+    public var metadata: ClassifyMetadata = .init()
 }
 
 /// What a classifyFn hands back (FWPS_CLASSIFY_OUT0).
