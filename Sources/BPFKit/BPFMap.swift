@@ -146,6 +146,25 @@ public final class BPFMap {
         try bpfCall("bpf_map_update_elem", name) { bpf_map_update_elem(fd, &k, &values, UInt64(BPF_ANY)) }
     }
 
+    /// Every key of a hash map, by bpf_map_get_next_key. A key deleted during the walk may end it
+    /// early (the kernel restarts from the first key): callers treat the result as a snapshot.
+    public func keys<K: BitwiseCopyable>(as: K.Type, limit: Int = 1 << 22) throws -> [K] {
+        var out: [K] = []
+        let cur = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<K>.size, alignment: 8)
+        let next = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<K>.size, alignment: 8)
+        defer { cur.deallocate(); next.deallocate() }
+        var first = true
+        while out.count < limit {
+            let r = bpf_map_get_next_key(fd, first ? nil : cur, next)
+            if r == -ENOENT || (r == -1 && errno == ENOENT) { break }
+            try bpfCall("bpf_map_get_next_key", name) { r }
+            out.append(next.loadUnaligned(as: K.self))
+            cur.copyMemory(from: next, byteCount: MemoryLayout<K>.size)
+            first = false
+        }
+        return out
+    }
+
     /// Delete; a missing key is not an error.
     public func delete<K: BitwiseCopyable>(key: K) throws {
         var k = key

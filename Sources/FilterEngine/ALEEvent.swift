@@ -30,6 +30,8 @@ public struct ALEEvent: Sendable, Encodable {
         switch UInt32(raw.action) {
         case LFP_ACTION_PERMIT.rawValue: return "FWP_ACTION_PERMIT"
         case LFP_ACTION_BLOCK.rawValue: return "FWP_ACTION_BLOCK"
+        // held for a registered callout: the verdict follows when the daemon completes it
+        case LFP_ACTION_CALLOUT.rawValue: return "FWP_ACTION_CALLOUT_TERMINATING"
         default: return "FWP_ACTION_NONE"
         }
     }
@@ -70,6 +72,8 @@ public struct ALEEvent: Sendable, Encodable {
 
     public var isBlock: Bool { UInt32(raw.action) == LFP_ACTION_BLOCK.rawValue }
     public var isPermit: Bool { UInt32(raw.action) == LFP_ACTION_PERMIT.rawValue }
+    /// The kernel holds this operation until the daemon completes it (bpf/lib/pend.h).
+    public var isPended: Bool { UInt32(raw.action) == LFP_ACTION_CALLOUT.rawValue }
 
     static let size = MemoryLayout<lfp_event>.size
 

@@ -13,6 +13,8 @@ final class KernelMaps {
     let stats: BPFMap
     let workloads: BPFMap
     let sweep: BPFMap
+    let flows: BPFMap
+    let pends: BPFMap
 
     /// Open the pinned maps; when none are pinned yet, load the object's maps (no programs),
     /// which creates and pins them.
@@ -63,6 +65,8 @@ final class KernelMaps {
         stats = try BPFMap.openPinned(dir + "/lfp_stats")
         workloads = try BPFMap.openPinned(dir + "/lfp_workloads")
         sweep = try BPFMap.openPinned(dir + "/lfp_sweep")
+        flows = try BPFMap.openPinned(dir + "/lfp_flows")
+        pends = try BPFMap.openPinned(dir + "/lfp_pends")
     }
 
     func readConfig() throws -> lfp_config {

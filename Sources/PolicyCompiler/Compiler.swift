@@ -27,7 +27,8 @@ public enum PolicyCompiler {
                                 reason: "\(layer.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
                         continue
                     }
-                    image.rules += try compile(filter, sublayer: UInt16(index), notes: &image.notes)
+                    let held = filter.action.calloutKey.map(engine.isRegistered) ?? false
+                    image.rules += try compile(filter, sublayer: UInt16(index), calloutRegistered: held, notes: &image.notes)
                 }
             }
             image.ranges[Int(layer.kernelID)].start = start
@@ -43,7 +44,13 @@ public enum PolicyCompiler {
     /// `notes`); several adjacent rules with the same filterId when a condition group is an OR
     /// of alternatives that are themselves conjunctions (two ALE_USER_ID descriptors): the
     /// filter matches when any of them does, and rules of one sublayer stop at the first match.
-    static func compile(_ filter: Filter, sublayer: UInt16, notes: inout [PolicyImage.Note]) throws -> [lfp_rule] {
+    /// Layers where the kernel can hold an operation while a registered callout decides
+    /// (bpf/lib/pend.h): connect() and the first datagram to a peer.
+    public static let pendingKinds: Set<Layer.Kind> = [.authConnect]
+
+    static func compile(
+        _ filter: Filter, sublayer: UInt16, calloutRegistered: Bool = false, notes: inout [PolicyImage.Note]
+    ) throws -> [lfp_rule] {
         let name = filter.displayData.name ?? ""
         var rule = lfp_rule()
         rule.filter_id = filter.filterId
@@ -56,7 +63,19 @@ public enum PolicyCompiler {
         case .permit:
             rule.action = UInt8(LFP_ACTION_PERMIT.rawValue)
             if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) }  // R1.14
+        case .calloutTerminating, .calloutUnknown where calloutRegistered && pendingKinds.contains(filter.layerKey.kind):
+            // The callout is registered (in the daemon that hosts it): the kernel holds the
+            // operation and the daemon finishes the arbitration with the callout's answer. The
+            // walk stops here: whatever follows depends on that answer.
+            rule.action = UInt8(LFP_ACTION_CALLOUT.rawValue)
+            rule.flags = UInt8(LFP_RULE_HARD)
         case .calloutTerminating, .calloutUnknown:
+            if calloutRegistered {
+                notes.append(
+                    .init(
+                        filterId: filter.filterId, filterName: name,
+                        reason: "\(filter.layerKey.name): the kernel cannot hold this operation for a callout; the filter acts as if its callout were unregistered"))
+            }
             // No callout is registered in the kernel: WFP substitutes a block, or a permit with
             // PERMIT_IF_CALLOUT_UNREGISTERED (R5.6). Hardness as in FilterModel (Q7): the block is
             // hard like a static block; the permit soft unless CLEAR_ACTION_RIGHT.

@@ -20,7 +20,9 @@
  * filters. Groups of one sublayer give that sublayer's first match (lowest order, rule 3);
  * the groups' decisions then combine by rules 4-5 in sublayer order.
  *
- * Unregistered callout filters arrive here already substituted by the compiler (R5.6).
+ * Unregistered callout filters arrive here already substituted by the compiler (R5.6). A
+ * registered terminating or unknown callout's filter is a leaf with LFP_ACTION_CALLOUT that stops
+ * the walk: the hook then holds the operation for the daemon (pend.h).
  */
 #pragma once
 #include "maps.h"
@@ -295,6 +297,7 @@ static __always_inline struct lfp_verdict lfp_classify(__u32 layer, const struct
 
 	lfp_stat_inc(LFP_STAT_CLASSIFY);
 	lfp_classify_walk(layer, in, &v);
-	lfp_stat_inc(v.action == LFP_ACTION_BLOCK ? LFP_STAT_BLOCK : LFP_STAT_PERMIT);
+	if (v.action != LFP_ACTION_CALLOUT) /* a held operation is counted when it is held */
+		lfp_stat_inc(v.action == LFP_ACTION_BLOCK ? LFP_STAT_BLOCK : LFP_STAT_PERMIT);
 	return v;
 }

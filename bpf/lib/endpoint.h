@@ -9,7 +9,7 @@
  *                ENDPOINT_CLOSURE RESOURCE_RELEASE
  */
 #pragma once
-#include "sk.h"
+#include "pend.h"
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
@@ -192,12 +192,18 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 		lfp_as_remote(&e, &sv);
 	}
 	struct lfp_verdict v = lfp_classify(e.layer, &e);
+	struct lfp_flow_key k;
+	lfp_flow_key(&k, cookie, &e);
+	if (v.action == LFP_ACTION_CALLOUT && !lfp_pend_begin(s, &k, &e, &v))
+		lfp_pend_refuse(&v);
 	if (v.action == LFP_ACTION_BLOCK) {
 		lfp_apply(&e, &v);
 		lfp_emit(&e);
 		bpf_set_retval(-v.block_errno);
 		return 0;
 	}
+	if (v.action == LFP_ACTION_CALLOUT && e.protocol == IPPROTO_TCP)
+		lfp_pend_tcp(ctx);
 	if (implicit && s) {
 		if (e.protocol == IPPROTO_TCP) {
 			/* reported at TCP_CONNECT_CB, once the kernel has chosen the port */
@@ -221,11 +227,11 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 	}
 	if (e.protocol != IPPROTO_TCP) {
 		/* non-TCP: the flow to this peer exists now (R7.6); remember it so the peer's
-		 * replies are not classified again at RECV_ACCEPT */
-		struct lfp_flow_key k;
-		lfp_flow_key(&k, cookie, &e);
+		 * replies are not classified again at RECV_ACCEPT. A held flow is established when
+		 * the daemon completes it. */
 		lfp_flow_store(&k, &v);
-		lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
+		if (v.action != LFP_ACTION_CALLOUT)
+			lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
 	}
 	return 1;
 }
@@ -285,7 +291,11 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	}
 	if (lfp_is_loopback(&e))
 		e.cond_flags |= LFP_FLAG_IS_LOOPBACK;
-	struct lfp_verdict v = lfp_decide(&e);
+	struct lfp_verdict v = lfp_classify(e.layer, &e);
+	if (v.action == LFP_ACTION_CALLOUT && !lfp_pend_begin(s, &k, &e, &v))
+		lfp_pend_refuse(&v);
+	lfp_apply(&e, &v);
+	lfp_emit(&e);
 	lfp_flow_store(&k, &v);
 	if (v.action == LFP_ACTION_BLOCK) {
 		bpf_set_retval(-v.block_errno);
@@ -293,7 +303,9 @@ static __always_inline int lfp_on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	}
 	if (s)
 		lfp_sk_set(s, LFP_SKF_AUTHORIZED);
-	if (!(e.cond_flags & LFP_FLAG_IS_REAUTHORIZE)) /* a reauthorized flow was established before */
+	/* a reauthorized flow was established before; a held one is when the daemon completes it.
+	 * The held datagram goes on to egress, which drops it (R6.5). */
+	if (!(e.cond_flags & LFP_FLAG_IS_REAUTHORIZE) && v.action != LFP_ACTION_CALLOUT)
 		lfp_notify(&e, LFP_LAYER_FLOW_ESTABLISHED_V4);
 	return 1;
 }
@@ -311,6 +323,7 @@ static __always_inline int lfp_on_sock_release(struct bpf_sock *sk)
 	struct lfp_sk *s = bpf_sk_storage_get(&lfp_sk, sk, 0, 0);
 	int tcp = sk->protocol == IPPROTO_TCP;
 
+	lfp_pend_release(sk, s, cookie);
 	if (s && tcp) {
 		__u32 old = lfp_sk_set(s, LFP_SKF_RELEASED);
 		if ((old & LFP_SKF_STATECB) && (old & (LFP_SKF_AUTHORIZED | LFP_SKF_LISTENER)) &&

@@ -141,6 +141,7 @@ struct lfp_sk {
 #define LFP_SKF_ASSIGNED 0x200      /* a bind (explicit or implicit) went through RESOURCE_ASSIGNMENT */
 #define LFP_SKF_RR_DONE 0x400       /* RESOURCE_RELEASE reported */
 #define LFP_SKF_OWNER_UNKNOWN 0x800 /* no process-context hook saw the owner: uid/gid/app are EMPTY */
+#define LFP_SKF_PENDED 0x1000       /* a flow of this socket is (or was) held for a callout (pend.h) */
 
 /* socket -> struct lfp_sk. Created at sock_create (or the first hook that sees the socket),
  * written by bind/connect/sockops, read at release. */
@@ -155,20 +156,7 @@ struct {
 /* ALE flow of a non-connection endpoint, or a pending inbound TCP connection:
  * (socket cookie, remote address, remote port) -> verdict. UDP has one flow per remote peer
  * (R7.7): only the first datagram per peer and direction is classified. LRU bounds it. */
-struct lfp_flow_key {
-	__u64 cookie;
-	__u32 remote_be[4];
-	__u16 remote_port;
-	__u16 family;
-	__u32 pad;
-};
-struct lfp_flow {
-	__u64 filter_id;
-	__u32 generation; /* policy generation that decided (low 32 bits) */
-	__u8 action;
-	__u8 block_errno; /* what a blocked peer's later datagrams return */
-	__u8 pad[2];
-};
+/* struct lfp_flow_key and struct lfp_flow are in lfp_abi.h: the daemon completes held flows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

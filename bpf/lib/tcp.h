@@ -176,6 +176,8 @@ static __always_inline void lfp_on_tcp_close(struct bpf_sock_ops *skops, struct 
 static __always_inline int lfp_on_sockops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
+	if (lfp_pend_sockops(skops, op))
+		return 1;
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB &&
 	    op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
 	    op != BPF_SOCK_OPS_STATE_CB)
@@ -207,6 +209,7 @@ static __always_inline int lfp_on_sockops(struct bpf_sock_ops *skops)
 		lfp_on_tcp_listen_cb(skops, s, cookie);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		lfp_pend_established(skops, s);
 		lfp_on_tcp_established(skops, s, cookie, 0);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:

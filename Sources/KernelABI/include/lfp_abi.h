@@ -21,7 +21,7 @@ typedef uint64_t __u64;
 typedef int32_t __s32;
 #endif
 
-#define LFP_ABI_VERSION 3
+#define LFP_ABI_VERSION 4
 
 /* ---- capacities (Swift reads these; changing one changes the pinned maps' shape) ---- */
 #define LFP_MAX_CONDS 16               /* conditions per compiled rule                        */
@@ -189,6 +189,11 @@ enum lfp_action {
 	LFP_ACTION_NONE = 0,   /* nothing decided (notification layers, layer default)    */
 	LFP_ACTION_PERMIT = 1, /* FWP_ACTION_PERMIT */
 	LFP_ACTION_BLOCK = 2,  /* FWP_ACTION_BLOCK  */
+	/* A registered terminating or unknown callout's filter matched: only userspace (the daemon
+	 * hosting the callout) can finish the arbitration. The kernel holds the operation (see
+	 * "pended operations" below) and the event that reports it carries this action. A leaf with
+	 * it always stops the walk: what follows depends on the callout's answer. */
+	LFP_ACTION_CALLOUT = 3,
 };
 
 struct lfp_leaf {
@@ -259,6 +264,52 @@ struct lfp_event {
 	__u32 pad_end;
 };
 
+/* ---- ALE flows (lfp_flows, bpf/lib/maps.h): one per (socket, remote end) ---- */
+struct lfp_flow_key {
+	__u64 cookie;          /* socket cookie (endpoint handle)                              */
+	__u32 remote_be[4];    /* network order; IPv4 (and IPv4-mapped) in [0]                 */
+	__u16 remote_port;     /* host order                                                   */
+	__u16 family;          /* AF_INET for IPv4 and IPv4-mapped peers                       */
+	__u32 pad;
+};
+struct lfp_flow {
+	__u64 filter_id;
+	__u32 generation; /* policy generation that decided (low 32 bits) */
+	__u8 action;      /* enum lfp_action */
+	__u8 block_errno; /* what a blocked peer's later datagrams return */
+	__u8 pad[2];
+};
+
+/* ---- pended operations (bpf/lib/pend.h; docs/callouts.md) ----
+ *
+ * An operation whose classification ends in LFP_ACTION_CALLOUT is held, not refused: connect()
+ * proceeds, and cgroup_skb/egress drops (and, for TCP, keeps a copy of) every packet of the
+ * pended flow until the daemon writes the verdict here. On permit the daemon re-injects the kept
+ * SYN, so connect() returns about 0.2 ms later; on block it forges the peer's refusal. Keyed by
+ * struct lfp_flow_key (socket cookie + remote end): a TCP or connected UDP socket has one flow,
+ * an unconnected UDP socket one per peer. */
+#define LFP_PEND_CAPTURE 128 /* bytes kept of a held SYN: IPv6 header 40 + TCP header <= 60 */
+#define LFP_MAX_PENDS 65536  /* operations held at once                                    */
+
+enum lfp_pend_state {
+	LFP_PEND_WAITING = 0, /* the kernel holds the flow's packets                          */
+	LFP_PEND_PERMIT = 1,  /* completed: packets pass                                        */
+	LFP_PEND_BLOCK = 2,   /* completed: packets are dropped until the socket is released   */
+};
+
+struct lfp_pend {
+	__u64 filter_id;  /* the callout filter that asked                                    */
+	__u64 generation; /* policy that decided                                             */
+	__u64 start_ns;   /* bpf_ktime_get_ns() when the hold began                          */
+	__u64 packet_ns;  /* when `packet` was captured, 0 when nothing was captured           */
+	__u8 state;       /* enum lfp_pend_state: the kernel writes WAITING, the daemon the rest */
+	__u8 protocol;
+	__u16 layer;      /* enum lfp_layer */
+	__u16 packet_len; /* bytes of `packet` in use                                         */
+	__u16 pad;
+	__u8 packet[LFP_PEND_CAPTURE]; /* the latest held SYN, from its IP header              */
+};
+
 /* A classification's outcome (bpf/lib/classify.h). */
 struct lfp_verdict {
 	__u64 filter_id;
@@ -290,6 +341,8 @@ enum lfp_stat {
 	LFP_STAT_BLOCK = 2,
 	LFP_STAT_EVENTS = 3,        /* event records written to some subscriber ring               */
 	LFP_STAT_NO_SUBSCRIBER = 4, /* events with no subscriber at all                      */
+	LFP_STAT_PEND = 5,          /* operations held for a callout                          */
+	LFP_STAT_PEND_FULL = 6,     /* ... refused because LFP_MAX_PENDS were already held    */
 	LFP_STAT_COUNT = 8,
 };
 
@@ -303,6 +356,8 @@ LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "c
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
 LFP_ABI_CHECK(sizeof(struct lfp_event) == 168, "lfp_event layout");
 LFP_ABI_CHECK(sizeof(struct lfp_verdict) == 24, "lfp_verdict layout");
+LFP_ABI_CHECK(sizeof(struct lfp_pend) == 40 + LFP_PEND_CAPTURE, "lfp_pend layout");
+LFP_ABI_CHECK(sizeof(struct lfp_flow_key) == 32 && sizeof(struct lfp_flow) == 16, "lfp_flow layout");
 LFP_ABI_CHECK(sizeof(struct lfp_test_case) == 200, "lfp_test_case layout");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, layer) == 72, "lfp_event.layer offset");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_event, local_addr_be) == 92, "lfp_event addr offset");

@@ -83,7 +83,7 @@ final class KernelFixture {
     func collect(_ sub: EventSubscription, timeout: Double = 5, until done: @escaping ([ALEEvent]) -> Bool) async -> [ALEEvent] {
         let stopper = Task {
             try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-            sub.cancel()
+            if !Task.isCancelled { sub.cancel() }  // a timeout ends the stream, a `done` does not
         }
         defer { stopper.cancel() }
         var events: [ALEEvent] = []
@@ -226,5 +226,30 @@ enum Net {
     static func freePort(v6: Bool = false) -> UInt16 {
         let l = try! Listener(v6: v6)
         return l.port
+    }
+}
+
+extension Net {
+    /// Wait up to `timeoutMs` for `fd` to be readable; false on timeout.
+    static func readable(_ fd: Int32, timeoutMs: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, timeoutMs) == 1
+    }
+
+    /// Accept one connection on listener `fd` and read what its peer sent first (nil on timeout).
+    static func acceptAndRead(_ fd: Int32, timeoutMs: Int32) -> String? {
+        guard readable(fd, timeoutMs: timeoutMs) else { return nil }
+        let c = accept(fd, nil, nil)
+        guard c >= 0 else { return nil }
+        defer { close(c) }
+        return datagram(c, timeoutMs: timeoutMs)
+    }
+
+    /// One datagram (or the first bytes of a stream) from `fd`, nil when none came in time.
+    static func datagram(_ fd: Int32, timeoutMs: Int32) -> String? {
+        guard readable(fd, timeoutMs: timeoutMs) else { return nil }
+        var buf = [UInt8](repeating: 0, count: 2048)
+        let n = Glibc.recv(fd, &buf, buf.count, 0)
+        return n > 0 ? String(decoding: buf.prefix(n), as: UTF8.self) : nil
     }
 }
