@@ -1,5 +1,4 @@
-// The base filtering engine: enumeration, policy documents, net-event subscriptions and runtime
-// callout registration.
+// The base filtering engine: enumeration, policy documents and net-event subscriptions.
 
 import Foundation
 
@@ -141,31 +140,6 @@ extension BaseFilteringEngine {
             return nextSubscription
         }
     }
-
-    // MARK: Runtime callouts
-
-    /// FwpsCalloutRegister: a second registration of the same key fails with
-    /// STATUS_FWP_ALREADY_EXISTS (R5.5). No ADD_FILTER notifications are replayed (R5.10).
-    public func registerCallout(_ c: any Callout) throws {
-        try locked {
-            if registry[c.calloutKey] != nil {
-                throw FWPError(.statusAlreadyExists, "callout \(c.calloutKey.lowerString) is already registered")
-            }
-            registry[c.calloutKey] = c
-        }
-    }
-
-    /// FwpsCalloutUnregisterByKey: succeeds even while filters reference the callout (R5.7).
-    public func unregisterCallout(key: UUID) throws {
-        try locked {
-            guard registry[key] != nil else {
-                throw FWPError(.statusCalloutNotFound, "callout \(key.lowerString) is not registered")
-            }
-            registry[key] = nil
-        }
-    }
-
-    public func isRegistered(_ key: UUID) -> Bool { locked { registry[key] != nil } }
 }
 
 // MARK: - Enumeration template matching

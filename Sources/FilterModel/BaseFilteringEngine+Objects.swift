@@ -63,8 +63,13 @@ extension BaseFilteringEngine {
         if c.calloutKey.isZero { c.calloutKey = UUID() }
         if w.callouts[c.calloutKey] != nil { throw FWPError(.alreadyExists, "callout \(c.calloutKey.lowerString) already exists") }
         let lt = try admit(persistent: c.flags.contains(.persistent), providerKey: c.providerKey, w, h, st)
-        c.calloutId = w.nextCalloutId
-        w.nextCalloutId += 1
+        // A callout registered before its FWPM object keeps its runtime id (R5.3).
+        if let id = locked({ runtime.ids[c.calloutKey] }) {
+            c.calloutId = id
+        } else {
+            c.calloutId = w.nextCalloutId
+            w.nextCalloutId += 1
+        }
         w.callouts[c.calloutKey] = Stored(object: c, lifetime: lt, seq: w.seq())
         return c.calloutId
     }
@@ -195,14 +200,17 @@ extension BaseFilteringEngine {
         if let c = context { try checkReference(lt, f.providerKey, to: c.lifetime, c.object.providerKey, what: "provider context") }
         f.effectiveWeight = ew
         f.filterId = w.nextFilterId
-        // notifyFn of a registered callout may veto the add (R4.13, R5.9).
-        if let ck = f.action.calloutKey, let impl = locked({ registry[ck] }) {
-            if !impl.notify(.addFilter, filterKey: f.filterKey, filter: f) {
-                throw FWPError(.calloutNotificationFailed, "callout \(ck.lowerString) refused FWPS_CALLOUT_NOTIFY_ADD_FILTER")
-            }
+        // notifyFn of a registered callout may veto the add (R4.13, R5.9). It runs under the
+        // engine lock, as the add must not happen unless it agrees.
+        let impl = locked { registered(for: f) }
+        if let impl, !impl.notify(.addFilter, filterKey: f.filterKey, filter: f) {
+            throw FWPError(.calloutNotificationFailed, "callout \(f.action.calloutKey!.lowerString) refused FWPS_CALLOUT_NOTIFY_ADD_FILTER")
         }
         w.nextFilterId += 1
-        w.filters[f.filterKey] = Stored(object: f, lifetime: lt, seq: w.seq())
+        let seq = w.seq()
+        w.filters[f.filterKey] = Stored(object: f, lifetime: lt, seq: seq)
+        // The callout now knows this filter: a commit owes it POST_COMMIT, an abort DELETE_FILTER.
+        if impl != nil { w.notifiedAdds[seq] = f }
         return f
     }
 
@@ -219,19 +227,12 @@ extension BaseFilteringEngine {
         }
     }
 
-    func notifyDelete(_ f: Filter) {
-        if let ck = f.action.calloutKey, let impl = registry[ck] {
-            _ = impl.notify(.deleteFilter, filterKey: nil, filter: f)  // status ignored (R5.9)
-        }
-    }
-
-    /// FwpmFilterDeleteByKey0.
+    /// FwpmFilterDeleteByKey0. The callout's DELETE_FILTER comes when the delete commits (R5.9).
     public func deleteFilter(key: UUID, session: SessionHandle? = nil) throws {
         try write(session) { w, h, st in
             guard let f = w.filters[key] else { throw FWPError(.filterNotFound, "filter \(key.lowerString) does not exist") }
             try checkDelete(f.lifetime, h, st, what: "filter \(key.lowerString)")
             w.filters[key] = nil
-            notifyDelete(f.object)
         }
     }
 

@@ -102,6 +102,9 @@ struct Store {
     var nextCalloutId: UInt32 = 1
     var nextContextId: UInt64 = 1
     var nextSeq: UInt64 = 1
+    /// Filters added to this working copy whose callout got ADD_FILTER, by seq: what a commit
+    /// owes ADD_FILTER_POST_COMMIT and an abort DELETE_FILTER (R5.8). Empty once committed.
+    var notifiedAdds: [UInt64: Filter] = [:]
 
     init() {
         sublayers[Sublayer.universalKey] = Stored(object: Sublayer.universal, lifetime: .builtIn, seq: 0)
@@ -136,6 +139,8 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     var nextSession: UInt64 = 1
     var writeOwner: SessionHandle?
     var registry: [UUID: any Callout] = [:]
+    /// Runtime ids and flow contexts of the registered callouts (BaseFilteringEngine+Callouts).
+    var runtime = CalloutRuntime()
     var nextSubscription: UInt64 = 0
     /// The static session used when a call names none (an implicit, non-dynamic session).
     public let defaultSession: SessionHandle
@@ -156,18 +161,20 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     }
 
     /// A read-only view of `store` (what commitGate inspects).
-    init(view store: Store, registry: [UUID: any Callout], appIdentity: @escaping AppId.IdentityLookup) {
-        self.appIdentity = appIdentity
+    init(view store: Store, of engine: BaseFilteringEngine) {
+        self.appIdentity = engine.appIdentity
         defaultSession = SessionHandle(id: 0)
         sessions[defaultSession] = SessionState(flags: [], name: "default")
-        self.registry = registry
+        self.registry = engine.registry
+        self.runtime.ids = engine.runtime.ids
+        self.runtime.keys = engine.runtime.keys
         committed = store
     }
 
     /// Runs the gate on `candidate` (under the lock).
     func gate(_ candidate: Store) throws {
         guard let g = commitGate else { return }
-        try g(BaseFilteringEngine(view: candidate, registry: registry, appIdentity: appIdentity))
+        try g(BaseFilteringEngine(view: candidate, of: self))
     }
 
     /// The same objects without the filters `drop` selects (e.g. boot-time filters, which the
@@ -176,7 +183,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
         locked {
             var s = committed
             s.filters = s.filters.filter { !drop($0.value.object) }
-            return BaseFilteringEngine(view: s, registry: registry, appIdentity: appIdentity)
+            return BaseFilteringEngine(view: s, of: self)
         }
     }
 
@@ -215,10 +222,15 @@ public final class BaseFilteringEngine: @unchecked Sendable {
 
     /// FwpmEngineClose0: aborts the session's transaction, then deletes its dynamic objects (R8.1, R8.2).
     public func closeSession(_ s: SessionHandle) throws {
+        var notices: [PendingNotify] = []
+        defer { deliver(notices) }  // after the lock is released
         try locked {
             guard let st = sessions[s] else { throw FWPError(.invalidParameter, "\(s) is not open") }
             guard s != defaultSession else { throw FWPError(.invalidParameter, "the default session cannot be closed") }
-            if st.txn != nil, writeOwner == s { writeOwner = nil }
+            if let txn = st.txn {
+                if writeOwner == s { writeOwner = nil }
+                notices = abandonNotices(txn.working, base: committed)
+            }
             sessions[s] = nil
             if st.flags.contains(.dynamic) {
                 var work = committed
@@ -229,16 +241,13 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                     || work.contexts.count != committed.contexts.count
                 // The session is gone either way; its objects stay only if the gate refuses.
                 if changed { try gate(work) }
-                committed = work
+                notices += install(work)
             }
         }
     }
 
     func removeDynamicObjects(of s: SessionHandle, in work: inout Store) {
-        for (k, f) in work.filters where f.lifetime == .dynamic(s) {
-            notifyDelete(f.object)
-            work.filters[k] = nil
-        }
+        for (k, f) in work.filters where f.lifetime == .dynamic(s) { work.filters[k] = nil }
         for (k, o) in work.contexts where o.lifetime == .dynamic(s) { work.contexts[k] = nil }
         for (k, o) in work.callouts where o.lifetime == .dynamic(s) { work.callouts[k] = nil }
         for (k, o) in work.sublayers where o.lifetime == .dynamic(s) { work.sublayers[k] = nil }
@@ -248,9 +257,13 @@ public final class BaseFilteringEngine: @unchecked Sendable {
     /// Simulates a BFE/daemon restart: every session ends, only persistent (and built-in) objects
     /// survive (R8.3). Persistent filters whose provider names a service that is not in
     /// `autoStartServices` come back DISABLED, and so does that provider (R8.8, Object
-    /// Management reading).
+    /// Management reading). Registered callouts stay registered (they live in the kernel, not
+    /// in BFE) and get DELETE_FILTER for the filters that are gone.
     public func restart(autoStartServices: Set<String> = []) {
+        var notices: [PendingNotify] = []
+        defer { deliver(notices) }
         locked {
+            for st in sessions.values { if let txn = st.txn { notices += abandonNotices(txn.working, base: committed) } }
             sessions = [defaultSession: SessionState(flags: [], name: "default")]
             writeOwner = nil
             var w = committed
@@ -275,88 +288,7 @@ public final class BaseFilteringEngine: @unchecked Sendable {
                     w.filters[k]!.object.flags.remove(.disabled)
                 }
             }
-            committed = w
-        }
-    }
-
-    // MARK: Transactions
-
-    /// FwpmTransactionBegin0 (R8.11). lfp never waits for the transaction lock: when another
-    /// session holds a read/write transaction, Begin fails at once with FWP_E_TIMEOUT.
-    public func beginTransaction(_ s: SessionHandle? = nil, readOnly: Bool = false) throws {
-        try locked {
-            let h = s ?? defaultSession
-            guard var st = sessions[h] else { throw FWPError(.invalidParameter, "\(h) is not open") }
-            if st.txn != nil { throw FWPError(.txnInProgress, "\(h) already has a transaction in progress") }
-            if !readOnly {
-                if let o = writeOwner, o != h { throw FWPError(.timeout, "another session (\(o)) holds the transaction lock") }
-                writeOwner = h
-            }
-            st.txn = Txn(readOnly: readOnly, working: committed)
-            sessions[h] = st
-        }
-    }
-
-    /// FwpmTransactionCommit0.
-    public func commitTransaction(_ s: SessionHandle? = nil) throws {
-        try locked {
-            let h = s ?? defaultSession
-            guard var st = sessions[h] else { throw FWPError(.invalidParameter, "\(h) is not open") }
-            guard let txn = st.txn else { throw FWPError(.noTxnInProgress, "\(h) has no transaction to commit") }
-            if !txn.readOnly {
-                writeOwner = nil
-                st.txn = nil
-                sessions[h] = st
-                // A commit the gate refuses ends the transaction with nothing applied (ACID, R8.12).
-                try gate(txn.working)
-                committed = txn.working
-                return
-            }
-            st.txn = nil
-            sessions[h] = st
-        }
-    }
-
-    /// FwpmTransactionAbort0.
-    public func abortTransaction(_ s: SessionHandle? = nil) throws {
-        try locked {
-            let h = s ?? defaultSession
-            guard var st = sessions[h] else { throw FWPError(.invalidParameter, "\(h) is not open") }
-            guard let txn = st.txn else { throw FWPError(.noTxnInProgress, "\(h) has no transaction to abort") }
-            if !txn.readOnly { writeOwner = nil }
-            st.txn = nil
-            sessions[h] = st
-        }
-    }
-
-    /// Runs a write in the session's transaction (explicit or implicit). The store is only
-    /// replaced when `body` succeeds, so a failing call changes nothing and does not poison an
-    /// explicit transaction (R4.17, R8.12).
-    func write<R>(_ s: SessionHandle?, _ body: (inout Store, SessionHandle, SessionState) throws -> R) throws -> R {
-        try locked {
-            let h = s ?? defaultSession
-            guard let st = sessions[h] else { throw FWPError(.invalidParameter, "\(h) is not open") }
-            if let txn = st.txn {
-                if txn.readOnly { throw FWPError(.incompatibleTxn, "write inside a read-only transaction (FWPM_TXN_READ_ONLY)") }
-                var work = txn.working
-                let r = try body(&work, h, st)
-                sessions[h]!.txn!.working = work
-                return r
-            }
-            if let o = writeOwner, o != h { throw FWPError(.timeout, "another session (\(o)) holds the transaction lock") }
-            var work = committed
-            let r = try body(&work, h, st)
-            try gate(work)
-            committed = work
-            return r
-        }
-    }
-
-    /// The store a read in session `s` sees (its transaction's working copy, else committed).
-    func view(_ s: SessionHandle?) -> Store {
-        locked {
-            if let h = s, let txn = sessions[h]?.txn { return txn.working }
-            return committed
+            notices += install(w)
         }
     }
 

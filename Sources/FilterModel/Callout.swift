@@ -1,5 +1,5 @@
-// Runtime callouts: the interface arbitration calls (FWPS_CALLOUT classifyFn/notifyFn), plus a
-// scripted implementation for tests and `lfp classify`.
+// Runtime callouts: the interface arbitration calls (FWPS_CALLOUT classifyFn/notifyFn/flowDeleteFn),
+// the pend check, and a scripted implementation for tests and `lfp classify`.
 
 import Foundation
 
@@ -50,6 +50,35 @@ public struct CalloutClassifyRequest: Sendable {
     public var metadata: ClassifyMetadata = .init()
 }
 
+extension CalloutClassifyRequest {
+    /// FWP_CONDITION_FLAG_IS_REAUTHORIZE in FWPM_CONDITION_FLAGS.
+    static let isReauthorizeFlag: UInt32 = 0x4
+
+    /// Whether this classify is a reauthorization (FLAGS carries FWP_CONDITION_FLAG_IS_REAUTHORIZE).
+    public var isReauthorization: Bool {
+        guard case .uint32(let flags)? = values[.flags] else { return false }
+        return flags & Self.isReauthorizeFlag != 0
+    }
+
+    /// FwpsPendOperation0's checks, without the hold itself (the daemon holds the operation):
+    /// returns when this classify may be pended, throws STATUS_FWP_CANNOT_PEND when the layer
+    /// is not one of RESOURCE_ASSIGNMENT, AUTH_LISTEN, AUTH_CONNECT, AUTH_RECV_ACCEPT (R6.1), when
+    /// it is a reauthorization (R6.4), or when the kernel is not holding the operation, i.e.
+    /// there is no completion handle (R6.2). A callout should also hold FWPS_RIGHT_ACTION_WRITE
+    /// before it pends (R6.3); that is guidance, so it is not checked here.
+    public func pendOperation() throws {
+        guard layer.canPendOperation else {
+            throw FWPError(.statusCannotPend, "\(layer.name) cannot be pended with FwpsPendOperation0")
+        }
+        if isReauthorization {
+            throw FWPError(.statusCannotPend, "a reauthorization (FWP_CONDITION_FLAG_IS_REAUTHORIZE) cannot be pended")
+        }
+        guard metadata.canPend else {
+            throw FWPError(.statusCannotPend, "the kernel is not holding this operation (no completion handle)")
+        }
+    }
+}
+
 /// What a classifyFn hands back (FWPS_CLASSIFY_OUT0).
 public struct CalloutClassifyOut: Sendable, Hashable {
     /// The action written; nil = the callout wrote nothing.
@@ -72,18 +101,44 @@ public enum CalloutNotifyType: UInt32, Sendable {
     case addFilterPostCommit = 2
 }
 
-/// A runtime callout (the FWPS side). Register it with `BaseFilteringEngine.registerCallout`.
+/// A runtime callout (the FWPS side, FWPS_CALLOUT2, R5.1). Register it with
+/// `BaseFilteringEngine.registerCallout`.
 public protocol Callout: AnyObject, Sendable {
     var calloutKey: UUID { get }
     func classify(_ request: CalloutClassifyRequest) -> CalloutClassifyOut
     /// notifyFn. Returning false for `.addFilter` makes the add fail with
     /// FWP_E_CALLOUT_NOTIFICATION_FAILED (R4.13); the result is ignored otherwise (R5.9).
-    /// `filterKey` is nil for `.deleteFilter` (R5.9).
+    /// `filterKey` is nil for `.deleteFilter` (R5.9). `.addFilterPostCommit` comes only when
+    /// `wantsCommitAddNotify` is true (R5.8).
     func notify(_ type: CalloutNotifyType, filterKey: UUID?, filter: Filter) -> Bool
+    /// flowDeleteFn: a flow context this callout associated is detached, because the flow ended
+    /// or the callout removed it (R5.15, R5.16). Called once per context, outside the engine lock.
+    func flowDelete(layer: Layer, calloutId: UInt32, flowContext: UInt64)
+    /// Whether flowDeleteFn is non-NULL: only such a callout may associate flow contexts (R5.14).
+    var hasFlowDelete: Bool { get }
+    /// FWP_CALLOUT_FLAG_ENABLE_COMMIT_ADD_NOTIFY: send `.addFilterPostCommit` once the
+    /// transaction that added a filter commits (R5.8).
+    var wantsCommitAddNotify: Bool { get }
 }
 
 extension Callout {
     public func notify(_ type: CalloutNotifyType, filterKey: UUID?, filter: Filter) -> Bool { true }
+    public func flowDelete(layer: Layer, calloutId: UInt32, flowContext: UInt64) {}
+    public var hasFlowDelete: Bool { false }
+    public var wantsCommitAddNotify: Bool { false }
+}
+
+/// One flowDeleteFn call, as `ScriptedCallout` records it.
+public struct FlowDeleteCall: Hashable, Sendable {
+    public var layer: Layer
+    public var calloutId: UInt32
+    public var flowContext: UInt64
+
+    public init(layer: Layer, calloutId: UInt32, flowContext: UInt64) {
+        self.layer = layer
+        self.calloutId = calloutId
+        self.flowContext = flowContext
+    }
 }
 
 /// A callout with a fixed answer, counting its invocations (the `registered` entries of the
@@ -103,15 +158,25 @@ public final class ScriptedCallout: Callout, @unchecked Sendable {
     public let withoutRight: WithoutRight
     /// Status for notifyFn per type (true = success).
     public var notifyResults: [CalloutNotifyType: Bool]
+    /// The fixtures' `flowDeleteFn: true`: the callout has a flowDeleteFn (R5.14).
+    public let hasFlowDelete: Bool
+    public let wantsCommitAddNotify: Bool
+    /// Runs inside flowDeleteFn after the call is recorded (e.g. a test calling back into the engine).
+    public let onFlowDelete: (@Sendable (FlowDeleteCall) -> Void)?
 
     private let lock = NSLock()
     private var _invocations = 0
     private var _rightsSeen: [ClassifyRights] = []
     private var _notifications: [(CalloutNotifyType, UUID?)] = []
+    private var _flowDeletes: [FlowDeleteCall] = []
 
+    /// `flowDeleteFn` gives the callout a flowDeleteFn (`onFlowDelete` implies it);
+    /// `wantsCommitAddNotify` is FWP_CALLOUT_FLAG_ENABLE_COMMIT_ADD_NOTIFY.
     public init(
         calloutKey: UUID, returns: ActionType, clearsRight: Bool = false, absorb: Bool = false,
-        withoutRight: WithoutRight = .write, notifyResults: [CalloutNotifyType: Bool] = [:]
+        withoutRight: WithoutRight = .write, notifyResults: [CalloutNotifyType: Bool] = [:],
+        flowDeleteFn: Bool = false, wantsCommitAddNotify: Bool = false,
+        onFlowDelete: (@Sendable (FlowDeleteCall) -> Void)? = nil
     ) {
         self.calloutKey = calloutKey
         self.returns = returns
@@ -119,11 +184,16 @@ public final class ScriptedCallout: Callout, @unchecked Sendable {
         self.absorb = absorb
         self.withoutRight = withoutRight
         self.notifyResults = notifyResults
+        self.hasFlowDelete = flowDeleteFn || onFlowDelete != nil
+        self.wantsCommitAddNotify = wantsCommitAddNotify
+        self.onFlowDelete = onFlowDelete
     }
 
     public var invocations: Int { lock.lock(); defer { lock.unlock() }; return _invocations }
     public var rightsSeen: [ClassifyRights] { lock.lock(); defer { lock.unlock() }; return _rightsSeen }
     public var notifications: [(CalloutNotifyType, UUID?)] { lock.lock(); defer { lock.unlock() }; return _notifications }
+    /// Every flowDeleteFn call, in order.
+    public var flowDeletes: [FlowDeleteCall] { lock.lock(); defer { lock.unlock() }; return _flowDeletes }
 
     public func classify(_ request: CalloutClassifyRequest) -> CalloutClassifyOut {
         lock.lock()
@@ -144,5 +214,13 @@ public final class ScriptedCallout: Callout, @unchecked Sendable {
         _notifications.append((type, filterKey))
         lock.unlock()
         return notifyResults[type] ?? true
+    }
+
+    public func flowDelete(layer: Layer, calloutId: UInt32, flowContext: UInt64) {
+        let call = FlowDeleteCall(layer: layer, calloutId: calloutId, flowContext: flowContext)
+        lock.lock()
+        _flowDeletes.append(call)
+        lock.unlock()
+        onFlowDelete?(call)
     }
 }

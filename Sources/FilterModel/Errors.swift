@@ -65,6 +65,23 @@ public struct FWPErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let statusAlreadyExists = FWPErrorCode(name: "STATUS_FWP_ALREADY_EXISTS", hresult: 0xC022_0009)
     /// Runtime callout unregistration: no such callout is registered (R5.7).
     public static let statusCalloutNotFound = FWPErrorCode(name: "STATUS_FWP_CALLOUT_NOT_FOUND", hresult: 0xC022_0001)
+    // The codes below are NTSTATUS values (what the FWPS functions return), stored in `hresult`
+    // like the two above. STATUS_DEVICE_BUSY is a warning and STATUS_OBJECT_NAME_EXISTS an
+    // informational status in Windows; both still mean "refused" in the calls that return them.
+    /// Runtime callout unregistration while a flow still carries the callout's context (R5.7).
+    public static let statusDeviceBusy = FWPErrorCode(name: "STATUS_DEVICE_BUSY", hresult: 0x8000_0011)
+    /// FwpsFlowAssociateContext0: this callout already has a context on that flow and layer (R5.14).
+    public static let statusObjectNameExists = FWPErrorCode(name: "STATUS_OBJECT_NAME_EXISTS", hresult: 0x4000_0000)
+    /// FwpsFlowAssociateContext0: a zero context, or a callout without flowDeleteFn (R5.14).
+    public static let statusInvalidParameter = FWPErrorCode(name: "STATUS_INVALID_PARAMETER", hresult: 0xC000_000D)
+    /// FwpsFlowRemoveContext0: no context of that callout on that flow and layer (R5.15).
+    public static let statusUnsuccessful = FWPErrorCode(name: "STATUS_UNSUCCESSFUL", hresult: 0xC000_0001)
+    /// FwpsPendOperation0 during a reauthorization, without a completion handle, or at a layer
+    /// that cannot pend (R6.1, R6.2, R6.4).
+    public static let statusCannotPend = FWPErrorCode(name: "STATUS_FWP_CANNOT_PEND", hresult: 0xC022_0103)
+    /// Not a failure: the operation completes later (FwpsFlowRemoveContext0 while a classify runs
+    /// on the flow, R5.15). The model never returns it; the daemon may.
+    public static let statusPending = FWPErrorCode(name: "STATUS_PENDING", hresult: 0x0000_0103)
     /// Not a WFP code: the policy document is not well-formed (unknown name, wrong YAML shape,
     /// unparsable number). Its `description` is just "path: message".
     public static let policySyntax = FWPErrorCode(name: "LFP_E_POLICY_SYNTAX", hresult: 0x8007_0057)
@@ -89,8 +106,9 @@ public struct FWPErrorCode: Hashable, Sendable, CustomStringConvertible {
         .invalidWeight, .matchTypeMismatch, .typeMismatch, .outOfBounds, .reserved,
         .duplicateCondition, .actionIncompatibleWithLayer, .neverMatch, .invalidParameter,
         .tooManySublayers, .calloutNotificationFailed, .invalidSecurityDescriptor,
-        .statusAlreadyExists, .statusCalloutNotFound, .policySyntax, .policyTooLarge, .policyTooDeep,
-        .policyEmpty,
+        .statusAlreadyExists, .statusCalloutNotFound, .statusDeviceBusy, .statusObjectNameExists,
+        .statusInvalidParameter, .statusUnsuccessful, .statusCannotPend, .statusPending, .policySyntax,
+        .policyTooLarge, .policyTooDeep, .policyEmpty,
     ]
 
     /// Looks a code up by its constant name (case-sensitive).

@@ -49,6 +49,19 @@ public enum Layer: String, CaseIterable, Hashable, Sendable, Codable, Comparable
         }
     }
 
+    /// FwpsPendOperation0 works here (R6.1, R6.2): the four ALE authorization layers, whose
+    /// classify carries a completion handle when the kernel holds the operation.
+    public var canPendOperation: Bool {
+        switch kind {
+        case .resourceAssignment, .authListen, .authConnect, .authRecvAccept: return true
+        case .flowEstablished, .resourceRelease, .endpointClosure: return false
+        }
+    }
+
+    /// FwpsPendClassify0 works here (R6.1, R6.8, R6.9). WFP also allows it at CONNECT_REDIRECT
+    /// and BIND_REDIRECT, which lfp does not have, so ENDPOINT_CLOSURE is the only one.
+    public var canPendClassify: Bool { kind == .endpointClosure }
+
     /// The well-known layer GUID (fwpmu.h).
     public var guid: UUID {
         let s: String

@@ -140,7 +140,8 @@ final class FixtureRunner {
         }
         let c = ScriptedCallout(
             calloutKey: key, returns: returns, clearsRight: r["clearsRight"]?.bool ?? false,
-            absorb: r["absorb"]?.bool ?? false, withoutRight: without, notifyResults: notify)
+            absorb: r["absorb"]?.bool ?? false, withoutRight: without, notifyResults: notify,
+            flowDeleteFn: r["flowDeleteFn"]?.bool ?? false)
         callouts[key] = c
         return c
     }
