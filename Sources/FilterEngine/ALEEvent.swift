@@ -10,7 +10,7 @@ import KernelVocabulary
 public struct ALEEvent: Sendable, Encodable {
     /// The record as the kernel wrote it. Everything else is computed from it on demand, so the
     /// thread draining the ring only copies one 168-byte record per event (it must keep up with the kernel).
-    public let raw: lfp_event
+    public var raw: lfp_event
     /// The workload's name (resolved from `workloadId`), when lfp knows it.
     public var workload: String?
     /// Names for the ids, filled in by `EventNames` when the event is read (nil otherwise): the

@@ -171,6 +171,14 @@ extension BaseFilteringEngine {
         locked { (runtime.flows[flowId]?.values.map(\.context) ?? []).sorted(by: Self.flowOrder) }
     }
 
+    /// The contexts one callout has associated, on every flow (the daemon removes them when the
+    /// callout's host is gone).
+    public func flowContexts(calloutId: UInt32) -> [FlowContext] {
+        locked {
+            runtime.flows.values.flatMap { $0.values.map(\.context) }.filter { $0.calloutId == calloutId }.sorted(by: Self.flowOrder)
+        }
+    }
+
     static func flowOrder(_ a: FlowContext, _ b: FlowContext) -> Bool {
         a.layer != b.layer ? a.layer < b.layer : a.calloutId < b.calloutId
     }

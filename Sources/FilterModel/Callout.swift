@@ -224,3 +224,16 @@ public final class ScriptedCallout: Callout, @unchecked Sendable {
         onFlowDelete?(call)
     }
 }
+
+/// The callouts `lfp daemon` hosts itself (docs/callouts.md). Their keys are fixed, and a policy
+/// may name them: `calloutKey: lfp.prompt`.
+public enum BuiltInCallouts {
+    /// `lfp.prompt`, terminating: pends the operation and asks a person (`lfp prompt`).
+    public static let prompt = UUID(uuidString: "6c66702e-7072-4f6d-8074-000000000001")!
+    /// `lfp.audit`, inspection: records every operation its filters match in the audit log.
+    public static let audit = UUID(uuidString: "6c66702e-6175-4469-8074-000000000002")!
+
+    public static let names: [String: UUID] = ["lfp.prompt": prompt, "lfp.audit": audit]
+
+    public static func key(named name: String) -> UUID? { names[name] }
+}

@@ -211,6 +211,7 @@ struct PolicyReader {
         guard let n = n, !isNull(n) else { return nil }
         let raw = try text(n, p)
         if let u = UUID(uuidString: raw) { return u }
+        if let u = BuiltInCallouts.key(named: raw) { return u }  // calloutKey: lfp.prompt
         let t = raw.trimmingCharacters(in: CharacterSet(charactersIn: "{} "))
         guard let u = UUID(uuidString: t) else { throw syntax(p, "'\(t)' is not a GUID") }
         return u

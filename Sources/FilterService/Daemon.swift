@@ -2,7 +2,9 @@
 // them out, and serve the socket until SIGTERM or SIGINT.
 
 import FilterEngine
+import FilterModel
 import Foundation
+import KernelABI
 import Logging
 import ServiceProtocol
 
@@ -58,26 +60,57 @@ extension FilterService {
     /// goes to the history and to every client that subscribed (FwpmNetEventSubscribe0).
     func startEventPump() throws -> EventSubscription {
         let sub = try engine.subscribe()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         Task.detached { [self] in
             for await e in sub.events {
-                // Each event is one classification at its layer; its filterId decided it.
-                let listening = pump.withLockedValue { p in
-                    if e.filterId != 0 { p.hits[e.filterId, default: 0] += 1 }
-                    p.read += 1
-                    return p.subscribers > 0
+                if e.isPended {
+                    dispatcher.kernelHeld(e)  // its verdict is delivered when it completes
+                } else if let l = e.layer {
+                    if !dispatcher.inspected.withLockedValue({ $0.isEmpty }), e.raw.kind == UInt8(LFP_EV_CLASSIFY.rawValue),
+                        dispatcher.inspected.withLockedValue({ $0.contains(l) })
+                    {
+                        dispatcher.inspect(e)
+                    }
+                    if l.kind == .resourceRelease, !bfe.flowContexts(flowId: e.transportEndpointHandle).isEmpty {
+                        bfe.flowEnded(flowId: e.transportEndpointHandle)  // flowDeleteFn (R5.16)
+                    }
                 }
-                metrics.classified(layer: e.layer?.name ?? "LFP_LAYER_\(e.layerID)", action: e.actionType)
-                let keep = e.isBlock || history.keepAllows
-                guard listening || keep, let data = try? encoder.encode(e) else { continue }
-                let json = String(decoding: data, as: UTF8.self)
-                let text = e.render()
-                if keep { history.append(json, text: text) }
-                if listening { pushNetEvent(json, text) }
+                deliver(e)
             }
         }
         return sub
+    }
+
+    /// One event to the counters, the history and the subscribers.
+    func deliver(_ e: ALEEvent) {
+        // Each event is one classification at its layer; its filterId decided it.
+        let listening = pump.withLockedValue { p in
+            if e.filterId != 0 && !e.isPended { p.hits[e.filterId, default: 0] += 1 }
+            p.read += 1
+            return p.subscribers > 0
+        }
+        metrics.classified(layer: e.layer?.name ?? "LFP_LAYER_\(e.layerID)", action: e.actionType)
+        let keep = e.isBlock || history.keepAllows
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard listening || keep, let data = try? encoder.encode(e) else { return }
+        let json = String(decoding: data, as: UTF8.self)
+        let text = e.render()
+        if keep { history.append(json, text: text) }
+        if listening { pushNetEvent(json, text) }
+    }
+
+    /// The verdict of a held operation, as the classify event of its reauthorization (or of its
+    /// first classification when a callout answered at once): the kernel reported only the hold.
+    func deliverDecision(_ held: ALEEvent, action: ActionType, filterId: UInt64, errno: Int32, reauthorized: Bool) {
+        var raw = held.raw
+        raw.action = UInt8(action == .block ? LFP_ACTION_BLOCK.rawValue : LFP_ACTION_PERMIT.rawValue)
+        raw.filter_id = filterId
+        raw.error = action == .block ? errno : 0
+        if reauthorized { raw.cond_flags |= UInt32(LFP_FLAG_IS_REAUTHORIZE) }
+        raw.ts_ns = CalloutDispatcher.monotonicNs()
+        var e = held
+        e.raw = raw
+        deliver(e)
     }
 
     private func pushNetEvent(_ json: String, _ text: String) {

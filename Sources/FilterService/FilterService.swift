@@ -25,6 +25,14 @@ public struct DaemonOptions: Sendable {
     public var metricsAddress: String?
     /// A directory of policy files to load and to load again when they change (a ConfigMap).
     public var policyDirectory: String?
+    /// How long an operation may stay pended (FwpsPendOperation0) before it completes with the
+    /// default verdict (WFP documents no limit, R6.10; lfp bounds it), and whether that verdict
+    /// permits (`--pend-default permit`); it blocks unless so configured.
+    public var pendTimeoutSeconds: Double = 60
+    public var pendTimeoutPermits = false
+    /// How long a classification waits for a callout host's answer before it treats the callout
+    /// as unregistered for that classification (R5.6).
+    public var calloutAnswerSeconds: Double = 5
 
     public init(socketPath: String, databasePath: String) {
         self.socketPath = socketPath
@@ -97,6 +105,14 @@ public final class FilterService: @unchecked Sendable {
     let metrics = DaemonMetrics()
     /// Hits per filter, events read and lost, net-event subscribers (the event pump's state).
     let pump = NIOLockedValueBox(PumpState())
+    /// Hosted callouts and prompt clients (CalloutRequests.swift); the held operations'
+    /// dispatcher (CalloutDispatcher.swift); the built-in callouts.
+    let hosting = NIOLockedValueBox(HostingState())
+    private(set) var dispatcher: CalloutDispatcher!
+    private(set) var prompt: PromptCallout!
+    private(set) var auditCallout: AuditCallout!
+    /// The daemon's own session, for the filters `lfp prompt --remember` adds.
+    private(set) var ownSession: SessionHandle!
 
     public init(engine: Engine, options: DaemonOptions, logger: Logger) throws {
         self.engine = engine
@@ -110,6 +126,9 @@ public final class FilterService: @unchecked Sendable {
         store = try PersistentStore(path: options.databasePath)
         history = EventHistory(capacity: options.historyEvents, keepAllows: options.historyAllows)
         bfe.commitGate = { [unowned self] candidate in try self.publish(candidate) }
+        dispatcher = CalloutDispatcher(service: self, logger: logger)
+        prompt = PromptCallout(service: self)
+        auditCallout = AuditCallout(service: self)
     }
 
     // MARK: publishing
@@ -140,6 +159,11 @@ public final class FilterService: @unchecked Sendable {
             }
             generation = commit.generation
         }
+        // Layers where events feed registered inspection callouts.
+        let inspected = Set(
+            all.filters.filter { $0.action.type == .calloutInspection && !$0.flags.contains(.disabled) && $0.action.calloutKey.map(candidate.isRegistered) == true }
+                .map(\.layerKey))
+        dispatcher.inspected.withLockedValue { $0 = inspected }
         notifyChanges(all)
     }
 
@@ -195,6 +219,10 @@ public final class FilterService: @unchecked Sendable {
     /// replaces the boot-time filters the boot unit enforced.
     public func start() throws {
         try queue.sync {
+            // Built-in callouts first: the first publish already holds for them.
+            try registerBuiltIn(BuiltInCallouts.prompt, prompt)
+            try registerBuiltIn(BuiltInCallouts.audit, auditCallout)
+            ownSession = bfe.openSession(flags: [], name: "lfp daemon")
             let stored = try store.load()
             var restore = Policy()
             var ids: [UUID: UInt64] = [:]
@@ -236,6 +264,7 @@ public final class FilterService: @unchecked Sendable {
                     "database": "\(options.databasePath)",
                 ])
         }
+        dispatcher.start()
     }
 }
 

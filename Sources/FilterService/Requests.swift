@@ -25,6 +25,7 @@ extension FilterService {
             guard let c = clients.removeValue(forKey: id) else { return }
             if c.netEvents { pump.withLockedValue { $0.subscribers -= 1 } }
             parked.removeAll { $0.client == id }
+            calloutHostGone(id)
             if let s = c.session {
                 do {
                     try bfe.closeSession(s)
@@ -49,9 +50,48 @@ extension FilterService {
     }
 
     func receive(_ id: UInt64, _ request: Request) {
+        // A callout's answer goes straight to the classification waiting for it, which holds
+        // the engine's lock: never through the engine queue.
+        if request.op == .calloutAnswer {
+            if let inv = request.invocation, let a = request.answer { hosting.withLockedValue { $0.remotes[id] }?.answer(inv, a) }
+            return
+        }
         queue.async { [self] in
             guard let c = clients[id] else { return }
-            run(c, request, deadline: nil)
+            switch request.op {
+            case .completeOperation, .answerPrompt, .heldOperations:
+                runAsync(c, request)
+            default:
+                run(c, request, deadline: nil)
+            }
+        }
+    }
+
+    /// Requests answered from the callout dispatcher's queue (a completion classifies again,
+    /// which may wait for a callout host): the reply is sent when it is done.
+    private func runAsync(_ c: ClientState, _ r: Request) {
+        let id = r.id, send = c.send, peer = c.peer, audit = audit
+        let done: @Sendable (WireError?) -> Void = { error in
+            var reply = Reply(id: id)
+            reply.error = error
+            send(reply)
+            audit.info("\(r.op.rawValue)", metadata: ["client": "\(c.id)", "peer": "\(peer)", "result": "\(error?.code ?? "ok")"])
+        }
+        switch r.op {
+        case .completeOperation:
+            guard let cid = r.completionId else { return done(WireError(FWPError(.nullPointer, "completeOperation names no completionId"))) }
+            dispatcher.completeOperation(cid, by: c.id, reply: done)
+        case .answerPrompt:
+            guard let cid = r.completionId, let a = r.answer?.actionType.flatMap(ActionType.init(name:)), a == .permit || a == .block else {
+                return done(WireError(FWPError(.statusInvalidParameter, "answerPrompt needs a completionId and FWP_ACTION_PERMIT or FWP_ACTION_BLOCK")))
+            }
+            prompt.answer(cid, a, remember: r.remember ?? false, reply: done)
+        default:
+            dispatcher.summary { held in
+                var reply = Reply(id: id)
+                reply.held = held
+                send(reply)
+            }
         }
     }
 
@@ -184,6 +224,10 @@ extension FilterService {
             reply.counters = pump.withLockedValue { $0.counters }
         case .checkPins:
             reply.repinned = try pins.check()
+        case .registerCallout, .unregisterCallout, .flowAssociateContext, .flowRemoveContext, .subscribePrompts:
+            try handleCallout(c, r, &reply)
+        case .calloutAnswer, .completeOperation, .answerPrompt, .heldOperations:
+            break  // routed before the engine queue (receive)
         case .status:
             let snapshot = bfe.snapshot()
             reply.status = DaemonStatus(

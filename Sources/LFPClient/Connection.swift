@@ -43,6 +43,8 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     private var pending: [UInt64: EventLoopPromise<Reply>] = [:]
     private var closed = false
     var onPush: (@Sendable (Reply) -> Void)?
+    /// Pushes for a callout host (invocations, notifications, flow deletions, prompts).
+    var onCalloutPush: (@Sendable (Reply) -> Void)?
 
     func expect(_ id: UInt64, _ promise: EventLoopPromise<Reply>) -> Bool {
         lock.lock(); defer { lock.unlock() }
@@ -71,6 +73,8 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
             lock.unlock()
             for p in all.values { p.succeed(reply) }
             if all.isEmpty { onPush?(reply) }
+        } else if reply.invocation != nil || reply.notification != nil || reply.flowDeleted != nil || reply.prompt != nil {
+            onCalloutPush?(reply)
         } else {
             onPush?(reply)
         }
@@ -84,6 +88,7 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         lock.unlock()
         for p in all.values { p.fail(LFPClientError.connectionLost) }
         onPush?(Reply(id: UInt64.max))  // end of pushes
+        onCalloutPush?(Reply(id: UInt64.max))
     }
 }
 
@@ -138,6 +143,14 @@ final class Connection: @unchecked Sendable {
         channel.writeAndFlush(b, promise: nil)
         defer { timeout.cancel() }
         return try promise.futureResult.wait()
+    }
+
+    /// Send `request` without waiting for a reply (a callout's answer has none).
+    func post(_ request: Request) {
+        guard let data = try? JSONEncoder().encode(request) else { return }
+        var b = channel.allocator.buffer(capacity: data.count)
+        b.writeBytes(data)
+        channel.writeAndFlush(b, promise: nil)
     }
 
     func close() {

@@ -39,6 +39,13 @@ public final class LFPSession: @unchecked Sendable {
         }
     }
 
+    /// Callouts this process hosts (CalloutHosting.swift).
+    let calloutLock = NSLock()
+    var calloutFunctions: [UUID: CalloutFunctions] = [:]
+    var calloutIds: [UInt32: UUID] = [:]
+    var promptHandler: (@Sendable (PromptRequest?) -> Void)?
+    let calloutQueue = DispatchQueue(label: "lfp.client.callouts", attributes: .concurrent)
+
     init(connection: Connection, sessionId: UInt64) {
         self.connection = connection
         self.sessionId = sessionId

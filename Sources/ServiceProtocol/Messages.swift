@@ -59,6 +59,23 @@ public enum RequestOp: String, Codable, Sendable, CaseIterable {
     case checkPins
     /// The daemon's state (generation, sessions, objects, history size).
     case status
+    /// FwpsCalloutRegister2 / FwpsCalloutUnregisterByKey0 / ById0 (docs/callouts.md): this
+    /// connection hosts the callout `calloutKey`; the daemon pushes `invocation`, `notification`
+    /// and `flowDeleted` frames to it. The registration ends with the connection.
+    case registerCallout, unregisterCallout
+    /// The host's answer to a pushed `invocation` (`invocation`, `answer`). No reply.
+    case calloutAnswer
+    /// FwpsCompleteOperation0 for `completionId`: the daemon reauthorizes the operation (the
+    /// callout answers that classify) and completes it in the kernel.
+    case completeOperation
+    /// FwpsFlowAssociateContext0 / FwpsFlowRemoveContext0 (`flowId`, `layer`, `calloutId`,
+    /// `flowContext`).
+    case flowAssociateContext, flowRemoveContext
+    /// `lfp prompt`: this connection answers the built-in `lfp.prompt` callout; the daemon pushes
+    /// `prompt` frames, answered by `answerPrompt` (`completionId`, `answer`, `remember`).
+    case subscribePrompts, answerPrompt
+    /// The operations the kernel holds for callouts now.
+    case heldOperations
 }
 
 /// Object kinds of `delete`, `get`, `enumerate` and change notifications.
@@ -113,6 +130,21 @@ public struct Request: Codable, Sendable {
     // netEvents: seconds since the epoch
     public var since: Double?
     public var includeAllows: Bool?
+    // callouts (registerCallout, unregisterCallout, calloutAnswer, completeOperation, flow contexts)
+    public var calloutKey: String?
+    public var calloutId: UInt32?
+    /// registerCallout: FWP_CALLOUT_FLAG_* bits the callout declares (docs/callouts.md).
+    public var calloutFlags: UInt32?
+    /// registerCallout: the callout has a flowDeleteFn (flow contexts may be associated).
+    public var hasFlowDelete: Bool?
+    public var invocation: UInt64?
+    public var answer: CalloutAnswer?
+    public var completionId: UInt64?
+    public var flowId: UInt64?
+    public var layer: String?
+    public var flowContext: UInt64?
+    /// answerPrompt: add a filter that gives the same answer next time.
+    public var remember: Bool?
 
     public init(id: UInt64 = 0, op: RequestOp) {
         self.id = id
@@ -216,6 +248,17 @@ public struct Reply: Codable, Sendable {
     public var repinned: [String]?
     /// Pushed object changes.
     public var changes: [ObjectChange]?
+    /// registerCallout: the runtime calloutId.
+    public var calloutId: UInt32?
+    /// Pushed to a callout host: one classifyFn call to answer with `calloutAnswer`.
+    public var invocation: CalloutInvocation?
+    /// Pushed to a callout host: notifyFn (filter added or deleted) and flowDeleteFn.
+    public var notification: CalloutNotification?
+    public var flowDeleted: FlowDeletion?
+    /// Pushed to `lfp prompt`: a decision the built-in prompt callout waits for.
+    public var prompt: PromptRequest?
+    /// heldOperations.
+    public var held: [HeldSummary]?
 
     public init(id: UInt64) { self.id = id }
 }

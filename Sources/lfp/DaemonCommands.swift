@@ -49,6 +49,18 @@ struct DaemonCommand: ParsableCommand {
             "Load every *.yaml/*.yml/*.json file of this directory as `lfp policy load` does (its providers' objects only), and again whenever one changes (a Kubernetes ConfigMap)."
     )
     var policyDir: String?
+    @Option(help: "Seconds an operation may stay pended by a callout before it completes with the default verdict.")
+    var pendTimeout: Double = 60
+    @Option(help: "The default verdict of a pend that times out or whose callout host dies: block or permit.")
+    var pendDefault: PendDefault = .block
+    @Option(help: "Seconds a classification waits for a callout host's answer (then: as if unregistered).")
+    var calloutTimeout: Double = 5
+
+    enum PendDefault: String, ExpressibleByArgument { case block, permit }
+
+    func validate() throws {
+        guard pendTimeout > 0, calloutTimeout > 0 else { throw ValidationError("--pend-timeout and --callout-timeout must be positive") }
+    }
 
     func run() throws {
         var options = DaemonOptions.fromEnvironment()
@@ -58,6 +70,9 @@ struct DaemonCommand: ParsableCommand {
         options.historyAllows = historyAllows
         options.metricsAddress = metrics
         options.policyDirectory = policyDir
+        options.pendTimeoutSeconds = pendTimeout
+        options.pendTimeoutPermits = pendDefault == .permit
+        options.calloutAnswerSeconds = calloutTimeout
         var logger = Logger(label: "lfp.daemon")
         logger.logLevel = ProcessInfo.processInfo.environment["LFP_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
         try Daemon.run(engine: Engine(), options: options, logger: logger) {

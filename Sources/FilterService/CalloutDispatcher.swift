@@ -1,0 +1,259 @@
+// Held operations, from the kernel's pend event to the verdict (docs/callouts.md):
+//
+//   1. The kernel classifies to a registered callout's filter, holds the operation and reports
+//      it (an event with FWP_ACTION_CALLOUT_TERMINATING).
+//   2. The dispatcher runs WFP's arbitration in the engine with the event's incoming values; the
+//      callouts answer where WFP would call their classifyFn, with a completion handle.
+//   3. A callout that answers at once decides; one that pends (FwpsPendOperation0) keeps the
+//      operation held until it calls completeOperation, which runs the classification again as a
+//      reauthorization (IS_REAUTHORIZE) that the callout answers from its own state (R6.5).
+//   4. The verdict goes to the kernel (HeldOperations.complete) and to the event stream, as the
+//      reauthorization's classify event.
+//
+// Nothing is left hanging: a pend that is not completed within the pend timeout, one whose
+// callout host dies, and one the daemon never saw (a lost event, a daemon restart) complete with
+// the default verdict, block unless configured otherwise. All of it runs on one serial queue.
+
+import FilterEngine
+import FilterModel
+import Foundation
+import KernelABI
+import Logging
+import NIOConcurrencyHelpers
+import ServiceProtocol
+
+/// One operation the kernel holds and the dispatcher knows.
+struct PendRecord {
+    let completionId: UInt64
+    let key: HeldFlowKey
+    let layer: Layer
+    let values: IncomingValues
+    /// The kernel's event (names filled in), raw and as JSON.
+    let event: ALEEvent
+    let json: String
+    let deadline: DispatchTime
+    /// The callout that pended it, once one did.
+    var pendedBy: UUID?
+}
+
+final class CalloutDispatcher: @unchecked Sendable {
+    unowned let service: FilterService
+    let queue = DispatchQueue(label: "lfp.daemon.callouts")
+    let logger: Logger
+    /// Opened at start; nil when the kernel state is not there (then nothing is ever held).
+    var held: HeldOperations?
+    private let names: EventNames
+    private let encoder = JSONEncoder()
+    /// Queue-owned state.
+    private var pends: [UInt64: PendRecord] = [:]
+    private var nextCompletion: UInt64 = 1
+    private var timer: DispatchSourceTimer?
+    private var lastKernelSweep = DispatchTime.now()
+    /// Layers whose filters name a registered inspection callout (set at each publish).
+    let inspected = NIOLockedValueBox<Set<Layer>>([])
+    /// Figures for `lfp status` and the benchmark.
+    let counts = NIOLockedValueBox<(held: UInt64, completed: UInt64, timedOut: UInt64)>((0, 0, 0))
+
+    init(service: FilterService, logger: Logger) {
+        self.service = service
+        self.logger = logger
+        names = EventNames(engine: service.engine)
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    var pendTimeout: DispatchTimeInterval { .milliseconds(Int(service.options.pendTimeoutSeconds * 1000)) }
+    var defaultVerdict: ActionType { service.options.pendTimeoutPermits ? .permit : .block }
+
+    /// Open the kernel's held operations, complete the ones a previous daemon left (their
+    /// callouts are gone with it), and check deadlines from now on.
+    func start() {
+        held = try? service.engine.heldOperations()
+        queue.sync { sweepKernel(olderThan: nil) }
+        let t = DispatchSource.makeTimerSource(queue: queue)
+        t.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100))
+        t.setEventHandler { [weak self] in self?.expire() }
+        t.resume()
+        timer = t
+    }
+
+    func stop() { timer?.cancel() }
+
+    // MARK: from the kernel
+
+    /// A pend event: classify with the callouts, decide or wait for the callout's completion.
+    func kernelHeld(_ raw: ALEEvent) {
+        queue.async { [self] in
+            counts.withLockedValue { $0.held += 1 }
+            let e = names.annotate(raw)
+            let key = HeldFlowKey(event: e)
+            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
+                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
+                let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
+            else {
+                logger.error("a held operation could not be classified: completing it with the default verdict", metadata: ["flow": "\(key)"])
+                complete(key, defaultVerdict, errno: EPERM, filterId: raw.filterId)
+                return
+            }
+            let id = nextCompletion
+            nextCompletion += 1
+            var record = PendRecord(
+                completionId: id, key: key, layer: layer, values: values, event: e, json: json, deadline: .now() + pendTimeout)
+            let (result, pendedBy) = classify(record, reauthorize: false)
+            if let pendedBy {
+                record.pendedBy = pendedBy
+                pends[id] = record
+                return
+            }
+            finish(record, result, reauthorized: false)
+        }
+    }
+
+    /// An event the kernel decided at a layer with registered inspection callouts: they see it,
+    /// they cannot change it (issue 9: inspection callouts are fed from the event stream).
+    func inspect(_ raw: ALEEvent) {
+        queue.async { [self] in
+            let e = names.annotate(raw)
+            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
+                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
+                let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
+            else { return }
+            let ctx = Classification(completionId: nil, event: json, replay: true)
+            _ = Classification.$current.withValue(ctx) {
+                service.bfe.classify(layer: layer, values: values, metadata: ClassifyMetadata(endpointHandle: e.transportEndpointHandle))
+            }
+        }
+    }
+
+    // MARK: from callouts
+
+    /// FwpsCompleteOperation0: classify again as a reauthorization and finish. `by`: the client
+    /// connection asking (nil: a built-in callout); only the host of the callout that pended may.
+    func completeOperation(_ completionId: UInt64, by client: UInt64?, reply: @escaping @Sendable (WireError?) -> Void) {
+        queue.async { [self] in
+            guard let record = pends[completionId], let by = record.pendedBy else {
+                reply(WireError(FWPError(.notFound, "no pended operation has completion handle \(completionId) (completed, timed out or never pended)")))
+                return
+            }
+            if let client, service.hostedCallout(by)?.owner != client {
+                reply(WireError(FWPError(.wrongSession, "completion handle \(completionId) belongs to another callout host")))
+                return
+            }
+            pends[completionId] = nil
+            let (result, _) = classify(record, reauthorize: true)
+            finish(record, result, reauthorized: true)
+            reply(nil)
+        }
+    }
+
+    /// A callout host is gone (or unregistered): what its callouts pended completes with the
+    /// default verdict, never silently permitted unless so configured.
+    func hostGone(callouts keys: Set<UUID>) {
+        queue.async { [self] in
+            for (id, r) in pends where r.pendedBy.map(keys.contains) == true {
+                pends[id] = nil
+                logger.warning("callout host gone: completing its pended operation with the default verdict", metadata: ["flow": "\(r.key)"])
+                completeDefault(r)
+            }
+        }
+    }
+
+    /// What is held now, for `heldOperations`.
+    func summary(reply: @escaping @Sendable ([HeldSummary]) -> Void) {
+        queue.async { [self] in
+            let now = DispatchTime.now().uptimeNanoseconds
+            let byKey = Dictionary(pends.values.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+            let ops = (try? held?.all()) ?? []
+            reply(
+                ops.filter(\.waiting).map { op in
+                    let r = byKey[op.key]
+                    return HeldSummary(
+                        completionId: r?.completionId, endpointHandle: op.key.cookie,
+                        layer: Layer(kernelID: op.layerID)?.name ?? "\(op.layerID)", filterId: op.filterId,
+                        calloutKey: r?.pendedBy?.lowerString, heldMilliseconds: Double(Self.monotonicNs() &- op.startNs) / 1e6,
+                        remote: "\(op.key)")
+                })
+        }
+    }
+
+    // MARK: classification and completion
+
+    private func classify(_ r: PendRecord, reauthorize: Bool) -> (ClassifyResult, UUID?) {
+        var values = r.values
+        if reauthorize {
+            let flags = values[.flags].flatMap { v -> UInt32? in if case .uint32(let x) = v { return x } else { return nil } } ?? 0
+            values.values[.flags] = .uint32(flags | HostedCallout.isReauthorize)
+            if ConditionField.reauthorizeReason.isAvailable(at: r.layer) {
+                values.values[.reauthorizeReason] = .uint32(0x10)  // FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION
+            }
+        }
+        let ctx = Classification(completionId: reauthorize ? nil : r.completionId, event: r.json)
+        let result = Classification.$current.withValue(ctx) {
+            service.bfe.classify(
+                layer: r.layer, values: values, metadata: ClassifyMetadata(endpointHandle: r.key.cookie, canPend: !reauthorize))
+        }
+        return (result, ctx.pendedBy)
+    }
+
+    private func finish(_ r: PendRecord, _ result: ClassifyResult, reauthorized: Bool) {
+        let block = result.actionType == .block
+        let errno = block ? blockErrno(result) : 0
+        complete(r.key, block ? .block : .permit, errno: errno, filterId: result.filterId)
+        service.deliverDecision(r.event, action: block ? ActionType.block : .permit, filterId: result.filterId, errno: errno, reauthorized: reauthorized)
+    }
+
+    private func completeDefault(_ r: PendRecord) {
+        counts.withLockedValue { $0.timedOut += 1 }
+        let block = defaultVerdict == .block
+        complete(r.key, defaultVerdict, errno: EPERM, filterId: r.event.filterId)
+        service.deliverDecision(r.event, action: defaultVerdict, filterId: r.event.filterId, errno: block ? EPERM : Int32(0), reauthorized: true)
+    }
+
+    private func complete(_ key: HeldFlowKey, _ action: ActionType, errno: Int32, filterId: UInt64) {
+        counts.withLockedValue { $0.completed += 1 }
+        do {
+            try held?.complete(key, action == .block ? .block(errno: errno) : .permit, filterId: filterId)
+        } catch {
+            logger.error("completing a held operation failed", metadata: ["flow": "\(key)", "error": "\(error)"])
+        }
+    }
+
+    private func blockErrno(_ result: ClassifyResult) -> Int32 {
+        guard let k = result.filterKey, let f = try? service.bfe.filter(key: k) else { return EPERM }
+        return f.action.blockErrno ?? EPERM
+    }
+
+    // MARK: deadlines
+
+    private func expire() {
+        let now = DispatchTime.now()
+        for (id, r) in pends where r.deadline <= now {
+            pends[id] = nil
+            logger.warning("pend timeout: completing with the default verdict", metadata: ["flow": "\(r.key)"])
+            completeDefault(r)
+        }
+        if now.uptimeNanoseconds - lastKernelSweep.uptimeNanoseconds > 1_000_000_000 {
+            lastKernelSweep = now
+            sweepKernel(olderThan: UInt64(service.options.pendTimeoutSeconds * 1e9))
+        }
+    }
+
+    /// Held operations the dispatcher has no record of (their event was lost, or a previous
+    /// daemon held them): completed with the default verdict once older than `age` (nil: all).
+    private func sweepKernel(olderThan age: UInt64?) {
+        guard let held, let ops = try? held.all() else { return }
+        let known = Set(pends.values.map(\.key))
+        let now = Self.monotonicNs()
+        for op in ops where op.waiting && !known.contains(op.key) {
+            if let age, now &- op.startNs < age { continue }
+            logger.warning("a held operation nobody is deciding: completing it with the default verdict", metadata: ["flow": "\(op.key)"])
+            counts.withLockedValue { $0.timedOut += 1 }
+            complete(op.key, defaultVerdict, errno: EPERM, filterId: op.filterId)
+        }
+    }
+
+    static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}

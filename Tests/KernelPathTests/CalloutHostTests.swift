@@ -1,0 +1,257 @@
+import BPFKit
+import FilterEngine
+import FilterModel
+import Foundation
+import LFPClient
+import NIOConcurrencyHelpers
+import ServiceProtocol
+import Testing
+
+/// Callouts hosted through `lfp daemon` (docs/callouts.md), end to end: a real daemon process, a
+/// callout registered over its socket with LFPClient (this test process is the callout host),
+/// filters naming it, and real connects from a workload cgroup that the kernel holds until the
+/// callout's answer.
+@Suite("Callouts hosted by lfp daemon", .serialized)
+struct CalloutHostTests {
+    static let key = UUID(uuidString: "88888888-8888-4888-8888-888888888888")!
+
+    /// A terminating (or other) callout filter at AUTH_CONNECT_V4/V6 for `port`.
+    static func policy(port: UInt16, v6: Bool = false, action: String = "FWP_ACTION_CALLOUT_TERMINATING", key: String? = nil, flags: String = "")
+        -> String
+    {
+        """
+        callouts:
+          - { calloutKey: \(key ?? Self.key.lowerString), displayData: { name: CP }, applicableLayer: FWPM_LAYER_ALE_AUTH_CONNECT_V\(v6 ? 6 : 4) }
+        filters:
+          - displayData: { name: F1 }
+            layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V\(v6 ? 6 : 4)
+            flags: [\(flags)]
+            weight: { type: FWP_UINT64, uint64: 10 }
+            filterCondition:
+              - { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(port) } }
+            action: { type: \(action), calloutKey: \(key ?? Self.key.lowerString) }
+        """
+    }
+
+    /// A daemon, a workload and a session that loaded `yaml` (static objects).
+    static func setUp(_ extra: [String] = []) throws -> (KernelFixture, DaemonProcess, Workload) {
+        let fx = try KernelFixture()
+        let d = DaemonProcess(fx)
+        try d.start(extra)
+        let w = try fx.workload("w")
+        return (fx, d, w)
+    }
+
+    static func load(_ d: DaemonProcess, _ yaml: String) throws {
+        let s = try LFPSession.open(socket: d.socket, name: "policy")
+        defer { s.close() }
+        _ = try s.add(try Policy.parse(yaml, sourceName: "test"))
+    }
+
+    /// Connect from the workload (PendTests.client: "ready", then "ok" or "err N").
+    static func connect(_ w: Workload, port: UInt16, v6: Bool = false, mode: String = "blocking") throws -> PyProc {
+        try PyProc(cgroup: w.cgroupPath, script: PendTests.client, args: [v6 ? "::1" : "127.0.0.1", "\(port)", mode, "tcp"])
+    }
+
+    @Test("register, duplicate, unregister by id and key, another host's callout, busy while a flow context remains")
+    func registration() throws {
+        let (fx, d, _) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let other = try LFPSession.open(socket: d.socket, name: "other")
+        let deleted = NIOLockedValueBox<[UInt64]>([])
+        let id = try host.registerCallout(key: Self.key, classify: { _ in .permit() }, flowDelete: { d in deleted.withLockedValue { $0.append(d.flowContext) } })
+        #expect(id != 0)
+        func code(_ body: () throws -> Void) -> String? {
+            do { try body() } catch let e as FWPError { return e.code.name } catch let e as LFPClientError { return e.code } catch { return "\(error)" }
+            return nil
+        }
+        #expect(code { try other.registerCallout(key: Self.key, classify: { _ in .block }) } == "STATUS_FWP_ALREADY_EXISTS")
+        #expect(code { try other.unregisterCallout(key: Self.key) } == "FWP_E_WRONG_SESSION")
+        try host.flowAssociateContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id, context: 7)
+        #expect(code { try host.flowAssociateContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id, context: 8) } == "STATUS_OBJECT_NAME_EXISTS")
+        #expect(code { try host.unregisterCallout(id: id) } == "STATUS_DEVICE_BUSY")
+        try host.flowRemoveContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id)
+        #expect(deleted.withLockedValue { $0 } == [7])  // flowDelete ran before the remove returned
+        try host.unregisterCallout(id: id)
+        #expect(code { try host.unregisterCallout(key: Self.key) } == "STATUS_FWP_CALLOUT_NOT_FOUND")
+        // Registered again by the other host: keys are free once unregistered.
+        #expect(try other.registerCallout(key: Self.key, classify: { _ in .permit() }) != 0)
+    }
+
+    @Test("a terminating callout answering at once permits (data flows) and blocks; registration after the filter counts")
+    func terminatingCallout() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let allowed = try Listener(), denied = try Listener()
+        try Self.load(d, Self.policy(port: allowed.port) + "\n" + Self.policy(port: denied.port).components(separatedBy: "filters:\n")[1].replacingOccurrences(of: "F1", with: "F2"))
+        // Unregistered: the filters block (R5.6).
+        let before = try Self.connect(w, port: allowed.port)
+        #expect(before.readLine(timeoutMs: 5000) == "ready")
+        #expect(before.readLine(timeoutMs: 5000)?.hasPrefix("err") == true)
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let seen = NIOLockedValueBox<[String]>([])
+        try host.registerCallout(key: Self.key) { req in
+            seen.withLockedValue { $0.append(req.fields["FWPM_CONDITION_IP_REMOTE_PORT"] ?? "?") }
+            return req.fields["FWPM_CONDITION_IP_REMOTE_PORT"] == "\(allowed.port)" ? .permit() : .block
+        }
+        let ok = try Self.connect(w, port: allowed.port)
+        #expect(ok.readLine(timeoutMs: 5000) == "ready")
+        #expect(ok.readLine(timeoutMs: 5000) == "ok")
+        #expect(Net.acceptAndRead(allowed.fd, timeoutMs: 5000) == "ping")
+        let no = try Self.connect(w, port: denied.port)
+        #expect(no.readLine(timeoutMs: 5000) == "ready")
+        #expect(no.readLine(timeoutMs: 5000) == "err \(EHOSTUNREACH)")  // EPERM's refusal on IPv4
+        #expect(seen.withLockedValue { $0 } == ["\(allowed.port)", "\(denied.port)"])
+    }
+
+    @Test("FwpsPendOperation0 + FwpsCompleteOperation0: permit and block, blocking and non-blocking, v4 and v6; the completion is a reauthorization that cannot pend",
+          arguments: [(false, "blocking"), (true, "nonblocking")])
+    func explicitPend(v6: Bool, mode: String) throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener(v6: v6)
+        try Self.load(d, Self.policy(port: l.port, v6: v6))
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let pended = NIOLockedValueBox<[UInt64: PendedOperation]>([:])
+        let answers = NIOLockedValueBox<[UInt64: Bool]>([:])
+        let cannotPend = NIOLockedValueBox<[String]>([])
+        let arrived = DispatchSemaphore(value: 0)
+        try host.registerCallout(key: Self.key) { req in
+            guard let h = req.endpointHandle else { return .block }
+            if req.isReauthorization {
+                do { _ = try req.pendOperation() } catch let e as FWPError { cannotPend.withLockedValue { $0.append(e.code.name) } } catch {}
+                return answers.withLockedValue { $0[h] } == true ? .permit() : .block
+            }
+            guard let op = try? req.pendOperation() else { return .block }
+            pended.withLockedValue { $0[h] = op }
+            arrived.signal()
+            return .pend(op)
+        }
+        for permit in [true, false] {
+            let p = try Self.connect(w, port: l.port, v6: v6, mode: mode)
+            #expect(p.readLine(timeoutMs: 5000) == "ready")
+            if mode == "nonblocking" { #expect(p.readLine(timeoutMs: 5000) == "inprogress") }
+            #expect(arrived.wait(timeout: .now() + 10) == .success)
+            #expect(p.readLine(timeoutMs: 300) == nil, "the connect waits while pended")
+            let (h, op) = try #require(pended.withLockedValue { $0.first })
+            pended.withLockedValue { $0[h] = nil }
+            answers.withLockedValue { $0[h] = permit }
+            // Completed from another thread than the classify's.
+            let done = DispatchSemaphore(value: 0)
+            let failure = NIOLockedValueBox<String?>(nil)
+            Thread.detachNewThread {
+                do { try op.complete() } catch { failure.withLockedValue { $0 = "\(error)" } }
+                done.signal()
+            }
+            #expect(done.wait(timeout: .now() + 10) == .success)
+            #expect(failure.withLockedValue { $0 } == nil)
+            if permit {
+                #expect(p.readLine(timeoutMs: 5000) == "ok")
+                #expect(Net.acceptAndRead(l.fd, timeoutMs: 5000) == "ping")
+            } else {
+                #expect(p.readLine(timeoutMs: 5000) == "err \(v6 ? EACCES : EHOSTUNREACH)")
+            }
+            // A second completion of the same handle: it is gone.
+            #expect(throws: FWPError.self) { try op.complete() }
+        }
+        #expect(cannotPend.withLockedValue { $0 } == ["STATUS_FWP_CANNOT_PEND", "STATUS_FWP_CANNOT_PEND"])
+    }
+
+    @Test("a pend nobody completes ends with the default verdict at the pend timeout")
+    func pendTimeout() throws {
+        let (fx, d, w) = try Self.setUp(["--pend-timeout", "0.5"])
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port))
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        try host.registerCallout(key: Self.key) { req in (try? req.pendOperation()).map { .pend($0) } ?? .block }
+        let started = DispatchTime.now()
+        let p = try Self.connect(w, port: l.port)
+        #expect(p.readLine(timeoutMs: 5000) == "ready")
+        #expect(p.readLine(timeoutMs: 10_000) == "err \(EHOSTUNREACH)")
+        let s = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        #expect(s >= 0.4 && s < 5, "ended after \(s) s")
+    }
+
+    @Test("a callout host killed with 1,000 pends outstanding: every one completes with the default verdict, none is permitted")
+    func hostDiesWithThousandPends() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port))
+        // The host: a separate process (wire protocol from docs/protocol.md) that pends everything.
+        let peers = fx.cgroupParent + "/peers"
+        try CgroupV2.create(peers)
+        let host = try PyProc(cgroup: peers, script: Self.pendingHost, args: [d.socket, Self.key.lowerString])
+        #expect(host.readLine(timeoutMs: 10_000) == "registered")
+        let n = 1000
+        let clients = try PyProc(cgroup: w.cgroupPath, script: Self.manyConnects, args: ["127.0.0.1", "\(l.port)", "\(n)"])
+        #expect(clients.readLine(timeoutMs: 10_000) == "started")
+        // Every connect reached the host and is pended.
+        var held = 0
+        for _ in 0..<200 {
+            guard let line = host.readLine(timeoutMs: 10_000) else { break }
+            held = Int(line.split(separator: " ").last ?? "") ?? held
+            if held >= n { break }
+        }
+        #expect(held == n, "pended \(held) of \(n)")
+        kill(host.process.processIdentifier, SIGKILL)
+        clients.send()
+        let result = clients.readLine(timeoutMs: 30_000) ?? "none"
+        #expect(result == "ok=0 failed=\(n) pending=0", "\(result)")
+    }
+
+    /// Registers `argv[2]` and answers every invocation with a pend; prints "pended N".
+    static let pendingHost = """
+        import json, socket, struct, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sys.argv[1])
+        def send(o):
+            b = json.dumps(o).encode(); s.sendall(struct.pack(">I", len(b)) + b)
+        def recv():
+            h = b""
+            while len(h) < 4: h += s.recv(4 - len(h))
+            n = struct.unpack(">I", h)[0]; b = b""
+            while len(b) < n: b += s.recv(n - len(b))
+            return json.loads(b)
+        send({"id": 1, "op": "open", "protocolVersion": 1}); recv()
+        send({"id": 2, "op": "registerCallout", "calloutKey": sys.argv[2]})
+        while True:
+            m = recv()
+            if m.get("id") == 2: break
+        print("registered", flush=True)
+        n = 0
+        while True:
+            m = recv()
+            inv = m.get("invocation")
+            if inv:
+                send({"id": 0, "op": "calloutAnswer", "invocation": inv["invocation"],
+                      "answer": {"actionType": "FWP_ACTION_BLOCK", "clearRight": False, "absorb": True, "pended": inv.get("completionId") is not None}})
+                n += 1
+                if n % 100 == 0: print("pended", n, flush=True)
+        """
+
+    /// Starts argv[3] non-blocking connects, prints "started", waits for a line, then polls
+    /// them all (30 s at most) and prints how they ended.
+    static let manyConnects = """
+        import errno, select, socket, sys, time
+        host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+        socks = []
+        for _ in range(n):
+            s = socket.socket(); s.setblocking(False)
+            s.connect_ex((host, port)); socks.append(s)
+        print("started", flush=True)
+        sys.stdin.readline()
+        ok = failed = 0
+        pending = set(socks)
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            _, w, _ = select.select([], list(pending)[:900], [], 1)
+            for s in w:
+                pending.discard(s)
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR): failed += 1
+                else: ok += 1
+        print(f"ok={ok} failed={failed} pending={len(pending)}", flush=True)
+        """
+}
