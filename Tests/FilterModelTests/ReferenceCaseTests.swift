@@ -326,18 +326,24 @@ struct ReferenceCaseTests {
 
     // MARK: h-lifetime.yaml
 
-    @Test("C58 TCP client lifecycle and handle pairing (R7.2, R7.3, R7.5, R7.6)", .disabled("kernel only: needs close, connect, observe, socket"))
+    @Test(
+        "C58 TCP client lifecycle and handle pairing (R7.2, R7.3, R7.5, R7.6)",
+        .disabled("kernel only: runs against the kernel in KernelPathTests/LifetimeCaseTests"))
     func caseC58() throws { try FixtureRunner.run("C58") }
 
-    @Test("C59 UDP socket talking to three peers (R7.3, R7.6, R7.7)", .disabled("kernel only: needs close, observe, sendto, socket"))
+    @Test(
+        "C59 UDP socket talking to three peers (R7.3, R7.6, R7.7)",
+        .disabled("kernel only: runs against the kernel in KernelPathTests/LifetimeCaseTests"))
     func caseC59() throws { try FixtureRunner.run("C59") }
 
     @Test(
         "C60 TCP listener with two accepted connections (R7.3, R7.4) (policy)",
-        .disabled("kernel only: needs bind, close, inboundConnect, listen, observe, socket"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/LifetimeCaseTests"))
     func caseC60() throws { try FixtureRunner.run("C60") }
 
-    @Test("C61 Assignment/release accounting under failures (R7.2) (policy)", .disabled("kernel only: needs bind, close, socket"))
+    @Test(
+        "C61 Assignment/release accounting under failures (R7.2) (policy)",
+        .disabled("kernel only: runs against the kernel in KernelPathTests/LifetimeCaseTests"))
     func caseC61() throws { try FixtureRunner.run("C61") }
 
     // MARK: i-sessions.yaml
