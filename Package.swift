@@ -113,7 +113,7 @@ let package = Package(
             name: "KernelPathTests",
             dependencies: [
                 "FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI", "KernelVocabulary", "LFPClient",
-                "ServiceProtocol", .product(name: "Yams", package: "Yams"),
+                "ServiceProtocol", .product(name: "Yams", package: "Yams"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             exclude: ["Support/client.py", "Support/wire_client.py", "Support/lifetime_driver.py"]),  // run by the tests through #filePath
     ],

@@ -60,9 +60,17 @@ extension BaseFilteringEngine {
 
     /// Computes WFP's verdict for `values` at `layer` (rule book §1) with the full trace.
     /// `metadata` reaches the callouts (R5.11); the verdict never depends on it.
+    ///
+    /// The callouts run outside the engine's lock, on a snapshot of the committed objects taken
+    /// under it: a callout (in the daemon, one in another process) may call back into the engine
+    /// from its classifyFn, e.g. FwpsFlowAssociateContext0, as WFP allows.
     public func classify(layer: Layer, values: IncomingValues, metadata: ClassifyMetadata = .init()) -> ClassifyResult {
-        locked {
-            let store = committed
+        let (store, registry, order) = locked { () -> (Store, [UUID: any Callout], [(sublayer: Sublayer, filters: [Filter])]) in
+            let order = classifyOrder[layer] ?? arbitrationOrder(layer: layer, store: committed, includeDisabled: true)
+            classifyOrder[layer] = order
+            return (committed, self.registry, order)
+        }
+        do {
             let vals = values.normalized(layer: layer)
             let apps = AppIdentityCache(appIdentity)
             var result = ClassifyResult(
@@ -80,8 +88,6 @@ extension BaseFilteringEngine {
                 result.subLayerName = sl.displayData.name
                 result.absorb = absorb && a == .block
             }
-            let order = classifyOrder[layer] ?? arbitrationOrder(layer: layer, store: store, includeDisabled: true)
-            classifyOrder[layer] = order
             for (sl, filters) in order {
                 var st = SublayerTrace(
                     subLayerKey: sl.subLayerKey, subLayerName: sl.displayData.name ?? "",

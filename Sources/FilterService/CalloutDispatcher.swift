@@ -22,6 +22,19 @@ import Logging
 import NIOConcurrencyHelpers
 import ServiceProtocol
 
+/// An ENDPOINT_CLOSURE indication a callout pended (FwpsPendClassify0): the endpoint's teardown
+/// (its RESOURCE_RELEASE and flowDeleteFn calls) waits in `deferred` until completeClassify.
+struct ClosureRecord {
+    let handle: UInt64
+    let cookie: UInt64
+    let layer: Layer
+    let values: IncomingValues
+    let json: String
+    let deadline: DispatchTime
+    let pendedBy: UUID
+    var deferred: [ALEEvent] = []
+}
+
 /// One operation the kernel holds and the dispatcher knows.
 struct PendRecord {
     let completionId: UInt64
@@ -51,6 +64,13 @@ final class CalloutDispatcher: @unchecked Sendable {
     private var lastKernelSweep = DispatchTime.now()
     /// Layers whose filters name a registered inspection callout (set at each publish).
     let inspected = NIOLockedValueBox<Set<Layer>>([])
+    /// Notification layers (FLOW_ESTABLISHED, ENDPOINT_CLOSURE, RESOURCE_RELEASE) whose filters
+    /// name a registered callout: their events go through the callouts.
+    let notified = NIOLockedValueBox<Set<Layer>>([])
+    /// Pended closure indications by classify handle (queue-owned), and the endpoints whose
+    /// teardown waits (read by the event pump).
+    private var closures: [UInt64: ClosureRecord] = [:]
+    private let heldTeardown = NIOLockedValueBox<Set<UInt64>>([])
     /// Figures for `lfp status` and the benchmark.
     let counts = NIOLockedValueBox<(held: UInt64, completed: UInt64, timedOut: UInt64)>((0, 0, 0))
 
@@ -116,12 +136,89 @@ final class CalloutDispatcher: @unchecked Sendable {
             guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
                 let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
                 let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
-            else { return }
+            else {
+                logger.debug("an event for inspection callouts could not be read back", metadata: ["sequence": "\(raw.sequence)"])
+                return
+            }
+            logger.debug("inspection", metadata: ["sequence": "\(raw.sequence)", "values": "\(values)"])
             let ctx = Classification(completionId: nil, event: json, replay: true)
             _ = Classification.$current.withValue(ctx) {
                 service.bfe.classify(layer: layer, values: values, metadata: ClassifyMetadata(endpointHandle: e.transportEndpointHandle))
             }
         }
+    }
+
+    /// A notification (flow established, endpoint closure, resource release) at a layer with
+    /// callout filters: the callouts see it and cannot change it, except that one may pend a
+    /// closure (FwpsPendClassify0, R6.8, R6.9), which holds back the endpoint's teardown.
+    /// Synchronous: the release that follows in the event stream must know.
+    func notification(_ raw: ALEEvent) {
+        queue.sync {
+            let e = names.annotate(raw)
+            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
+                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
+                let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
+            else { return }
+            var handle: UInt64?
+            if layer.canPendClassify {
+                handle = nextCompletion
+                nextCompletion += 1
+            }
+            let ctx = Classification(completionId: nil, event: json, classifyHandle: handle)
+            _ = Classification.$current.withValue(ctx) {
+                service.bfe.classify(layer: layer, values: values, metadata: ClassifyMetadata(endpointHandle: e.transportEndpointHandle))
+            }
+            if let handle, let by = ctx.pendedClassifyBy {
+                closures[handle] = ClosureRecord(
+                    handle: handle, cookie: e.transportEndpointHandle, layer: layer, values: values, json: json,
+                    deadline: .now() + pendTimeout, pendedBy: by)
+                heldTeardown.withLockedValue { _ = $0.insert(e.transportEndpointHandle) }
+            }
+        }
+    }
+
+    /// The event pump, for a RESOURCE_RELEASE: true when its endpoint's closure is pended, and
+    /// the release (with its flowDeleteFn calls) then waits for completeClassify.
+    func deferTeardown(_ e: ALEEvent) -> Bool {
+        let cookie = e.transportEndpointHandle
+        guard heldTeardown.withLockedValue({ $0.contains(cookie) }) else { return false }
+        queue.async { [self] in
+            if let h = closures.first(where: { $0.value.cookie == cookie })?.key {
+                closures[h]?.deferred.append(e)
+            } else {
+                service.finishTeardown(e)  // completed meanwhile
+            }
+        }
+        return true
+    }
+
+    /// FwpsCompleteClassify0: `answer` is the final classifyOut (nothing is classified again),
+    /// or nil: the indication is classified again, inline (R6.8). Then the teardown goes on.
+    func completeClassify(_ handle: UInt64, answer: CalloutAnswer?, by client: UInt64?, reply: @escaping @Sendable (WireError?) -> Void) {
+        queue.async { [self] in
+            guard let r = closures[handle] else {
+                reply(WireError(FWPError(.notFound, "no pended classification has handle \(handle) (completed, timed out or never pended)")))
+                return
+            }
+            if let client, service.hostedCallout(r.pendedBy)?.owner != client {
+                reply(WireError(FWPError(.wrongSession, "classify handle \(handle) belongs to another callout host")))
+                return
+            }
+            closures[handle] = nil
+            if answer == nil {
+                let ctx = Classification(completionId: nil, event: r.json)
+                _ = Classification.$current.withValue(ctx) {
+                    service.bfe.classify(layer: r.layer, values: r.values, metadata: ClassifyMetadata(endpointHandle: r.cookie))
+                }
+            }
+            releaseTeardown(r)
+            reply(nil)
+        }
+    }
+
+    private func releaseTeardown(_ r: ClosureRecord) {
+        heldTeardown.withLockedValue { _ = $0.remove(r.cookie) }
+        for e in r.deferred { service.finishTeardown(e) }
     }
 
     // MARK: from callouts
@@ -153,6 +250,10 @@ final class CalloutDispatcher: @unchecked Sendable {
                 pends[id] = nil
                 logger.warning("callout host gone: completing its pended operation with the default verdict", metadata: ["flow": "\(r.key)"])
                 completeDefault(r)
+            }
+            for (h, r) in closures where keys.contains(r.pendedBy) {
+                closures[h] = nil
+                releaseTeardown(r)
             }
         }
     }
@@ -230,6 +331,11 @@ final class CalloutDispatcher: @unchecked Sendable {
             pends[id] = nil
             logger.warning("pend timeout: completing with the default verdict", metadata: ["flow": "\(r.key)"])
             completeDefault(r)
+        }
+        for (h, r) in closures where r.deadline <= now {
+            closures[h] = nil
+            logger.warning("pended closure timed out: the endpoint's teardown goes on", metadata: ["handle": "\(r.cookie)"])
+            releaseTeardown(r)
         }
         if now.uptimeNanoseconds - lastKernelSweep.uptimeNanoseconds > 1_000_000_000 {
             lastKernelSweep = now

@@ -20,16 +20,22 @@ final class Classification: @unchecked Sendable {
     /// An inspection replay of an event the kernel already decided: only inspection callouts
     /// are asked; the others write nothing.
     let replay: Bool
-    /// The callout that pended the operation (R6.2), if one did.
+    /// The classify handle a callout may pend an indication with (FwpsPendClassify0, at
+    /// ENDPOINT_CLOSURE); nil elsewhere.
+    let classifyHandle: UInt64?
+    /// The callout that pended the operation (R6.2) or the indication (R6.8), if one did.
     private(set) var pendedBy: UUID?
+    private(set) var pendedClassifyBy: UUID?
 
-    init(completionId: UInt64?, event: String?, replay: Bool = false) {
+    init(completionId: UInt64?, event: String?, replay: Bool = false, classifyHandle: UInt64? = nil) {
         self.completionId = completionId
         self.event = event
         self.replay = replay
+        self.classifyHandle = classifyHandle
     }
 
     func pended(by key: UUID) { pendedBy = key }
+    func pendedClassify(by key: UUID) { pendedClassifyBy = key }
 
     @TaskLocal static var current: Classification?
 }
@@ -83,12 +89,19 @@ final class HostedCallout: Callout, @unchecked Sendable {
             filterKey: f.filterKey.lowerString, filterFlags: f.flags.rawValue, rights: request.rights.rawValue,
             fields: Self.fields(request.values), endpointHandle: request.metadata.endpointHandle,
             completionId: request.metadata.canPend && request.rights.contains(.actionWrite) ? ctx?.completionId : nil,
-            isReauthorization: flags & HostedCallout.isReauthorize != 0, event: ctx?.event)
+            isReauthorization: flags & HostedCallout.isReauthorize != 0, event: ctx?.event,
+            classifyHandle: request.layer.canPendClassify ? ctx?.classifyHandle : nil)
         guard let answer = endpoint.classify(invocation, request) else {
             // No answer: the callout counts as unregistered for this classification (R5.6).
             if f.action.type == .calloutInspection { return CalloutClassifyOut(actionType: nil, rights: request.rights) }
             let permit = f.flags.contains(.permitIfCalloutUnregistered)
             return CalloutClassifyOut(actionType: permit ? .permit : .block, rights: permit ? request.rights : [])
+        }
+        if answer.pendedClassify == true, invocation.classifyHandle != nil {
+            ctx?.pendedClassify(by: calloutKey)  // the documented answer after pending: BLOCK, right cleared (R6.8)
+            var rights = request.rights
+            rights.remove(.actionWrite)
+            return CalloutClassifyOut(actionType: .block, rights: rights)
         }
         if answer.pended, invocation.completionId != nil {
             ctx?.pended(by: calloutKey)

@@ -70,14 +70,24 @@ extension FilterService {
                     {
                         dispatcher.inspect(e)
                     }
-                    if l.kind == .resourceRelease, !bfe.flowContexts(flowId: e.transportEndpointHandle).isEmpty {
-                        bfe.flowEnded(flowId: e.transportEndpointHandle)  // flowDeleteFn (R5.16)
+                    if dispatcher.notified.withLockedValue({ $0.contains(l) }) { dispatcher.notification(e) }
+                    if l.kind == .resourceRelease {
+                        if dispatcher.deferTeardown(e) { continue }  // its closure is pended
+                        finishTeardown(e)
+                        continue
                     }
                 }
                 deliver(e)
             }
         }
         return sub
+    }
+
+    /// An endpoint's RESOURCE_RELEASE: the flowDeleteFn calls of its flow contexts (R5.16), then
+    /// the event.
+    func finishTeardown(_ e: ALEEvent) {
+        if !bfe.flowContexts(flowId: e.transportEndpointHandle).isEmpty { bfe.flowEnded(flowId: e.transportEndpointHandle) }
+        deliver(e)
     }
 
     /// One event to the counters, the history and the subscribers.

@@ -10,6 +10,7 @@ import FilterModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import PolicyCompiler
 import ServiceProtocol
 
 /// Settings of `lfp daemon`.
@@ -161,9 +162,19 @@ public final class FilterService: @unchecked Sendable {
         }
         // Layers where events feed registered inspection callouts.
         let inspected = Set(
-            all.filters.filter { $0.action.type == .calloutInspection && !$0.flags.contains(.disabled) && $0.action.calloutKey.map(candidate.isRegistered) == true }
+            all.filters.filter {
+                $0.action.type == .calloutInspection && !$0.flags.contains(.disabled) && $0.action.calloutKey.map(candidate.isRegistered) == true
+                    && PolicyCompiler.enforcingKinds.contains($0.layerKey.kind)
+            }
                 .map(\.layerKey))
         dispatcher.inspected.withLockedValue { $0 = inspected }
+        let notifying: Set<Layer.Kind> = [.flowEstablished, .endpointClosure, .resourceRelease]
+        let notified = Set(
+            all.filters.filter { f in
+                f.action.type.isCallout && !f.flags.contains(.disabled) && notifying.contains(f.layerKey.kind)
+                    && f.action.calloutKey.map(candidate.isRegistered) == true
+            }.map(\.layerKey))
+        dispatcher.notified.withLockedValue { $0 = notified }
         notifyChanges(all)
     }
 

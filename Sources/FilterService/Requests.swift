@@ -59,7 +59,7 @@ extension FilterService {
         queue.async { [self] in
             guard let c = clients[id] else { return }
             switch request.op {
-            case .completeOperation, .answerPrompt, .heldOperations:
+            case .completeOperation, .completeClassify, .answerPrompt, .heldOperations:
                 runAsync(c, request)
             default:
                 run(c, request, deadline: nil)
@@ -81,6 +81,9 @@ extension FilterService {
         case .completeOperation:
             guard let cid = r.completionId else { return done(WireError(FWPError(.nullPointer, "completeOperation names no completionId"))) }
             dispatcher.completeOperation(cid, by: c.id, reply: done)
+        case .completeClassify:
+            guard let h = r.classifyHandle else { return done(WireError(FWPError(.nullPointer, "completeClassify names no classifyHandle"))) }
+            dispatcher.completeClassify(h, answer: r.answer, by: c.id, reply: done)
         case .answerPrompt:
             guard let cid = r.completionId, let a = r.answer?.actionType.flatMap(ActionType.init(name:)), a == .permit || a == .block else {
                 return done(WireError(FWPError(.statusInvalidParameter, "answerPrompt needs a completionId and FWP_ACTION_PERMIT or FWP_ACTION_BLOCK")))
@@ -226,7 +229,7 @@ extension FilterService {
             reply.repinned = try pins.check()
         case .registerCallout, .unregisterCallout, .flowAssociateContext, .flowRemoveContext, .subscribePrompts:
             try handleCallout(c, r, &reply)
-        case .calloutAnswer, .completeOperation, .answerPrompt, .heldOperations:
+        case .calloutAnswer, .completeOperation, .completeClassify, .answerPrompt, .heldOperations:
             break  // routed before the engine queue (receive)
         case .status:
             let snapshot = bfe.snapshot()

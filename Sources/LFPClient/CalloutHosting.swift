@@ -39,6 +39,32 @@ public struct CalloutRequest: Sendable {
         }
         return PendedOperation(completionId: id, endpointHandle: invocation.endpointHandle, session: session)
     }
+
+    /// FwpsAcquireClassifyHandle0 + FwpsPendClassify0: hold this indication (an endpoint
+    /// closure: its teardown waits) until `PendedClassify.complete`. STATUS_FWP_CANNOT_PEND at
+    /// layers that do not allow it (everything but ENDPOINT_CLOSURE here, R6.1, R6.8).
+    public func pendClassify() throws -> PendedClassify {
+        guard let h = invocation.classifyHandle else {
+            throw FWPError(.statusCannotPend, "\(invocation.layer) does not allow FwpsPendClassify0")
+        }
+        return PendedClassify(classifyHandle: h, session: session)
+    }
+}
+
+/// A pended classification's handle (FwpsPendClassify0).
+public struct PendedClassify: Sendable {
+    public let classifyHandle: UInt64
+    let session: LFPSession
+
+    /// FwpsCompleteClassify0 (+ FwpsReleaseClassifyHandle0): `decision` is final; nil has the
+    /// indication classified again (your classify answers it inline). Then the endpoint's
+    /// teardown (RESOURCE_RELEASE, flowDeleteFn) goes on.
+    public func complete(_ decision: CalloutDecision?) throws {
+        try session.call(.completeClassify) {
+            $0.classifyHandle = classifyHandle
+            $0.answer = decision.map { CalloutAnswer(actionType: $0.actionType?.name, clearRight: $0.clearRight, absorb: $0.absorb) }
+        }
+    }
 }
 
 /// A pended operation's completion handle.
@@ -64,6 +90,7 @@ public struct CalloutDecision: Sendable, Equatable {
     public var clearRight: Bool
     public var absorb: Bool
     var pended: Bool
+    var pendedClassify = false
 
     public init(actionType: ActionType?, clearRight: Bool = false, absorb: Bool = false) {
         self.actionType = actionType
@@ -80,6 +107,13 @@ public struct CalloutDecision: Sendable, Equatable {
     public static let `continue` = CalloutDecision(actionType: .continue)
     /// Write nothing (an inspection callout).
     public static let none = CalloutDecision(actionType: nil)
+    /// The answer after `pendClassify()`: BLOCK with the right cleared (R6.8).
+    public static func pend(_ c: PendedClassify) -> CalloutDecision {
+        var d = CalloutDecision(actionType: .block, clearRight: true)
+        d.pendedClassify = true
+        return d
+    }
+
     /// The answer after `pendOperation()`: BLOCK with ABSORB while pending (R6.3).
     public static func pend(_ op: PendedOperation) -> CalloutDecision {
         var d = CalloutDecision(actionType: .block, absorb: true)
@@ -192,7 +226,8 @@ extension LFPSession {
             let d = f?.classify(CalloutRequest(invocation: inv, session: self)) ?? .none
             var r = Request(op: .calloutAnswer)
             r.invocation = inv.invocation
-            r.answer = CalloutAnswer(actionType: d.actionType?.name, clearRight: d.clearRight, absorb: d.absorb, pended: d.pended)
+            r.answer = CalloutAnswer(
+                actionType: d.actionType?.name, clearRight: d.clearRight, absorb: d.absorb, pended: d.pended, pendedClassify: d.pendedClassify)
             connection.post(r)
         }
         if let n = reply.notification {

@@ -26,6 +26,10 @@ public struct CalloutInvocation: Codable, Sendable, Equatable {
     /// FWPS_METADATA_FIELD_COMPLETION_HANDLE: present when the operation may be pended
     /// (FwpsPendOperation0); absent on a reauthorization (R6.4) and at layers that cannot pend.
     public var completionId: UInt64?
+    /// FwpsAcquireClassifyHandle0's handle, present where FwpsPendClassify0 works (ENDPOINT_CLOSURE,
+    /// R6.1, R6.8): pending it delays the endpoint's teardown (its RESOURCE_RELEASE and the
+    /// flowDeleteFn calls) until completeClassify.
+    public var classifyHandle: UInt64?
     /// FWP_CONDITION_FLAG_IS_REAUTHORIZE is set: this is the classify that follows a completion
     /// (or a policy change); answer from the state kept for `endpointHandle` (R6.5).
     public var isReauthorization: Bool
@@ -36,7 +40,7 @@ public struct CalloutInvocation: Codable, Sendable, Equatable {
     public init(
         invocation: UInt64, calloutKey: String, calloutId: UInt32, layer: String, filterId: UInt64, filterKey: String,
         filterFlags: UInt32, rights: UInt32, fields: [String: String], endpointHandle: UInt64?, completionId: UInt64?,
-        isReauthorization: Bool, event: String?
+        isReauthorization: Bool, event: String?, classifyHandle: UInt64? = nil
     ) {
         self.invocation = invocation
         self.calloutKey = calloutKey
@@ -51,6 +55,7 @@ public struct CalloutInvocation: Codable, Sendable, Equatable {
         self.completionId = completionId
         self.isReauthorization = isReauthorization
         self.event = event
+        self.classifyHandle = classifyHandle
     }
 }
 
@@ -65,12 +70,15 @@ public struct CalloutAnswer: Codable, Sendable, Equatable {
     /// FwpsPendOperation0 was called with the invocation's completionId (R6.2, R6.3): the daemon
     /// keeps the kernel holding the operation until completeOperation.
     public var pended: Bool
+    /// FwpsPendClassify0 was called with the invocation's classifyHandle (R6.8).
+    public var pendedClassify: Bool?
 
-    public init(actionType: String?, clearRight: Bool = false, absorb: Bool = false, pended: Bool = false) {
+    public init(actionType: String?, clearRight: Bool = false, absorb: Bool = false, pended: Bool = false, pendedClassify: Bool = false) {
         self.actionType = actionType
         self.clearRight = clearRight
         self.absorb = absorb
         self.pended = pended
+        self.pendedClassify = pendedClassify ? true : nil
     }
 }
 

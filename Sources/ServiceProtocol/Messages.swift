@@ -68,6 +68,9 @@ public enum RequestOp: String, Codable, Sendable, CaseIterable {
     /// FwpsCompleteOperation0 for `completionId`: the daemon reauthorizes the operation (the
     /// callout answers that classify) and completes it in the kernel.
     case completeOperation
+    /// FwpsCompleteClassify0 for `classifyHandle`: `answer` is the final classifyOut, or absent
+    /// to have the indication classified again (R6.8); the endpoint's teardown then goes on.
+    case completeClassify
     /// FwpsFlowAssociateContext0 / FwpsFlowRemoveContext0 (`flowId`, `layer`, `calloutId`,
     /// `flowContext`).
     case flowAssociateContext, flowRemoveContext
@@ -140,6 +143,7 @@ public struct Request: Codable, Sendable {
     public var invocation: UInt64?
     public var answer: CalloutAnswer?
     public var completionId: UInt64?
+    public var classifyHandle: UInt64?
     public var flowId: UInt64?
     public var layer: String?
     public var flowContext: UInt64?

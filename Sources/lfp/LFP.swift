@@ -18,7 +18,7 @@ struct LFP: AsyncParsableCommand {
         subcommands: [
             PolicyCommand.self, AttachCommand.self, DetachCommand.self, RunCommand.self,
             EventsCommand.self, StatusCommand.self, ClassifyCommand.self, DaemonCommand.self, FilterCommand.self,
-            ProviderCommand.self, SublayerCommand.self, BootCommand.self,
+            ProviderCommand.self, SublayerCommand.self, BootCommand.self, PromptCommand.self,
         ])
 
     /// ArgumentParser's entry point, after one setting every command shares: policy files are

@@ -200,6 +200,7 @@ struct CalloutHostTests {
         clients.send()
         let result = clients.readLine(timeoutMs: 30_000) ?? "none"
         #expect(result == "ok=0 failed=\(n) pending=0", "\(result)")
+        #expect(!Net.readable(l.fd, timeoutMs: 0), "no connection reached the listener")
     }
 
     /// Registers `argv[2]` and answers every invocation with a pend; prints "pended N".
@@ -240,7 +241,8 @@ struct CalloutHostTests {
         socks = []
         for _ in range(n):
             s = socket.socket(); s.setblocking(False)
-            s.connect_ex((host, port)); socks.append(s)
+            s.connect_ex((host, port))
+            socks.append(s)
         print("started", flush=True)
         sys.stdin.readline()
         ok = failed = 0
@@ -250,8 +252,150 @@ struct CalloutHostTests {
             _, w, _ = select.select([], list(pending)[:900], [], 1)
             for s in w:
                 pending.discard(s)
-                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR): failed += 1
-                else: ok += 1
+                # Established means connected to the peer; an error, or a socket closed without
+                # one (its error already reported), means refused.
+                s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                try:
+                    s.getpeername(); ok += 1
+                except OSError:
+                    failed += 1
         print(f"ok={ok} failed={failed} pending={len(pending)}", flush=True)
         """
+}
+
+/// Closure pends, the built-in callouts and `lfp prompt`.
+extension CalloutHostTests {
+    static let closureKey = UUID(uuidString: "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb")!
+    static let flowKey = UUID(uuidString: "99999999-9999-4999-8999-999999999999")!
+
+    @Test("FwpsPendClassify0 at ENDPOINT_CLOSURE holds the endpoint's release and flowDeleteFn until completed; other layers cannot pend")
+    func closurePend() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        let port = "filterCondition: [ { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(l.port) } } ]"
+        try Self.load(
+            d,
+            """
+            callouts:
+              - { calloutKey: \(Self.closureKey.lowerString), displayData: { name: CE }, applicableLayer: FWPM_LAYER_ALE_ENDPOINT_CLOSURE_V4 }
+              - { calloutKey: \(Self.flowKey.lowerString), displayData: { name: CF }, applicableLayer: FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4 }
+            filters:
+              - { displayData: { name: F1 }, layerKey: FWPM_LAYER_ALE_ENDPOINT_CLOSURE_V4, \(port), action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(Self.closureKey.lowerString) } }
+              - { displayData: { name: F2 }, layerKey: FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4, \(port), action: { type: FWP_ACTION_CALLOUT_INSPECTION, calloutKey: \(Self.flowKey.lowerString) } }
+            """)
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let deletes = NIOLockedValueBox<[UInt64]>([])
+        let deleted = DispatchSemaphore(value: 0), released = DispatchSemaphore(value: 0)
+        let refusals = NIOLockedValueBox<[String]>([])
+        let flowId = NIOLockedValueBox<UInt32>(0)
+        let cf = try host.registerCallout(
+            key: Self.flowKey,
+            classify: { req in
+                // FLOW_ESTABLISHED cannot pend either way (R6.1, C56).
+                for attempt in [{ _ = try req.pendOperation() }, { _ = try req.pendClassify() }] {
+                    do { try attempt() } catch let e as FWPError { refusals.withLockedValue { $0.append(e.code.name) } } catch {}
+                }
+                if let h = req.endpointHandle {
+                    try? host.flowAssociateContext(flowId: h, layer: req.layer, calloutId: flowId.withLockedValue { $0 }, context: 0x55)
+                }
+                return .none
+            },
+            flowDelete: { d in
+                deletes.withLockedValue { $0.append(d.flowContext) }
+                deleted.signal()
+            })
+        flowId.withLockedValue { $0 = cf }
+        let pended = NIOLockedValueBox<PendedClassify?>(nil)
+        let closing = DispatchSemaphore(value: 0)
+        try host.registerCallout(key: Self.closureKey) { req in
+            guard let pc = try? req.pendClassify() else { return .block }
+            pended.withLockedValue { $0 = pc }
+            closing.signal()
+            return .pend(pc)
+        }
+        let releases = NIOLockedValueBox<Int>(0)
+        let watcher = try LFPSession.open(socket: d.socket, name: "watcher")
+        try watcher.subscribeNetEvents { e in
+            if let e, e.json.contains("RESOURCE_RELEASE"), e.json.contains("\"processName\":\"python3\"") {
+                releases.withLockedValue { $0 += 1 }
+                released.signal()
+            }
+        }
+        // Connect, then close: the closure is pended.
+        let p = try Self.connect(w, port: l.port)
+        #expect(p.readLine(timeoutMs: 5000) == "ready")
+        #expect(p.readLine(timeoutMs: 5000) == "ok")
+        _ = p.finish()  // the process exits: its socket closes
+        #expect(closing.wait(timeout: .now() + 10) == .success, "the closure reached CE")
+        #expect(Net.acceptAndRead(l.fd, timeoutMs: 1000) != nil)  // let the peer side finish too
+        #expect(refusals.withLockedValue { $0 } == ["STATUS_FWP_CANNOT_PEND", "STATUS_FWP_CANNOT_PEND"])
+        // Held: no flowDeleteFn, no RESOURCE_RELEASE for a while.
+        #expect(p.readLine(timeoutMs: 300) == nil)
+        #expect(deletes.withLockedValue { $0 }.isEmpty)
+        let releasedBefore = releases.withLockedValue { $0 }
+        let pc = try #require(pended.withLockedValue { $0 })
+        try pc.complete(nil)  // NULL classifyOut: classified again (C57b), then the teardown
+        // flowDeleteFn ran with CF's context, and the release was reported.
+        #expect(deleted.wait(timeout: .now() + 10) == .success)
+        while releases.withLockedValue({ $0 }) == releasedBefore, released.wait(timeout: .now() + 10) == .success {}
+        #expect(deletes.withLockedValue { $0 } == [0x55])
+        #expect(releases.withLockedValue { $0 } > releasedBefore)
+        #expect(throws: FWPError.self) { try pc.complete(nil) }  // the handle is spent
+    }
+
+    @Test("lfp prompt answers lfp.prompt's held connects: permit, block, and a remembered answer becomes a filter")
+    func prompt() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port, key: "lfp.prompt").replacingOccurrences(of: "calloutKey: lfp.prompt, displayData: { name: CP }", with: "calloutKey: lfp.prompt, displayData: { name: prompt }"))
+        // No one to ask: blocked at once.
+        let alone = try Self.connect(w, port: l.port)
+        #expect(alone.readLine(timeoutMs: 5000) == "ready")
+        #expect(alone.readLine(timeoutMs: 5000)?.hasPrefix("err") == true)
+        for (answer, expected) in [("block", "err"), ("permit", "ok")] {
+            let prompter = try PyProc.command(CLITests.lfp, ["prompt", "--answer", answer, "--after", "1000", "--count", "1"], env: d.env)
+            #expect(prompter.readLine(timeoutMs: 10_000)?.contains("waiting") == true)
+            let p = try Self.connect(w, port: l.port)
+            #expect(p.readLine(timeoutMs: 5000) == "ready")
+            #expect(p.readLine(timeoutMs: 300) == nil, "held while the prompt waits")
+            #expect(p.readLine(timeoutMs: 10_000)?.hasPrefix(expected) == true, "\(answer)")
+            let shown = prompter.readLine(timeoutMs: 5000) ?? ""
+            #expect(shown.contains("python3") && shown.contains("127.0.0.1:\(l.port)"), "\(shown)")
+            _ = prompter.finish()
+        }
+        // Remembered: a filter is added, and the next connect needs no prompt.
+        let s = try LFPSession.open(socket: d.socket, name: "check")
+        let added = DispatchSemaphore(value: 0)
+        try s.subscribeChanges { changes in
+            if let changes, changes.contains(where: { $0.change == .add && $0.kind == .filter }) { added.signal() }
+        }
+        let prompter = try PyProc.command(CLITests.lfp, ["prompt", "--answer", "permit", "--remember", "--count", "1"], env: d.env)
+        #expect(prompter.readLine(timeoutMs: 10_000)?.contains("waiting") == true)
+        let first = try Self.connect(w, port: l.port)
+        #expect(first.readLine(timeoutMs: 5000) == "ready")
+        #expect(first.readLine(timeoutMs: 10_000) == "ok")
+        _ = prompter.finish()
+        // The remembered filter is added after the answer: the change notification says when.
+        #expect(added.wait(timeout: .now() + 10) == .success)
+        let remembered = try s.filters().filter { $0.displayData.name?.hasPrefix("lfp prompt: permit") == true }
+        #expect(remembered.count == 1)
+        let again = try Self.connect(w, port: l.port)
+        #expect(again.readLine(timeoutMs: 5000) == "ready")
+        #expect(again.readLine(timeoutMs: 5000) == "ok", "the remembered filter permits without a prompt")
+    }
+
+    @Test("lfp.audit sees the connects its inspection filter matches, and changes nothing")
+    func audit() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port, action: "FWP_ACTION_CALLOUT_INSPECTION", key: "lfp.audit"))
+        let p = try Self.connect(w, port: l.port)
+        #expect(p.readLine(timeoutMs: 5000) == "ready")
+        #expect(p.readLine(timeoutMs: 5000) == "ok")
+        let seen = d.waitForOutput(timeoutMs: 10_000) { $0.contains("lfp.audit: event=") && $0.contains("\"remotePort\":\(l.port)") }
+        #expect(seen, "the audit line names the connect: \(d.printed.suffix(2000))")
+    }
 }

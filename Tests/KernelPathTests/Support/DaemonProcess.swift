@@ -1,5 +1,6 @@
 import FilterEngine
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// `lfp daemon` as a child process of a test, on a KernelFixture's private state (its own
@@ -10,6 +11,24 @@ final class DaemonProcess {
     private(set) var process: Process?
     private var output: Pipe?
     private(set) var log = ""
+    private let drained = NIOLockedValueBox(Data())
+
+    private let printedMore = NSCondition()
+
+    /// Waits until the daemon has printed something `matches` accepts, woken by each new output,
+    /// at most `timeoutMs`; false if it never did.
+    func waitForOutput(timeoutMs: Int, _ matches: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
+        printedMore.lock()
+        defer { printedMore.unlock() }
+        while !matches(printed) {
+            if !printedMore.wait(until: deadline) { return matches(printed) }
+        }
+        return true
+    }
+
+    /// What the daemon printed after "listening" so far (its log and audit lines).
+    var printed: String { String(decoding: drained.withLockedValue { $0 }, as: UTF8.self) }
 
     init(_ fx: KernelFixture) {
         self.fx = fx
@@ -47,10 +66,17 @@ final class DaemonProcess {
             seen.append(line)
         }
         log = seen.joined(separator: "\n")
-        // Keep draining the log so the daemon never blocks on a full pipe.
+        // Keep draining the log so the daemon never blocks on a full pipe; `output` reads it.
         let handle = o.fileHandleForReading
+        let drained = self.drained
+        let printedMore = self.printedMore
         Thread.detachNewThread {
-            while !handle.availableData.isEmpty {}
+            while true {
+                let d = handle.availableData
+                if d.isEmpty { break }
+                drained.withLockedValue { $0.append(d) }
+                printedMore.broadcast()
+            }
         }
     }
 

@@ -164,6 +164,20 @@ final class PyProc {
         try process.run()
     }
 
+    /// Any program (not in a cgroup of the test's), e.g. the lfp CLI, read line by line.
+    init(executable: String, args: [String], env: [String: String] = [:]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
+        process.environment = ProcessInfo.processInfo.environment.merging(env) { _, b in b }
+        process.standardOutput = out
+        process.standardInput = input
+        try process.run()
+    }
+
+    static func command(_ executable: String, _ args: [String], env: [String: String] = [:]) throws -> PyProc {
+        try PyProc(executable: executable, args: args, env: env)
+    }
+
     /// A line to the script's stdin: the handshake for "go on" (the script waits in
     /// `sys.stdin.readline()`, never in a sleep).
     func send(_ line: String = "go") {
