@@ -96,10 +96,12 @@ public final class HeldOperations: @unchecked Sendable {
         case gone
     }
 
-    /// Complete a held operation. A permit re-injects the captured SYN (connect() returns about
-    /// 0.2 ms later) and forgets the entry; a block keeps the entry (every retransmission stays
-    /// dropped until the socket goes) and refuses the connect with a forged RST or ICMP error.
-    /// Datagrams held meanwhile are lost (R6.5). `done` runs once the refusal is sent or given up.
+    /// Complete a held operation. A permit re-injects the captured SYN (an outbound one: connect()
+    /// returns about 0.2 ms later; an inbound one reaches the listener at once, R6.7) and forgets
+    /// the entry; a block keeps the entry (every retransmission stays dropped until the socket
+    /// goes) and refuses the connection with a forged RST or ICMP error, sent to whichever end
+    /// sent the SYN. Datagrams held meanwhile are lost (R6.5). `done` runs once the refusal is
+    /// sent or given up.
     @discardableResult
     public func complete(
         _ key: HeldFlowKey, _ verdict: HeldVerdict, filterId: UInt64? = nil,
@@ -125,7 +127,10 @@ public final class HeldOperations: @unchecked Sendable {
         flow.generation = UInt32(truncatingIfNeeded: pend.generation)
         flow.action = UInt8(action)
         if case .block(let e) = verdict { flow.block_errno = UInt8(clamping: max(e, 1)) }
-        if pend.protocol != PacketForge.tcp { try maps.flows.update(key: key.raw, value: flow) }
+        // Inbound (AUTH_RECV_ACCEPT) flows are held by their lfp_flows entry; outbound TCP by
+        // the pend entry alone.
+        let inbound = UInt32(pend.layer) == LFP_LAYER_AUTH_RECV_ACCEPT_V4.rawValue || UInt32(pend.layer) == LFP_LAYER_AUTH_RECV_ACCEPT_V6.rawValue
+        if pend.protocol != PacketForge.tcp || inbound { try maps.flows.update(key: key.raw, value: flow) }
 
         switch verdict {
         case .permit:

@@ -114,6 +114,9 @@ final class CalloutDispatcher: @unchecked Sendable {
                 complete(key, defaultVerdict, errno: EPERM, filterId: raw.filterId)
                 return
             }
+            // A held flow classified again (a commit changed the generation meanwhile) is still
+            // the same hold: one record, one decision.
+            if pends.values.contains(where: { $0.key == key }) { return }
             let id = nextCompletion
             nextCompletion += 1
             var record = PendRecord(
@@ -225,7 +228,11 @@ final class CalloutDispatcher: @unchecked Sendable {
 
     /// FwpsCompleteOperation0: classify again as a reauthorization and finish. `by`: the client
     /// connection asking (nil: a built-in callout); only the host of the callout that pended may.
-    func completeOperation(_ completionId: UInt64, by client: UInt64?, reply: @escaping @Sendable (WireError?) -> Void) {
+    ///
+    /// At AUTH_RECV_ACCEPT a completion is not a reauthorization (R6.7): the held SYN is
+    /// re-injected and classified as the callout's own injection (`reinject`), or discarded and
+    /// the connection refused (`reinject: false`).
+    func completeOperation(_ completionId: UInt64, by client: UInt64?, reinject: Bool = true, reply: @escaping @Sendable (WireError?) -> Void) {
         queue.async { [self] in
             guard let record = pends[completionId], let by = record.pendedBy else {
                 reply(WireError(FWPError(.notFound, "no pended operation has completion handle \(completionId) (completed, timed out or never pended)")))
@@ -236,8 +243,18 @@ final class CalloutDispatcher: @unchecked Sendable {
                 return
             }
             pends[completionId] = nil
-            let (result, _) = classify(record, reauthorize: true)
-            finish(record, result, reauthorized: true)
+            if record.layer.kind == .authRecvAccept {
+                if reinject {
+                    let (result, _) = classify(record, reauthorize: false, injectedBySelf: true)
+                    finish(record, result, reauthorized: false)
+                } else {
+                    complete(record.key, .block, errno: ECONNREFUSED, filterId: record.event.filterId)  // the clone discarded
+                    service.deliverDecision(record.event, action: .block, filterId: record.event.filterId, errno: ECONNREFUSED, reauthorized: false)
+                }
+            } else {
+                let (result, _) = classify(record, reauthorize: true)
+                finish(record, result, reauthorized: true)
+            }
             reply(nil)
         }
     }
@@ -278,7 +295,7 @@ final class CalloutDispatcher: @unchecked Sendable {
 
     // MARK: classification and completion
 
-    private func classify(_ r: PendRecord, reauthorize: Bool) -> (ClassifyResult, UUID?) {
+    private func classify(_ r: PendRecord, reauthorize: Bool, injectedBySelf: Bool = false) -> (ClassifyResult, UUID?) {
         var values = r.values
         if reauthorize {
             let flags = values[.flags].flatMap { v -> UInt32? in if case .uint32(let x) = v { return x } else { return nil } } ?? 0
@@ -287,10 +304,11 @@ final class CalloutDispatcher: @unchecked Sendable {
                 values.values[.reauthorizeReason] = .uint32(0x10)  // FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION
             }
         }
-        let ctx = Classification(completionId: reauthorize ? nil : r.completionId, event: r.json)
+        let first = !reauthorize && !injectedBySelf
+        let ctx = Classification(completionId: first ? r.completionId : nil, event: r.json, injectedBySelf: injectedBySelf)
         let result = Classification.$current.withValue(ctx) {
             service.bfe.classify(
-                layer: r.layer, values: values, metadata: ClassifyMetadata(endpointHandle: r.key.cookie, canPend: !reauthorize))
+                layer: r.layer, values: values, metadata: ClassifyMetadata(endpointHandle: r.key.cookie, canPend: first))
         }
         return (result, ctx.pendedBy)
     }

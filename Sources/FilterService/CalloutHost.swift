@@ -20,6 +20,8 @@ final class Classification: @unchecked Sendable {
     /// An inspection replay of an event the kernel already decided: only inspection callouts
     /// are asked; the others write nothing.
     let replay: Bool
+    /// The classify of a re-injected inbound SYN (FWPS_PACKET_INJECTED_BY_SELF, R6.7).
+    let injectedBySelf: Bool
     /// The classify handle a callout may pend an indication with (FwpsPendClassify0, at
     /// ENDPOINT_CLOSURE); nil elsewhere.
     let classifyHandle: UInt64?
@@ -27,7 +29,8 @@ final class Classification: @unchecked Sendable {
     private(set) var pendedBy: UUID?
     private(set) var pendedClassifyBy: UUID?
 
-    init(completionId: UInt64?, event: String?, replay: Bool = false, classifyHandle: UInt64? = nil) {
+    init(completionId: UInt64?, event: String?, replay: Bool = false, classifyHandle: UInt64? = nil, injectedBySelf: Bool = false) {
+        self.injectedBySelf = injectedBySelf
         self.completionId = completionId
         self.event = event
         self.replay = replay
@@ -80,7 +83,7 @@ final class HostedCallout: Callout, @unchecked Sendable {
             return CalloutClassifyOut(actionType: nil, rights: request.rights)  // the kernel decided
         }
         let flags = request.values[.flags].flatMap { v -> UInt32? in if case .uint32(let x) = v { return x } else { return nil } } ?? 0
-        let invocation = CalloutInvocation(
+        var invocation = CalloutInvocation(
             invocation: ids.withLockedValue { s in
                 defer { s.nextInvocation += 1 }
                 return s.nextInvocation
@@ -91,6 +94,7 @@ final class HostedCallout: Callout, @unchecked Sendable {
             completionId: request.metadata.canPend && request.rights.contains(.actionWrite) ? ctx?.completionId : nil,
             isReauthorization: flags & HostedCallout.isReauthorize != 0, event: ctx?.event,
             classifyHandle: request.layer.canPendClassify ? ctx?.classifyHandle : nil)
+        invocation.injectedBySelf = ctx?.injectedBySelf == true ? true : nil
         guard let answer = endpoint.classify(invocation, request) else {
             // No answer: the callout counts as unregistered for this classification (R5.6).
             if f.action.type == .calloutInspection { return CalloutClassifyOut(actionType: nil, rights: request.rights) }

@@ -23,6 +23,9 @@ public struct CalloutRequest: Sendable {
     public var endpointHandle: UInt64? { invocation.endpointHandle }
     /// FWP_CONDITION_FLAG_IS_REAUTHORIZE: answer from the state kept when the operation pended.
     public var isReauthorization: Bool { invocation.isReauthorization }
+    /// FWPS_PACKET_INJECTED_BY_SELF: the inbound SYN re-injected after your completion at
+    /// AUTH_RECV_ACCEPT (R6.7); answer from the state kept when it pended.
+    public var isInjectedBySelf: Bool { invocation.injectedBySelf == true }
     /// FWPS_RIGHT_ACTION_WRITE: without it the callout can only veto (R1.16).
     public var hasWriteRight: Bool { invocation.rights & 1 != 0 }
     /// The kernel's event (`lfp events --json`): process, executable, user, workload, addresses.
@@ -75,8 +78,15 @@ public struct PendedOperation: Sendable, Hashable {
 
     /// FwpsCompleteOperation0: the daemon reauthorizes the operation (your classify answers it,
     /// with `isReauthorization` set) and the kernel lets it go or refuses it. Any thread.
-    public func complete() throws {
-        try session.call(.completeOperation) { $0.completionId = completionId }
+    ///
+    /// At AUTH_RECV_ACCEPT a completion is not a reauthorization (R6.7): with `reinject` (the
+    /// default) the held SYN is re-injected and your classify sees it with `isInjectedBySelf`;
+    /// without, it is discarded and the peer's connection refused.
+    public func complete(reinject: Bool = true) throws {
+        try session.call(.completeOperation) {
+            $0.completionId = completionId
+            $0.reinject = reinject
+        }
     }
 
     public static func == (a: PendedOperation, b: PendedOperation) -> Bool { a.completionId == b.completionId }

@@ -45,8 +45,9 @@ public enum PolicyCompiler {
     /// of alternatives that are themselves conjunctions (two ALE_USER_ID descriptors): the
     /// filter matches when any of them does, and rules of one sublayer stop at the first match.
     /// Layers where the kernel can hold an operation while a registered callout decides
-    /// (bpf/lib/pend.h): connect() and the first datagram to a peer.
-    public static let pendingKinds: Set<Layer.Kind> = [.authConnect]
+    /// (bpf/lib/pend.h): connect() and the first datagram to a peer; an inbound SYN and the
+    /// first datagram from a peer.
+    public static let pendingKinds: Set<Layer.Kind> = [.authConnect, .authRecvAccept]
 
     static func compile(
         _ filter: Filter, sublayer: UInt16, calloutRegistered: Bool = false, notes: inout [PolicyImage.Note]

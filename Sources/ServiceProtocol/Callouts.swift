@@ -30,6 +30,9 @@ public struct CalloutInvocation: Codable, Sendable, Equatable {
     /// R6.1, R6.8): pending it delays the endpoint's teardown (its RESOURCE_RELEASE and the
     /// flowDeleteFn calls) until completeClassify.
     public var classifyHandle: UInt64?
+    /// FWPS_PACKET_INJECTED_BY_SELF: the classify of the SYN re-injected after an
+    /// AUTH_RECV_ACCEPT completion, which is not a reauthorization (R6.7).
+    public var injectedBySelf: Bool?
     /// FWP_CONDITION_FLAG_IS_REAUTHORIZE is set: this is the classify that follows a completion
     /// (or a policy change); answer from the state kept for `endpointHandle` (R6.5).
     public var isReauthorization: Bool

@@ -147,6 +147,9 @@ public struct Request: Codable, Sendable {
     public var flowId: UInt64?
     public var layer: String?
     public var flowContext: UInt64?
+    /// completeOperation at AUTH_RECV_ACCEPT: re-inject the held SYN (true, the default) or
+    /// discard it (R6.7).
+    public var reinject: Bool?
     /// answerPrompt: add a filter that gives the same answer next time.
     public var remember: Bool?
 

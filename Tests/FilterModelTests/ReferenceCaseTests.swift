@@ -65,7 +65,7 @@ struct ReferenceCaseTests {
     @Test("C17 Unknown callout CONTINUE falls through (R1.9, R1.4, R1.10)")
     func caseC17() throws { try FixtureRunner.run("C17") }
 
-    @Test("C18 No cross-layer arbitration (R1.6, R7.6) [static probes only; kernel steps skipped]")
+    @Test("C18 No cross-layer arbitration (R1.6, R7.6) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
     func caseC18() throws { try FixtureRunner.run("C18") }
 
     // MARK: c-callouts.yaml
@@ -87,10 +87,10 @@ struct ReferenceCaseTests {
 
     @Test(
         "C23 Unregister blocked by outstanding flow context (R5.7, R5.14, R5.15)",
-        .disabled("kernel only: needs FwpsCalloutUnregisterById0, FwpsFlowAssociateContext0, FwpsFlowRemoveContext0, connect"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC23() throws { try FixtureRunner.run("C23") }
 
-    @Test("C24 Duplicate registration and flow-context misuse (R5.5, R5.14)", .disabled("kernel only: needs FwpsFlowAssociateContext0, connect"))
+    @Test("C24 Duplicate registration and flow-context misuse (R5.5, R5.14)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC24() throws { try FixtureRunner.run("C24") }
 
     @Test("C25 notifyFn sequencing and veto of an add (R4.13, R5.8, R5.9, R5.10) [BFE steps run on the model]")
@@ -286,42 +286,42 @@ struct ReferenceCaseTests {
 
     @Test(
         "C50 Pend at connect, complete with PERMIT (R6.2, R6.3, R6.5, R1.21, R3.19, R7.6)",
-        .disabled("kernel only: needs FwpsCompleteOperation0, connect, observe"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC50() throws { try FixtureRunner.run("C50") }
 
-    @Test("C51 Pend at connect, complete with BLOCK (R6.5, R1.21, R8.20) (policy)", .disabled("kernel only: needs FwpsCompleteOperation0, connect, observe"))
+    @Test("C51 Pend at connect, complete with BLOCK (R6.5, R1.21, R8.20) (policy)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC51() throws { try FixtureRunner.run("C51") }
 
-    @Test("C52 Reauthorization cannot be pended (R6.4, R7.8, R7.9)", .disabled("kernel only: needs connect, send"))
+    @Test("C52 Reauthorization cannot be pended (R6.4, R7.8, R7.9)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC52() throws { try FixtureRunner.run("C52") }
 
-    @Test("C53 Pend without the write right is refused by policy (R6.3, R1.17, R1.18) [static probes only; kernel steps skipped]")
+    @Test("C53 Pend without the write right is refused by policy (R6.3, R1.17, R1.18) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
     func caseC53() throws { try FixtureRunner.run("C53") }
 
     @Test(
         "C54a Pend at RECV_ACCEPT completes via re-injection, not reauthorization (allow path) (R6.7)",
-        .disabled("kernel only: needs FwpsCompleteOperation0, FwpsInjectTransportReceiveAsync0, inboundSyn, listen"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC54a() throws { try FixtureRunner.run("C54a") }
 
     @Test(
         "C54b Pend at RECV_ACCEPT completes via re-injection, not reauthorization (deny path) (R6.7)",
-        .disabled("kernel only: needs FwpsCompleteOperation0, FwpsFreeCloneNetBufferList0, inboundSyn, listen"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC54b() throws { try FixtureRunner.run("C54b") }
 
-    @Test("C55 Pend at RESOURCE_ASSIGNMENT and AUTH_LISTEN (R6.1, R6.2, R6.6)", .disabled("kernel only: needs FwpsCompleteOperation0, bind, listen"))
+    @Test("C55 Pend at RESOURCE_ASSIGNMENT and AUTH_LISTEN (R6.1, R6.2, R6.6)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC55() throws { try FixtureRunner.run("C55") }
 
-    @Test("C56 Layers that cannot pend (R6.1, R6.8)", .disabled("kernel only: needs connect"))
+    @Test("C56 Layers that cannot pend (R6.1, R6.8)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC56() throws { try FixtureRunner.run("C56") }
 
     @Test(
         "C57a Pend endpoint closure with FwpsPendClassify0 (R6.8, R6.9, R5.16)",
-        .disabled("kernel only: needs FwpsCompleteClassify0, FwpsReleaseClassifyHandle0, close, connect, observe"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC57a() throws { try FixtureRunner.run("C57a") }
 
     @Test(
         "C57b Pend endpoint closure with FwpsPendClassify0 (completed with a NULL classifyOut) (R6.8, R6.9, R5.16)",
-        .disabled("kernel only: needs FwpsCompleteClassify0, FwpsReleaseClassifyHandle0, close, connect, observe"))
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC57b() throws { try FixtureRunner.run("C57b") }
 
     // MARK: h-lifetime.yaml
@@ -360,10 +360,10 @@ struct ReferenceCaseTests {
     @Test("C63 Transaction semantics (R4.17, R8.11, R8.12, R8.14) [BFE steps run on the model]")
     func caseC63() throws { try FixtureRunner.run("C63") }
 
-    @Test("C64a Drop event contents (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps skipped]")
+    @Test("C64a Drop event contents (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
     func caseC64a() throws { try FixtureRunner.run("C64a") }
 
-    @Test("C64b Drop event contents (absorbed callout block logs nothing) (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps skipped]")
+    @Test("C64b Drop event contents (absorbed callout block logs nothing) (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
     func caseC64b() throws { try FixtureRunner.run("C64b") }
 
     @Test("C65 Disabled persistent filters (R8.8, R8.15, R8.16) (policy) [BFE steps run on the model]")

@@ -399,3 +399,76 @@ extension CalloutHostTests {
         #expect(seen, "the audit line names the connect: \(d.printed.suffix(2000))")
     }
 }
+
+/// Pends at ALE_AUTH_RECV_ACCEPT: the inbound SYN is held, and completion re-injects it (R6.7).
+extension CalloutHostTests {
+    @Test("an inbound connection pended at AUTH_RECV_ACCEPT: completion re-injects the SYN (classified as the callout's own injection, not a reauthorization) or discards it",
+          arguments: [(false, true), (true, true), (false, false)])
+    func recvAcceptPend(v6: Bool, reinject: Bool) throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let port = Net.freePort(v6: v6)
+        try Self.load(
+            d,
+            """
+            callouts:
+              - { calloutKey: \(Self.key.lowerString), displayData: { name: CP }, applicableLayer: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V\(v6 ? 6 : 4) }
+            filters:
+              - displayData: { name: F1 }
+                layerKey: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V\(v6 ? 6 : 4)
+                filterCondition:
+                  - { fieldKey: FWPM_CONDITION_IP_LOCAL_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(port) } }
+                action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(Self.key.lowerString) }
+            """)
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let pended = NIOLockedValueBox<PendedOperation?>(nil)
+        let kinds = NIOLockedValueBox<[String]>([])
+        let arrived = DispatchSemaphore(value: 0)
+        try host.registerCallout(key: Self.key) { req in
+            kinds.withLockedValue { $0.append(req.isInjectedBySelf ? "injected" : req.isReauthorization ? "reauthorization" : "first") }
+            if req.isInjectedBySelf { return .permit() }
+            guard let op = try? req.pendOperation() else { return .block }
+            pended.withLockedValue { $0 = op }
+            arrived.signal()
+            return .pend(op)
+        }
+        // The listener in the workload; this test process is the peer.
+        let server = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+                s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8); s.settimeout(float(sys.argv[3]))
+                print("listening", flush=True)
+                try:
+                    c, _ = s.accept(); print("accepted", c.recv(16).decode(), flush=True)
+                except OSError as e:
+                    print("none", e, flush=True)
+                """, args: [v6 ? "::1" : "127.0.0.1", "\(port)", reinject ? "10" : "1"])
+        #expect(server.readLine(timeoutMs: 5000) == "listening")
+        let result = NIOLockedValueBox<Int32>(0)
+        let connected = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            let fd = Net.connect(v6 ? "::1" : "127.0.0.1", port, timeoutMs: 10_000)
+            if fd >= 0 { _ = "hello".withCString { send(fd, $0, 5, 0) } }
+            result.withLockedValue { $0 = fd }
+            connected.signal()
+        }
+        #expect(arrived.wait(timeout: .now() + 10) == .success, "the SYN reached the callout")
+        #expect(connected.wait(timeout: .now() + 0.3) == .timedOut, "the peer's connect waits while the SYN is held")
+        let op = try #require(pended.withLockedValue { $0 })
+        try op.complete(reinject: reinject)
+        #expect(connected.wait(timeout: .now() + 10) == .success)
+        let fd = result.withLockedValue { $0 }
+        if reinject {
+            #expect(fd >= 0, "connected (errno \(-fd))")
+            #expect(server.readLine(timeoutMs: 5000) == "accepted hello")
+            #expect(kinds.withLockedValue { $0 } == ["first", "injected"])  // no reauthorization (R6.7)
+            close(fd)
+        } else {
+            #expect(fd == -ECONNREFUSED, "refused (errno \(-fd))")
+            #expect(kinds.withLockedValue { $0 } == ["first"])  // the discarded clone is not classified
+        }
+        _ = server.finish()
+    }
+}

@@ -4,7 +4,7 @@
  * cannot choose an errno (bpf_set_retval is unavailable there). The remote end comes from the
  * packet: __sk_buff's remote fields describe the socket, not the packet. */
 #pragma once
-#include "sk.h"
+#include "pend.h"
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -100,12 +100,21 @@ static __always_inline int lfp_on_ingress(struct __sk_buff *skb)
 		e.cond_flags |= LFP_FLAG_IS_LOOPBACK;
 	lfp_flow_key(&k, cookie, &e);
 	struct lfp_flow *f = lfp_flow_find(&k, &e);
-	if (f) /* a retransmitted SYN, or a known UDP peer (either direction) */
+	if (f) { /* a retransmitted SYN, or a known UDP peer (either direction) */
+		if (f->action == LFP_ACTION_CALLOUT)
+			return lfp_pend_hold_inbound(skb, &k);
 		return f->action == LFP_ACTION_BLOCK ? 0 : 1;
+	}
 	if (s)
 		lfp_event_owner(&e, s);
-	struct lfp_verdict v = lfp_decide(&e);
+	struct lfp_verdict v = lfp_classify(e.layer, &e);
+	if (v.action == LFP_ACTION_CALLOUT && !lfp_pend_begin(s, &k, &e, &v))
+		lfp_pend_refuse(&v);
+	lfp_apply(&e, &v);
+	lfp_emit(&e);
 	lfp_flow_store(&k, &v);
+	if (v.action == LFP_ACTION_CALLOUT) /* held: the daemon re-injects the SYN on permit (R6.7) */
+		return lfp_pend_hold_inbound(skb, &k);
 	if (v.action == LFP_ACTION_BLOCK)
 		return 0;
 	if (proto != IPPROTO_TCP) {

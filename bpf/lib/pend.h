@@ -148,6 +148,17 @@ static __always_inline void lfp_pend_capture(struct __sk_buff *skb, struct lfp_p
 	p->packet_ns = bpf_ktime_get_ns();
 }
 
+/* cgroup_skb/ingress of a held inbound flow (ALE_AUTH_RECV_ACCEPT): keep the latest SYN for the
+ * daemon to re-inject on permit (R6.7), drop it (the peer retransmits meanwhile). A datagram is
+ * dropped, as at egress. The hold ends when the daemon writes the flow's verdict to lfp_flows. */
+static __always_inline int lfp_pend_hold_inbound(struct __sk_buff *skb, const struct lfp_flow_key *k)
+{
+	struct lfp_pend *p = bpf_map_lookup_elem(&lfp_pends, k);
+	if (p && p->protocol == IPPROTO_TCP)
+		lfp_pend_capture(skb, p);
+	return 0;
+}
+
 /* cgroup_skb/egress: 1 passes the packet, 0 drops it. */
 static __always_inline int lfp_on_egress(struct __sk_buff *skb)
 {
