@@ -7,12 +7,15 @@
 #   2. per-program cost from the kernel's BPF stats (run_time_ns / run_cnt)
 #   3. the daemon (issue 8): Tests/bench/daemon_bench.py, add/delete latency through its socket
 #      at 100k filters (BENCH_DAEMON=0 skips it)
+#   4. callouts (issue 9): Tests/bench/pend_bench.py, completion -> connect() latency and the
+#      connect rate with 1,000 pends outstanding (BENCH_CALLOUTS=0 skips it)
 # Own pin root, state dir and cgroups; everything is removed at exit.
 set -euo pipefail
 LFP=$(realpath "${1:-.build/release/lfp}")
 here=$(cd "$(dirname "$0")" && pwd)
 python3 "$here/bench.py" "$LFP"
 [ "${BENCH_DAEMON:-1}" = 1 ] && python3 "$here/daemon_bench.py" "$LFP"
+[ "${BENCH_CALLOUTS:-1}" = 1 ] && python3 "$here/pend_bench.py" "$LFP"
 [ "${BENCH_EVENTS:-0}" = 1 ] || exit 0
 echo
 export LFP_BPFFS_ROOT=/sys/fs/bpf/lfp-bench LFP_STATE_DIR=/run/lfp-bench
