@@ -53,6 +53,9 @@ public struct HeldOperation: Sendable {
     public var layerID: UInt16
     /// Still waiting for a verdict (not yet completed).
     public var waiting: Bool
+    /// The SYN is not re-injected: a permit waits for the kernel's own retransmission
+    /// (LFP_PEND_F_KERNEL_RETRY: a socket mark, bound device or TCP-MD5/AO key).
+    public var kernelRetry: Bool
 }
 
 /// The verdict that completes a held operation.
@@ -68,13 +71,17 @@ public enum HeldVerdict: Sendable, Hashable {
 /// operations are atomic per entry, the injector locks its sockets).
 public final class HeldOperations: @unchecked Sendable {
     let maps: KernelMaps
+    let engine: Engine
     let injector = RawInjector()
     /// How long a block waits for the kernel to capture the SYN it must refuse (a verdict can be
     /// ready before the SYN has left connect()); retried on a timer, never slept on.
     static let captureRetries = 200
     static let captureRetryInterval = DispatchTimeInterval.milliseconds(2)
 
-    init(maps: KernelMaps) { self.maps = maps }
+    init(maps: KernelMaps, engine: Engine) {
+        self.maps = maps
+        self.engine = engine
+    }
 
     /// Every held operation, waiting or completed but not yet released.
     public func all() throws -> [HeldOperation] {
@@ -132,9 +139,12 @@ public final class HeldOperations: @unchecked Sendable {
         let inbound = UInt32(pend.layer) == LFP_LAYER_AUTH_RECV_ACCEPT_V4.rawValue || UInt32(pend.layer) == LFP_LAYER_AUTH_RECV_ACCEPT_V6.rawValue
         if pend.protocol != PacketForge.tcp || inbound { try maps.flows.update(key: key.raw, value: flow) }
 
+        // A socket with a mark, a bound device or a TCP-MD5/AO key: its SYN cannot be re-sent by
+        // the daemon's raw socket (LFP_PEND_F_KERNEL_RETRY).
+        let kernelRetry = UInt32(pend.flags) & LFP_PEND_F_KERNEL_RETRY != 0
         switch verdict {
         case .permit:
-            if pend.protocol == PacketForge.tcp, let syn = Self.captured(pend) {
+            if pend.protocol == PacketForge.tcp, !kernelRetry, let syn = Self.captured(pend) {
                 let held = Int64(Self.monotonicNs() &- pend.packet_ns) / 1_000_000
                 if let resumed = PacketForge.resumedSYN(syn, heldMilliseconds: held) {
                     try? injector.send(resumed)  // if this fails, the kernel's retransmission goes
@@ -147,6 +157,14 @@ public final class HeldOperations: @unchecked Sendable {
             guard pend.protocol == PacketForge.tcp else {
                 done?(nil)
                 return .completed(refusal: nil)
+            }
+            if kernelRetry {
+                // No forged packet reaches it for sure (a device-bound socket ignores an ICMP
+                // error arriving on lo): the reauthorization pass destroys it (ECONNABORTED).
+                try maps.destroy.update(key: key.cookie, value: UInt8(1))
+                let r = engine.reauthorize()
+                done?(r.endedConnections > 0 ? ECONNABORTED : nil)
+                return .completed(refusal: r.endedConnections > 0 ? ECONNABORTED : nil)
             }
             if let sent = refuse(key, errno: e) {
                 done?(sent)
@@ -205,6 +223,7 @@ extension HeldOperation {
         ipProtocol = pend.protocol
         layerID = pend.layer
         waiting = UInt32(pend.state) == LFP_PEND_WAITING.rawValue
+        kernelRetry = UInt32(pend.flags) & LFP_PEND_F_KERNEL_RETRY != 0
     }
 }
 
@@ -212,6 +231,6 @@ extension Engine {
     /// The operations the kernel holds for callouts, and the means to complete them.
     public func heldOperations() throws -> HeldOperations {
         try requireRoot("complete held operations")
-        return HeldOperations(maps: try KernelMaps.open(config, create: false))
+        return HeldOperations(maps: try KernelMaps.open(config, create: false), engine: self)
     }
 }

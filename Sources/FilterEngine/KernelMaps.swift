@@ -15,6 +15,7 @@ final class KernelMaps {
     let sweep: BPFMap
     let flows: BPFMap
     let pends: BPFMap
+    let destroy: BPFMap
 
     /// Open the pinned maps; when none are pinned yet, load the object's maps (no programs),
     /// which creates and pins them.
@@ -67,6 +68,7 @@ final class KernelMaps {
         sweep = try BPFMap.openPinned(dir + "/lfp_sweep")
         flows = try BPFMap.openPinned(dir + "/lfp_flows")
         pends = try BPFMap.openPinned(dir + "/lfp_pends")
+        destroy = try BPFMap.openPinned(dir + "/lfp_destroy")
     }
 
     func readConfig() throws -> lfp_config {

@@ -128,10 +128,16 @@ final class HostedCallout: Callout, @unchecked Sendable {
         endpoint.flowDeleted(FlowDeletion(calloutId: calloutId, layer: layer.name, flowId: 0, flowContext: flowContext))
     }
 
-    /// Incoming values as `lfp classify --field` reads them back.
+    /// Incoming values as `lfp classify --field` reads them back (IPv4 addresses dotted).
     static func fields(_ values: IncomingValues) -> [String: String] {
         var out: [String: String] = [:]
-        for (field, value) in values.values { out[field.name] = "\(value)" }
+        for (field, value) in values.values {
+            if case .uint32(let v) = value, field == .ipLocalAddress || field == .ipRemoteAddress {
+                out[field.name] = IPText.formatV4(v)
+            } else {
+                out[field.name] = "\(value)"
+            }
+        }
         return out
     }
 }

@@ -472,3 +472,36 @@ extension CalloutHostTests {
         _ = server.finish()
     }
 }
+
+/// The example package of docs/callouts.md, run as its own process.
+extension CalloutHostTests {
+    static var example: String {
+        URL(fileURLWithPath: CLITests.lfp).deletingLastPathComponent().appendingPathComponent("lfp-example-dns-callout").path
+    }
+
+    @Test("Examples/DNSAllowCallout permits a name's addresses (pending while it resolves) and blocks the rest")
+    func exampleCallout() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port))
+        for (name, expected) in [("localhost", "ok"), ("nothing.invalid", "err")] {
+            let callout = try PyProc.command(Self.example, [Self.key.lowerString, name], env: d.env.merging(["LFP_SOCKET": d.socket]) { _, b in b })
+            #expect(callout.readLine(timeoutMs: 10_000)?.contains("registered") == true)
+            let p = try Self.connect(w, port: l.port)
+            #expect(p.readLine(timeoutMs: 5000) == "ready")
+            #expect(p.readLine(timeoutMs: 10_000)?.hasPrefix(expected) == true, "\(name)")
+            if expected == "ok" { #expect(Net.acceptAndRead(l.fd, timeoutMs: 5000) == "ping") }
+            let pid = callout.process.processIdentifier
+            kill(pid, SIGKILL)
+            _ = callout.finish()
+            // Its registration ends with it (the audit log's "disconnected" follows the cleanup):
+            // the next host may register the same key.
+            #expect(d.waitForOutput(timeoutMs: 10_000) { $0.split(separator: "\n").contains { $0.contains("pid=\(pid) ") && $0.hasSuffix("disconnected") } })
+            let probe = try LFPSession.open(socket: d.socket, name: "probe")
+            try probe.registerCallout(key: Self.key) { _ in .block }
+            try probe.unregisterCallout(key: Self.key)
+            probe.close()
+        }
+    }
+}

@@ -48,6 +48,8 @@ struct PendTests {
         host, port, mode, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        if len(sys.argv) > 5:
+            s.setsockopt(socket.SOL_SOCKET, 36, int(sys.argv[5]))  # SO_MARK
         print("ready")
         try:
             if mode == "nonblocking":
@@ -165,5 +167,28 @@ struct PendTests {
         }
         p.send()
         _ = p.finish()
+    }
+
+    @Test("a socket with a mark is held too, but not re-injected: permit waits for the kernel's retransmission, block ends it with ECONNABORTED")
+    func markedSocket() async throws {
+        let fx = try KernelFixture()
+        defer { fx.cleanup() }
+        let w = try fx.workload("w")
+        let l = try Listener()
+        try Self.publishWithCallout(fx, Self.policy(port: l.port, v6: false))
+        let sub = try fx.engine.subscribe()
+        defer { sub.cancel() }
+        for permit in [true, false] {
+            let p = try PyProc(cgroup: w.cgroupPath, script: Self.client, args: ["127.0.0.1", "\(l.port)", "blocking", "tcp", "7"])
+            #expect(p.readLine(timeoutMs: 5000) == "ready")
+            let e = try #require(await Self.waitForPend(fx, sub))
+            let held = try fx.engine.heldOperations()
+            let op = try #require(try held.operation(HeldFlowKey(event: e)))
+            #expect(op.kernelRetry, "SO_MARK: no re-injection")
+            #expect(p.readLine(timeoutMs: 300) == nil)
+            try held.complete(HeldFlowKey(event: e), permit ? .permit : .block(errno: EPERM))
+            #expect(p.readLine(timeoutMs: 10_000) == (permit ? "ok" : "err \(ECONNABORTED)"))
+            _ = p.finish()
+        }
     }
 }

@@ -11,7 +11,6 @@
 #pragma once
 #include "pend.h"
 
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
 /* IP_LOCAL_INTERFACE at post_bind: the kernel lets only sock_create and sock_release read
  * bound_dev_if from their context, but the context of every cgroup/sock hook is the struct sock
@@ -194,7 +193,7 @@ static __always_inline int lfp_on_connect(struct bpf_sock_addr *ctx, int v6)
 	struct lfp_verdict v = lfp_classify(e.layer, &e);
 	struct lfp_flow_key k;
 	lfp_flow_key(&k, cookie, &e);
-	if (v.action == LFP_ACTION_CALLOUT && !lfp_pend_begin(s, &k, &e, &v))
+	if (v.action == LFP_ACTION_CALLOUT && !lfp_pend_begin_sk(s, &k, &e, &v, sk))
 		lfp_pend_refuse(&v);
 	if (v.action == LFP_ACTION_BLOCK) {
 		lfp_apply(&e, &v);

@@ -42,13 +42,49 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lfp_pends LFP_MAP;
 
+/* socket cookie -> 1: held connections the daemon ends at the next reauthorization pass
+ * (lib/reauth.h), because no forged packet can reach them (a socket bound to a device does not
+ * take an ICMP error arriving on lo). Written by the daemon, deleted by the iterator. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LFP_MAX_PENDS);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lfp_destroy LFP_MAP;
+
 /* What a new entry starts from: a map update needs a whole value, and one on the stack would
  * not fit next to the connect hook's event. Never written. */
 static const struct lfp_pend lfp_pend_zero;
 
-/* Begin holding flow `k` for the callout filter of `v`; 0 when it cannot be held. */
-static __always_inline int lfp_pend_begin(struct lfp_sk *s, const struct lfp_flow_key *k, const struct lfp_event *e,
-                                          const struct lfp_verdict *v)
+/* Whether the daemon's raw socket can stand in for this socket when it re-injects the held SYN:
+ * not with a mark (policy routing), a bound device, or a TCP-MD5/TCP-AO key (the SYN is signed).
+ * BTF reads of the socket, like lfp_bound_dev in endpoint.h. */
+/* tcp_sock.ao_info exists only in kernels built with CONFIG_TCP_AO: a CO-RE flavour, checked at
+ * load time. */
+struct tcp_sock___ao {
+	void *ao_info;
+} __attribute__((preserve_access_index));
+
+static __always_inline int lfp_pend_needs_kernel_retry(struct bpf_sock *ctx_sk)
+{
+	if (!ctx_sk || ctx_sk->protocol != IPPROTO_TCP)
+		return 0;
+	if (ctx_sk->mark || ctx_sk->bound_dev_if)
+		return 1;
+	const struct tcp_sock *tp = bpf_rdonly_cast(ctx_sk, bpf_core_type_id_kernel(struct tcp_sock));
+	if (bpf_core_field_exists(tp->md5sig_info) && tp->md5sig_info)
+		return 1;
+	const struct tcp_sock___ao *ao = (const void *)tp;
+	if (bpf_core_field_exists(ao->ao_info) && ao->ao_info)
+		return 1;
+	return 0;
+}
+
+/* Begin holding flow `k` for the callout filter of `v`; 0 when it cannot be held. `sk`: the
+ * socket whose SYN may be re-injected (connect), or NULL. */
+static __always_inline int lfp_pend_begin_sk(struct lfp_sk *s, const struct lfp_flow_key *k, const struct lfp_event *e,
+                                             const struct lfp_verdict *v, struct bpf_sock *sk)
 {
 	if (!s || bpf_map_update_elem(&lfp_pends, k, &lfp_pend_zero, BPF_ANY)) {
 		lfp_stat_inc(LFP_STAT_PEND_FULL);
@@ -62,9 +98,16 @@ static __always_inline int lfp_pend_begin(struct lfp_sk *s, const struct lfp_flo
 	p->start_ns = bpf_ktime_get_ns();
 	p->protocol = e->protocol;
 	p->layer = e->layer;
+	p->flags = lfp_pend_needs_kernel_retry(sk) ? LFP_PEND_F_KERNEL_RETRY : 0;
 	lfp_sk_set(s, LFP_SKF_PENDED);
 	lfp_stat_inc(LFP_STAT_PEND);
 	return 1;
+}
+
+static __always_inline int lfp_pend_begin(struct lfp_sk *s, const struct lfp_flow_key *k, const struct lfp_event *e,
+                                          const struct lfp_verdict *v)
+{
+	return lfp_pend_begin_sk(s, k, e, v, 0);
 }
 
 /* A verdict that could not be held becomes a block with ENOBUFS. */

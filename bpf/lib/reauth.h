@@ -32,7 +32,7 @@
  * which is how the commit counts them. */
 #pragma once
 #include <bpf/bpf_core_read.h>
-#include "sk.h"
+#include "pend.h"
 
 #define ECONNABORTED 103
 #define TCP_FIN_WAIT1 4
@@ -106,6 +106,12 @@ static __always_inline int lfp_reauthorize(struct seq_file *seq, struct sock_com
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	if (s->cookie != cookie)
 		return 0; /* an accepted child before its first hook: its listener's entry, not its own */
+	if (bpf_map_lookup_elem(&lfp_destroy, &cookie)) { /* a held connection the daemon blocked */
+		bpf_map_delete_elem(&lfp_destroy, &cookie);
+		if (!bpf_sock_destroy(skc))
+			bpf_seq_write(seq, &cookie, sizeof(cookie));
+		return 0;
+	}
 	__u16 v4_layer = lfp_reauth_layer(s, skc, proto);
 	if (!v4_layer || !lfp_in_workload(sk))
 		return 0;

@@ -4,6 +4,9 @@
 #include "classify.h"
 #include "events.h"
 
+/* A read-only BTF cast of a kernel object (plain, fault-guarded loads; no helper call). */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
 #define SOCK_RAW 3
 #define TCP_ESTABLISHED 1
 #define TCP_CLOSE 7

@@ -297,6 +297,11 @@ enum lfp_pend_state {
 	LFP_PEND_BLOCK = 2,   /* completed: packets are dropped until the socket is released   */
 };
 
+/* The daemon must not re-inject this flow's SYN from its own raw socket, which cannot reproduce the
+ * socket's mark, bound device or TCP-MD5/AO signature: a permit lets the kernel's next
+ * retransmission through instead, and a block is refused with ICMP (docs/callouts.md). */
+#define LFP_PEND_F_KERNEL_RETRY 0x1u
+
 struct lfp_pend {
 	__u64 filter_id;  /* the callout filter that asked                                    */
 	__u64 generation; /* policy that decided                                             */
@@ -306,7 +311,7 @@ struct lfp_pend {
 	__u8 protocol;
 	__u16 layer;      /* enum lfp_layer */
 	__u16 packet_len; /* bytes of `packet` in use                                         */
-	__u16 pad;
+	__u16 flags;      /* LFP_PEND_F_*                                                      */
 	__u8 packet[LFP_PEND_CAPTURE]; /* the latest held SYN, from its IP header              */
 };
 
