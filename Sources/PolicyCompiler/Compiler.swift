@@ -64,7 +64,8 @@ public enum PolicyCompiler {
         case .permit:
             rule.action = UInt8(LFP_ACTION_PERMIT.rawValue)
             if filter.flags.contains(.clearActionRight) { rule.flags = UInt8(LFP_RULE_HARD) }  // R1.14
-        case .calloutTerminating, .calloutUnknown where calloutRegistered && pendingKinds.contains(filter.layerKey.kind):
+        case .calloutTerminating where calloutRegistered && pendingKinds.contains(filter.layerKey.kind),
+            .calloutUnknown where calloutRegistered && pendingKinds.contains(filter.layerKey.kind):
             // The callout is registered (in the daemon that hosts it): the kernel holds the
             // operation and the daemon finishes the arbitration with the callout's answer. The
             // walk stops here: whatever follows depends on that answer.

@@ -15,6 +15,8 @@ private let SL_HI = "11111111-1111-4111-8111-111111111111"
 private let SL_MID = "22222222-2222-4222-8222-222222222222"
 private let SL_LO = "33333333-3333-4333-8333-333333333333"
 private let CALLOUT = "55555555-5555-4555-8555-555555555555"
+private let CALLOUT_IN = "55555555-5555-4555-8555-5555555555a6"
+private let CALLOUT_RA = "55555555-5555-4555-8555-5555555555a1"
 
 private let allOnes = UInt64.max
 
@@ -265,6 +267,33 @@ struct CompilerTests {
         try #require(image.notes.count == 1)
         #expect(image.notes[0].filterId == ids["inspect"]! && image.notes[0].filterName == "inspect")
         #expect(image.notes[0].reason.contains("inspection callout"))
+    }
+
+    @Test("a registered callout's terminating and unknown filters become held leaves where the kernel can hold, and stay substituted elsewhere")
+    func registeredCallouts() throws {
+        let bfe = BaseFilteringEngine()
+        _ = try bfe.load(
+            try Policy.parse(
+                """
+                callouts:
+                  - { calloutKey: \(CALLOUT), displayData: { name: C4 }, applicableLayer: FWPM_LAYER_ALE_AUTH_CONNECT_V4 }
+                  - { calloutKey: \(CALLOUT_IN), displayData: { name: C6 }, applicableLayer: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6 }
+                  - { calloutKey: \(CALLOUT_RA), displayData: { name: CRA }, applicableLayer: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4 }
+                filters:
+                  - { displayData: { name: term }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 60 }, action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT) } }
+                  - { displayData: { name: unknown }, layerKey: FWPM_LAYER_ALE_AUTH_CONNECT_V4, weight: { type: FWP_UINT64, uint64: 50 }, flags: [FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED], action: { type: FWP_ACTION_CALLOUT_UNKNOWN, calloutKey: \(CALLOUT) } }
+                  - { displayData: { name: inbound }, layerKey: FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6, action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT_IN) } }
+                  - { displayData: { name: bind }, layerKey: FWPM_LAYER_ALE_RESOURCE_ASSIGNMENT_V4, action: { type: FWP_ACTION_CALLOUT_TERMINATING, calloutKey: \(CALLOUT_RA) } }
+                """, sourceName: "test"))
+        let unregistered = try PolicyCompiler.compile(bfe)
+        #expect(!unregistered.rules.contains { $0.action == UInt8(LFP_ACTION_CALLOUT.rawValue) }, "nothing is held for an unregistered callout")
+        for k in [CALLOUT, CALLOUT_IN, CALLOUT_RA] { try bfe.registerCallout(ScriptedCallout(calloutKey: UUID(uuidString: k)!, returns: .permit)) }
+        let image = try PolicyCompiler.compile(bfe)
+        let C = UInt8(LFP_ACTION_CALLOUT.rawValue), B = UInt8(LFP_ACTION_BLOCK.rawValue), H = UInt8(LFP_RULE_HARD)
+        #expect(image.rules(at: .authConnectV4).map { [$0.action, $0.flags] } == [[C, H], [C, H]])
+        #expect(image.rules(at: .authRecvAcceptV6).map { [$0.action, $0.flags] } == [[C, H]])
+        #expect(image.rules(at: .resourceAssignmentV4).map { [$0.action, $0.flags] } == [[B, H]], "bind() cannot be held")
+        #expect(image.notes.contains { $0.filterName == "bind" && $0.reason.contains("cannot hold") })
     }
 
     @Test("filters at notification layers decide nothing: skipped with a note")
