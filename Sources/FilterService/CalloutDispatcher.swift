@@ -232,7 +232,10 @@ final class CalloutDispatcher: @unchecked Sendable {
     /// At AUTH_RECV_ACCEPT a completion is not a reauthorization (R6.7): the held SYN is
     /// re-injected and classified as the callout's own injection (`reinject`), or discarded and
     /// the connection refused (`reinject: false`).
-    func completeOperation(_ completionId: UInt64, by client: UInt64?, reinject: Bool = true, reply: @escaping @Sendable (WireError?) -> Void) {
+    func completeOperation(
+        _ completionId: UInt64, by client: UInt64?, reinject: Bool = true, answer: CalloutAnswer? = nil,
+        reply: @escaping @Sendable (WireError?) -> Void
+    ) {
         queue.async { [self] in
             guard let record = pends[completionId], let by = record.pendedBy else {
                 reply(WireError(FWPError(.notFound, "no pended operation has completion handle \(completionId) (completed, timed out or never pended)")))
@@ -245,14 +248,14 @@ final class CalloutDispatcher: @unchecked Sendable {
             pends[completionId] = nil
             if record.layer.kind == .authRecvAccept {
                 if reinject {
-                    let (result, _) = classify(record, reauthorize: false, injectedBySelf: true)
+                    let (result, _) = classify(record, reauthorize: false, injectedBySelf: true, answer: answer.map { (by, $0) })
                     finish(record, result, reauthorized: false)
                 } else {
                     complete(record.key, .block, errno: ECONNREFUSED, filterId: record.event.filterId)  // the clone discarded
                     service.deliverDecision(record.event, action: .block, filterId: record.event.filterId, errno: ECONNREFUSED, reauthorized: false)
                 }
             } else {
-                let (result, _) = classify(record, reauthorize: true)
+                let (result, _) = classify(record, reauthorize: true, answer: answer.map { (by, $0) })
                 finish(record, result, reauthorized: true)
             }
             reply(nil)
@@ -295,7 +298,9 @@ final class CalloutDispatcher: @unchecked Sendable {
 
     // MARK: classification and completion
 
-    private func classify(_ r: PendRecord, reauthorize: Bool, injectedBySelf: Bool = false) -> (ClassifyResult, UUID?) {
+    private func classify(
+        _ r: PendRecord, reauthorize: Bool, injectedBySelf: Bool = false, answer: (callout: UUID, answer: CalloutAnswer)? = nil
+    ) -> (ClassifyResult, UUID?) {
         var values = r.values
         if reauthorize {
             let flags = values[.flags].flatMap { v -> UInt32? in if case .uint32(let x) = v { return x } else { return nil } } ?? 0
@@ -305,7 +310,7 @@ final class CalloutDispatcher: @unchecked Sendable {
             }
         }
         let first = !reauthorize && !injectedBySelf
-        let ctx = Classification(completionId: first ? r.completionId : nil, event: r.json, injectedBySelf: injectedBySelf)
+        let ctx = Classification(completionId: first ? r.completionId : nil, event: r.json, injectedBySelf: injectedBySelf, preAnswer: answer)
         let result = Classification.$current.withValue(ctx) {
             service.bfe.classify(
                 layer: r.layer, values: values, metadata: ClassifyMetadata(endpointHandle: r.key.cookie, canPend: first))

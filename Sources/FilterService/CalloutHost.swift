@@ -22,6 +22,8 @@ final class Classification: @unchecked Sendable {
     let replay: Bool
     /// The classify of a re-injected inbound SYN (FWPS_PACKET_INJECTED_BY_SELF, R6.7).
     let injectedBySelf: Bool
+    /// A callout's answer to this (reauthorization) classify, given with its completion.
+    let preAnswer: (callout: UUID, answer: CalloutAnswer)?
     /// The classify handle a callout may pend an indication with (FwpsPendClassify0, at
     /// ENDPOINT_CLOSURE); nil elsewhere.
     let classifyHandle: UInt64?
@@ -29,8 +31,12 @@ final class Classification: @unchecked Sendable {
     private(set) var pendedBy: UUID?
     private(set) var pendedClassifyBy: UUID?
 
-    init(completionId: UInt64?, event: String?, replay: Bool = false, classifyHandle: UInt64? = nil, injectedBySelf: Bool = false) {
+    init(
+        completionId: UInt64?, event: String?, replay: Bool = false, classifyHandle: UInt64? = nil, injectedBySelf: Bool = false,
+        preAnswer: (callout: UUID, answer: CalloutAnswer)? = nil
+    ) {
         self.injectedBySelf = injectedBySelf
+        self.preAnswer = preAnswer
         self.completionId = completionId
         self.event = event
         self.replay = replay
@@ -95,7 +101,8 @@ final class HostedCallout: Callout, @unchecked Sendable {
             isReauthorization: flags & HostedCallout.isReauthorize != 0, event: ctx?.event,
             classifyHandle: request.layer.canPendClassify ? ctx?.classifyHandle : nil)
         invocation.injectedBySelf = ctx?.injectedBySelf == true ? true : nil
-        guard let answer = endpoint.classify(invocation, request) else {
+        let given = ctx?.preAnswer.flatMap { $0.callout == calloutKey && invocation.completionId == nil ? $0.answer : nil }
+        guard let answer = given ?? endpoint.classify(invocation, request) else {
             // No answer: the callout counts as unregistered for this classification (R5.6).
             if f.action.type == .calloutInspection { return CalloutClassifyOut(actionType: nil, rights: request.rights) }
             let permit = f.flags.contains(.permitIfCalloutUnregistered)

@@ -80,7 +80,7 @@ extension FilterService {
         switch r.op {
         case .completeOperation:
             guard let cid = r.completionId else { return done(WireError(FWPError(.nullPointer, "completeOperation names no completionId"))) }
-            dispatcher.completeOperation(cid, by: c.id, reinject: r.reinject ?? true, reply: done)
+            dispatcher.completeOperation(cid, by: c.id, reinject: r.reinject ?? true, answer: r.answer, reply: done)
         case .completeClassify:
             guard let h = r.classifyHandle else { return done(WireError(FWPError(.nullPointer, "completeClassify names no classifyHandle"))) }
             dispatcher.completeClassify(h, answer: r.answer, by: c.id, reply: done)

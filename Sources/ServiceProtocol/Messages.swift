@@ -66,7 +66,8 @@ public enum RequestOp: String, Codable, Sendable, CaseIterable {
     /// The host's answer to a pushed `invocation` (`invocation`, `answer`). No reply.
     case calloutAnswer
     /// FwpsCompleteOperation0 for `completionId`: the daemon reauthorizes the operation (the
-    /// callout answers that classify) and completes it in the kernel.
+    /// callout answers that classify) and completes it in the kernel. With `answer`, that is the
+    /// callout's answer to the reauthorization, given with the completion (one round trip less).
     case completeOperation
     /// FwpsCompleteClassify0 for `classifyHandle`: `answer` is the final classifyOut, or absent
     /// to have the indication classified again (R6.8); the endpoint's teardown then goes on.

@@ -505,3 +505,34 @@ extension CalloutHostTests {
         }
     }
 }
+
+extension CalloutHostTests {
+    @Test("complete(answer:) gives the reauthorization's answer with the completion: no second classify round trip")
+    func completeWithAnswer() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port))
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let calls = NIOLockedValueBox<[Bool]>([])
+        let pended = NIOLockedValueBox<PendedOperation?>(nil)
+        let arrived = DispatchSemaphore(value: 0)
+        try host.registerCallout(key: Self.key) { req in
+            calls.withLockedValue { $0.append(req.isReauthorization) }
+            guard let op = try? req.pendOperation() else { return .block }
+            pended.withLockedValue { $0 = op }
+            arrived.signal()
+            return .pend(op)
+        }
+        for permit in [true, false] {
+            let p = try Self.connect(w, port: l.port)
+            #expect(p.readLine(timeoutMs: 5000) == "ready")
+            #expect(arrived.wait(timeout: .now() + 10) == .success)
+            let op = try #require(pended.withLockedValue { $0 })
+            try op.complete(answer: permit ? .permit() : .block)
+            #expect(p.readLine(timeoutMs: 5000)?.hasPrefix(permit ? "ok" : "err") == true)
+            if permit { _ = Net.acceptAndRead(l.fd, timeoutMs: 1000) }
+        }
+        #expect(calls.withLockedValue { $0 } == [false, false], "only the first classifications reached the host")
+    }
+}
