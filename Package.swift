@@ -117,7 +117,8 @@ let package = Package(
                 "FilterEngine", "FilterModel", "PolicyCompiler", "BPFKit", "KernelABI", "KernelVocabulary", "LFPClient",
                 "ServiceProtocol", .product(name: "Yams", package: "Yams"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
-            exclude: ["Support/client.py", "Support/wire_client.py", "Support/lifetime_driver.py", "Support/kernel_case_driver.py"]),  // run by the tests through #filePath
+            // run by the tests through #filePath
+            exclude: ["Support/client.py", "Support/wire_client.py", "Support/lifetime_driver.py", "Support/kernel_case_driver.py"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -175,12 +175,19 @@ public final class HeldOperations: @unchecked Sendable {
         }
     }
 
-    /// Forge the refusal from the captured SYN; nil when none is captured yet.
+    /// Forge the refusal from the captured SYN; nil when none is captured yet. An ICMP error is
+    /// followed by a RST: a socket that is busy in a system call when the ICMP error arrives
+    /// takes it as a soft error only (tcp_v4_err), and under load such a connect was seen to end
+    /// with no errno at all; the RST is queued to the socket's backlog instead, so the connect
+    /// always fails (with ECONNREFUSED when the ICMP error did not end it first). A RST that
+    /// arrives after the ICMP error finds no socket and is dropped.
     private func refuse(_ key: HeldFlowKey, errno e: Int32) -> Int32? {
         guard let pend = try? maps.pends.lookup(key: key.raw, as: lfp_pend.self), let syn = Self.captured(pend),
             let (packet, errno) = PacketForge.refusal(of: syn, errno: e)
         else { return nil }
-        return (try? injector.send(packet)) == nil ? nil : errno
+        guard (try? injector.send(packet)) != nil else { return nil }
+        if errno != ECONNREFUSED { try? injector.send(PacketForge.rst(syn)) }
+        return errno
     }
 
     private func retryRefusal(_ key: HeldFlowKey, errno e: Int32, left: Int, done: (@Sendable (Int32?) -> Void)?) {

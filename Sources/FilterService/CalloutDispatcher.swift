@@ -281,7 +281,6 @@ final class CalloutDispatcher: @unchecked Sendable {
     /// What is held now, for `heldOperations`.
     func summary(reply: @escaping @Sendable ([HeldSummary]) -> Void) {
         queue.async { [self] in
-            let now = DispatchTime.now().uptimeNanoseconds
             let byKey = Dictionary(pends.values.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
             let ops = (try? held?.all()) ?? []
             reply(
@@ -334,6 +333,7 @@ final class CalloutDispatcher: @unchecked Sendable {
 
     private func complete(_ key: HeldFlowKey, _ action: ActionType, errno: Int32, filterId: UInt64) {
         counts.withLockedValue { $0.completed += 1 }
+        logger.debug("completing a held operation", metadata: ["flow": "\(key)", "action": "\(action.name)", "errno": "\(errno)"])
         do {
             try held?.complete(key, action == .block ? .block(errno: errno) : .permit, filterId: filterId)
         } catch {

@@ -166,7 +166,7 @@ public final class FilterService: @unchecked Sendable {
                 $0.action.type == .calloutInspection && !$0.flags.contains(.disabled) && $0.action.calloutKey.map(candidate.isRegistered) == true
                     && PolicyCompiler.enforcingKinds.contains($0.layerKey.kind)
             }
-                .map(\.layerKey))
+            .map(\.layerKey))
         dispatcher.inspected.withLockedValue { $0 = inspected }
         let notifying: Set<Layer.Kind> = [.flowEstablished, .endpointClosure, .resourceRelease]
         let notified = Set(

@@ -76,7 +76,9 @@ public enum PolicyCompiler {
                 notes.append(
                     .init(
                         filterId: filter.filterId, filterName: name,
-                        reason: "\(filter.layerKey.name): the kernel cannot hold this operation for a callout; the filter acts as if its callout were unregistered"))
+                        reason:
+                            "\(filter.layerKey.name): the kernel cannot hold this operation for a callout; the filter acts as if its callout were unregistered")
+                )
             }
             // No callout is registered in the kernel: WFP substitutes a block, or a permit with
             // PERMIT_IF_CALLOUT_UNREGISTERED (R5.6). Hardness as in FilterModel (Q7): the block is

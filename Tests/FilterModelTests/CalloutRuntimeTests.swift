@@ -100,7 +100,6 @@ func calloutFilter(_ name: String, key: UUID = CT, layer: Layer = L4) -> Filter 
     return f
 }
 
-
 @Suite("Runtime callouts")
 struct CalloutRuntimeTests {
     // MARK: Registration

@@ -90,7 +90,9 @@ struct ReferenceCaseTests {
         .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC23() throws { try FixtureRunner.run("C23") }
 
-    @Test("C24 Duplicate registration and flow-context misuse (R5.5, R5.14)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
+    @Test(
+        "C24 Duplicate registration and flow-context misuse (R5.5, R5.14)",
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC24() throws { try FixtureRunner.run("C24") }
 
     @Test("C25 notifyFn sequencing and veto of an add (R4.13, R5.8, R5.9, R5.10) [BFE steps run on the model]")
@@ -289,13 +291,19 @@ struct ReferenceCaseTests {
         .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC50() throws { try FixtureRunner.run("C50") }
 
-    @Test("C51 Pend at connect, complete with BLOCK (R6.5, R1.21, R8.20) (policy)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
+    @Test(
+        "C51 Pend at connect, complete with BLOCK (R6.5, R1.21, R8.20) (policy)",
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC51() throws { try FixtureRunner.run("C51") }
 
-    @Test("C52 Reauthorization cannot be pended (R6.4, R7.8, R7.9)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
+    @Test(
+        "C52 Reauthorization cannot be pended (R6.4, R7.8, R7.9)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests")
+    )
     func caseC52() throws { try FixtureRunner.run("C52") }
 
-    @Test("C53 Pend without the write right is refused by policy (R6.3, R1.17, R1.18) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
+    @Test(
+        "C53 Pend without the write right is refused by policy (R6.3, R1.17, R1.18) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]"
+    )
     func caseC53() throws { try FixtureRunner.run("C53") }
 
     @Test(
@@ -308,7 +316,9 @@ struct ReferenceCaseTests {
         .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC54b() throws { try FixtureRunner.run("C54b") }
 
-    @Test("C55 Pend at RESOURCE_ASSIGNMENT and AUTH_LISTEN (R6.1, R6.2, R6.6)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
+    @Test(
+        "C55 Pend at RESOURCE_ASSIGNMENT and AUTH_LISTEN (R6.1, R6.2, R6.6)",
+        .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
     func caseC55() throws { try FixtureRunner.run("C55") }
 
     @Test("C56 Layers that cannot pend (R6.1, R6.8)", .disabled("kernel only: runs against the kernel in KernelPathTests/ReferenceKernelCaseTests"))
@@ -363,7 +373,9 @@ struct ReferenceCaseTests {
     @Test("C64a Drop event contents (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
     func caseC64a() throws { try FixtureRunner.run("C64a") }
 
-    @Test("C64b Drop event contents (absorbed callout block logs nothing) (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]")
+    @Test(
+        "C64b Drop event contents (absorbed callout block logs nothing) (R8.19, R8.20, R8.23, R1.21) [static probes only; kernel steps run in KernelPathTests/ReferenceKernelCaseTests]"
+    )
     func caseC64b() throws { try FixtureRunner.run("C64b") }
 
     @Test("C65 Disabled persistent filters (R8.8, R8.15, R8.16) (policy) [BFE steps run on the model]")

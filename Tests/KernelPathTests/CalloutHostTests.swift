@@ -60,7 +60,8 @@ struct CalloutHostTests {
         let host = try LFPSession.open(socket: d.socket, name: "host")
         let other = try LFPSession.open(socket: d.socket, name: "other")
         let deleted = NIOLockedValueBox<[UInt64]>([])
-        let id = try host.registerCallout(key: Self.key, classify: { _ in .permit() }, flowDelete: { d in deleted.withLockedValue { $0.append(d.flowContext) } })
+        let id = try host.registerCallout(
+            key: Self.key, classify: { _ in .permit() }, flowDelete: { d in deleted.withLockedValue { $0.append(d.flowContext) } })
         #expect(id != 0)
         func code(_ body: () throws -> Void) -> String? {
             do { try body() } catch let e as FWPError { return e.code.name } catch let e as LFPClientError { return e.code } catch { return "\(error)" }
@@ -69,7 +70,9 @@ struct CalloutHostTests {
         #expect(code { try other.registerCallout(key: Self.key, classify: { _ in .block }) } == "STATUS_FWP_ALREADY_EXISTS")
         #expect(code { try other.unregisterCallout(key: Self.key) } == "FWP_E_WRONG_SESSION")
         try host.flowAssociateContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id, context: 7)
-        #expect(code { try host.flowAssociateContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id, context: 8) } == "STATUS_OBJECT_NAME_EXISTS")
+        #expect(
+            code { try host.flowAssociateContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id, context: 8) }
+                == "STATUS_OBJECT_NAME_EXISTS")
         #expect(code { try host.unregisterCallout(id: id) } == "STATUS_DEVICE_BUSY")
         try host.flowRemoveContext(flowId: 42, layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", calloutId: id)
         #expect(deleted.withLockedValue { $0 } == [7])  // flowDelete ran before the remove returned
@@ -84,7 +87,10 @@ struct CalloutHostTests {
         let (fx, d, w) = try Self.setUp()
         defer { d.cleanup(); fx.cleanup() }
         let allowed = try Listener(), denied = try Listener()
-        try Self.load(d, Self.policy(port: allowed.port) + "\n" + Self.policy(port: denied.port).components(separatedBy: "filters:\n")[1].replacingOccurrences(of: "F1", with: "F2"))
+        try Self.load(
+            d,
+            Self.policy(port: allowed.port) + "\n"
+                + Self.policy(port: denied.port).components(separatedBy: "filters:\n")[1].replacingOccurrences(of: "F1", with: "F2"))
         // Unregistered: the filters block (R5.6).
         let before = try Self.connect(w, port: allowed.port)
         #expect(before.readLine(timeoutMs: 5000) == "ready")
@@ -105,8 +111,9 @@ struct CalloutHostTests {
         #expect(seen.withLockedValue { $0 } == ["\(allowed.port)", "\(denied.port)"])
     }
 
-    @Test("FwpsPendOperation0 + FwpsCompleteOperation0: permit and block, blocking and non-blocking, v4 and v6; the completion is a reauthorization that cannot pend",
-          arguments: [(false, "blocking"), (true, "nonblocking")])
+    @Test(
+        "FwpsPendOperation0 + FwpsCompleteOperation0: permit and block, blocking and non-blocking, v4 and v6; the completion is a reauthorization that cannot pend",
+        arguments: [(false, "blocking"), (true, "nonblocking")])
     func explicitPend(v6: Bool, mode: String) throws {
         let (fx, d, w) = try Self.setUp()
         defer { d.cleanup(); fx.cleanup() }
@@ -273,7 +280,8 @@ extension CalloutHostTests {
         let (fx, d, w) = try Self.setUp()
         defer { d.cleanup(); fx.cleanup() }
         let l = try Listener()
-        let port = "filterCondition: [ { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(l.port) } } ]"
+        let port =
+            "filterCondition: [ { fieldKey: FWPM_CONDITION_IP_REMOTE_PORT, matchType: FWP_MATCH_EQUAL, conditionValue: { type: FWP_UINT16, uint16: \(l.port) } } ]"
         try Self.load(
             d,
             """
@@ -349,7 +357,10 @@ extension CalloutHostTests {
         let (fx, d, w) = try Self.setUp()
         defer { d.cleanup(); fx.cleanup() }
         let l = try Listener()
-        try Self.load(d, Self.policy(port: l.port, key: "lfp.prompt").replacingOccurrences(of: "calloutKey: lfp.prompt, displayData: { name: CP }", with: "calloutKey: lfp.prompt, displayData: { name: prompt }"))
+        try Self.load(
+            d,
+            Self.policy(port: l.port, key: "lfp.prompt").replacingOccurrences(
+                of: "calloutKey: lfp.prompt, displayData: { name: CP }", with: "calloutKey: lfp.prompt, displayData: { name: prompt }"))
         // No one to ask: blocked at once.
         let alone = try Self.connect(w, port: l.port)
         #expect(alone.readLine(timeoutMs: 5000) == "ready")
@@ -402,8 +413,9 @@ extension CalloutHostTests {
 
 /// Pends at ALE_AUTH_RECV_ACCEPT: the inbound SYN is held, and completion re-injects it (R6.7).
 extension CalloutHostTests {
-    @Test("an inbound connection pended at AUTH_RECV_ACCEPT: completion re-injects the SYN (classified as the callout's own injection, not a reauthorization) or discards it",
-          arguments: [(false, true), (true, true), (false, false)])
+    @Test(
+        "an inbound connection pended at AUTH_RECV_ACCEPT: completion re-injects the SYN (classified as the callout's own injection, not a reauthorization) or discards it",
+        arguments: [(false, true), (true, true), (false, false)])
     func recvAcceptPend(v6: Bool, reinject: Bool) throws {
         let (fx, d, w) = try Self.setUp()
         defer { d.cleanup(); fx.cleanup() }

@@ -76,7 +76,8 @@ struct PendTests {
         await fx.collect(sub, timeout: 5) { $0.contains(where: \.isPended) }.first(where: \.isPended)
     }
 
-    @Test("a held TCP connect completes with data on permit", arguments: [(false, "blocking"), (true, "blocking"), (false, "nonblocking"), (true, "nonblocking")])
+    @Test(
+        "a held TCP connect completes with data on permit", arguments: [(false, "blocking"), (true, "blocking"), (false, "nonblocking"), (true, "nonblocking")])
     func permit(v6: Bool, mode: String) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }
@@ -129,8 +130,9 @@ struct PendTests {
         }
     }
 
-    @Test("a held UDP flow drops datagrams until completed: permit lets them through, block refuses them",
-          arguments: [(false, true), (true, true), (false, false), (true, false)])
+    @Test(
+        "a held UDP flow drops datagrams until completed: permit lets them through, block refuses them",
+        arguments: [(false, true), (true, true), (false, false), (true, false)])
     func udp(v6: Bool, permit: Bool) async throws {
         let fx = try KernelFixture()
         defer { fx.cleanup() }

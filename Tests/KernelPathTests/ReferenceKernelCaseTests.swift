@@ -607,8 +607,9 @@ final class KernelCaseRun: @unchecked Sendable {
         if let fd = s["expect"]?["flowDeleteFn"]?.sequence.map(Array.init) {
             let expected = fd.map { ($0["callout"]?.string ?? "?", context($0["context"])) }
             if fd.contains(where: { $0["synchronous"]?.bool == true }) {
-                #expect(deletedDuring.map(\.callout) == expected.map(\.0) && deletedDuring.map(\.context) == expected.map(\.1),
-                        "\(id) \(at): flowDeleteFn before the call returned: \(deletedDuring), the case says \(expected)")
+                #expect(
+                    deletedDuring.map(\.callout) == expected.map(\.0) && deletedDuring.map(\.context) == expected.map(\.1),
+                    "\(id) \(at): flowDeleteFn before the call returned: \(deletedDuring), the case says \(expected)")
             }
         }
     }
@@ -665,7 +666,9 @@ final class KernelCaseRun: @unchecked Sendable {
                     record { stored[h] = CalloutDecision(actionType: .permit) }
                     try completeOp(op, reinject: true)
                 }
-                let ok = wait { rid.flatMap { line($0, "done") }?.ok == true && events.contains { $0.layer.contains("FLOW_ESTABLISHED") && $0.transportEndpointHandle == h } }
+                let ok = wait {
+                    rid.flatMap { line($0, "done") }?.ok == true && events.contains { $0.layer.contains("FLOW_ESTABLISHED") && $0.transportEndpointHandle == h }
+                }
                 #expect(ok == v.bool, "\(id) \(at): established \(ok)\n\(dump())")
             case "listening", "bindResult", "listenResult", "connectResult":
                 let want = v.bool ?? (v.string == "success")
@@ -691,7 +694,9 @@ final class KernelCaseRun: @unchecked Sendable {
                 // CP keyed its pend by FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE: the socket's cookie.
                 #expect(v.string == "FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE")
                 let pended = locked { invs().filter(\.pended) }
-                #expect(!pended.isEmpty && pended.allSatisfy { $0.endpoint == handle && handle != nil }, "\(id) \(at): pended \(pended.map(\.endpoint)) for \(String(describing: handle))")
+                #expect(
+                    !pended.isEmpty && pended.allSatisfy { $0.endpoint == handle && handle != nil },
+                    "\(id) \(at): pended \(pended.map(\.endpoint)) for \(String(describing: handle))")
             case "indications":
                 for (l, n) in v.mapping ?? [:] {
                     let layer = l.string ?? "", want = n.int ?? -1
@@ -717,7 +722,9 @@ final class KernelCaseRun: @unchecked Sendable {
                 }
                 wait { !decisions().isEmpty }
                 let decided = locked(decisions)
-                #expect(!decided.isEmpty && decided.allSatisfy { $0.filterId == f }, "\(id) \(at): decided by \(decided.map(\.filterId)), the case says \(v.string ?? "")\n\(dump())")
+                #expect(
+                    !decided.isEmpty && decided.allSatisfy { $0.filterId == f },
+                    "\(id) \(at): decided by \(decided.map(\.filterId)), the case says \(v.string ?? "")\n\(dump())")
             case "flowDeleteFn":
                 let want = (v.sequence.map(Array.init) ?? []).map { ($0["callout"]?.string ?? "", context($0["context"])) }
                 if s["op"]?.string == "FwpsFlowRemoveContext0" { break }  // checked by the step
@@ -756,8 +763,12 @@ final class KernelCaseRun: @unchecked Sendable {
 
     func dump() -> String {
         locked {
-            (events.map { "  event [\($0.step)] \($0.layer) \($0.actionType) filter \($0.filterId) handle \($0.transportEndpointHandle) flags \($0.conditionFlags)" }
-                + invocations.map { "  callout [\($0.step)] \($0.callout) \($0.layer) write \($0.write) reauth \($0.reauthorization) flags \($0.flags) reason \(String(describing: $0.reauthReason)) calls \($0.calls) answer \(String(describing: $0.answer.actionType)) clear \($0.answer.clearRight) absorb \($0.answer.absorb)" })
+            (events.map {
+                "  event [\($0.step)] \($0.layer) \($0.actionType) filter \($0.filterId) handle \($0.transportEndpointHandle) flags \($0.conditionFlags)"
+            }
+                + invocations.map {
+                    "  callout [\($0.step)] \($0.callout) \($0.layer) write \($0.write) reauth \($0.reauthorization) flags \($0.flags) reason \(String(describing: $0.reauthReason)) calls \($0.calls) answer \(String(describing: $0.answer.actionType)) clear \($0.answer.clearRight) absorb \($0.answer.absorb)"
+                })
                 .joined(separator: "\n")
         }
     }
@@ -765,7 +776,9 @@ final class KernelCaseRun: @unchecked Sendable {
     /// `classify` / `classifiedAgain`: the callouts' invocations in this step (the completion's
     /// reauthorization for classifiedAgain), their rights, flags and fields, and the decision's
     /// event.
-    func checkClassify(_ key: String, _ v: Node, _ s: Node, index: Int, at: String, evs: @escaping () -> [PushedEvent], invs: @escaping () -> [Invocation]) throws {
+    func checkClassify(_ key: String, _ v: Node, _ s: Node, index: Int, at: String, evs: @escaping () -> [PushedEvent], invs: @escaping () -> [Invocation])
+        throws
+    {
         let again = key == "classifiedAgain"
         if v.string == "none" {
             // Nothing classified again (by the callouts, and no decision event at the layer).
@@ -806,34 +819,44 @@ final class KernelCaseRun: @unchecked Sendable {
                 #expect(!mine.isEmpty && mine.allSatisfy { $0.reauthReason == nil }, "\(id) \(at): ALE_REAUTH_REASON \(mine.map(\.reauthReason)) at \(layer)")
                 continue
             }
-            #expect(!mine.isEmpty && mine.allSatisfy { $0.reauthReason == want }, "\(id) \(at): ALE_REAUTH_REASON \(mine.map(\.reauthReason)), the case says \(want)\n\(dump())")
+            #expect(
+                !mine.isEmpty && mine.allSatisfy { $0.reauthReason == want },
+                "\(id) \(at): ALE_REAUTH_REASON \(mine.map(\.reauthReason)), the case says \(want)\n\(dump())")
         }
         if let calls = v["calloutCalls"] { checkCalls(calls, at: at, invs: invs) }
         if let r = v["calloutReturns"] {
             let answers = mine.map(\.answer)
             let want = CalloutDecision(
-                actionType: r["actionType"]?.string.flatMap(ActionType.init(name:)), clearRight: r["rightCleared"]?.bool ?? false, absorb: r["absorb"]?.bool ?? false)
+                actionType: r["actionType"]?.string.flatMap(ActionType.init(name:)), clearRight: r["rightCleared"]?.bool ?? false,
+                absorb: r["absorb"]?.bool ?? false)
             #expect(!answers.isEmpty && answers.allSatisfy { $0 == want }, "\(id) \(at): the callout returned \(answers), the case says \(want)")
         }
         if let a = v["actionType"]?.string {
             // The decision, as the daemon reported it: the event at the layer with that verdict.
             let f = v["filter"]?.string.flatMap { filterIds[$0] }
-            func decided() -> [PushedEvent] { evs().filter { $0.layer == layer && ($0.actionType == "FWP_ACTION_BLOCK" || $0.actionType == "FWP_ACTION_PERMIT") } }
+            func decided() -> [PushedEvent] {
+                evs().filter { $0.layer == layer && ($0.actionType == "FWP_ACTION_BLOCK" || $0.actionType == "FWP_ACTION_PERMIT") }
+            }
             wait { !decided().isEmpty }
             let got = locked(decided)
-            #expect(!got.isEmpty && got.allSatisfy { $0.actionType == a && (f == nil || $0.filterId == f) }, "\(id) \(at): decided \(got.map { "\($0.actionType) \($0.filterId)" }), the case says \(a) by \(v["filter"]?.string ?? "-")\n\(dump())")
+            #expect(
+                !got.isEmpty && got.allSatisfy { $0.actionType == a && (f == nil || $0.filterId == f) },
+                "\(id) \(at): decided \(got.map { "\($0.actionType) \($0.filterId)" }), the case says \(a) by \(v["filter"]?.string ?? "-")\n\(dump())")
             if again, layer.contains("AUTH_CONNECT") {
                 #expect(got.allSatisfy { $0.isReauthorization }, "\(id) \(at): the decision event is not the reauthorization's")
             }
         }
         for k in v.mapping?.keys.compactMap(\.string) ?? []
-        where !["layer", "calloutInvocations", "calloutRights", "flagsInclude", "fields", "calloutCalls", "calloutReturns", "actionType", "filter"].contains(k) {
+        where !["layer", "calloutInvocations", "calloutRights", "flagsInclude", "fields", "calloutCalls", "calloutReturns", "actionType", "filter"].contains(k)
+        {
             switch k {
             case "packetDirection":
                 break  // lfp reauthorizes at the commit, not on a packet: no direction (README, reauthorization)
             case "injectionState":
                 #expect(v[k]?.string == "FWPS_PACKET_INJECTED_BY_SELF")
-                #expect(!mine.isEmpty && mine.allSatisfy { $0.injected && !$0.reauthorization }, "\(id) \(at): the re-injected SYN's classify (injected by self, not a reauthorization)\n\(dump())")
+                #expect(
+                    !mine.isEmpty && mine.allSatisfy { $0.injected && !$0.reauthorization },
+                    "\(id) \(at): the re-injected SYN's classify (injected by self, not a reauthorization)\n\(dump())")
             default:
                 fail("\(at): \(key).\(k) is not interpreted")
             }
@@ -872,6 +895,8 @@ final class KernelCaseRun: @unchecked Sendable {
         let absorb = (v["flags"]?.sequence?.compactMap(\.string) ?? []).contains("FWPS_CLASSIFY_OUT_FLAG_ABSORB")
         wait { invs().contains(where: \.pended) }
         let pended = locked { invs().filter(\.pended) }
-        #expect(!pended.isEmpty && pended.allSatisfy { $0.answer.actionType == a && $0.answer.absorb == absorb }, "\(id) \(at): classifyOut \(pended.map(\.answer))\n\(dump())")
+        #expect(
+            !pended.isEmpty && pended.allSatisfy { $0.answer.actionType == a && $0.answer.absorb == absorb },
+            "\(id) \(at): classifyOut \(pended.map(\.answer))\n\(dump())")
     }
 }

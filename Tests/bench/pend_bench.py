@@ -87,16 +87,21 @@ def in_cgroup(cmd, cg, **kw):
 
 
 CLIENT = r"""
-import socket, sys, time
+import socket, struct, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])
 for _ in range(n):
     sys.stdin.readline()
     s = socket.socket(); s.settimeout(30)
+    cookie = struct.unpack("=Q", s.getsockopt(socket.SOL_SOCKET, 57, 8))[0]  # SO_COOKIE
     try:
         s.connect(("127.0.0.1", port)); r = "ok"
+        try:
+            s.getpeername()
+        except OSError:
+            r = "closed"  # refused, but connect() reported no errno (docs/callouts.md, limits)
     except OSError as e:
         r = "err%d" % (e.errno or 0)
-    print(time.monotonic_ns(), r, flush=True)
+    print(time.monotonic_ns(), r, cookie, flush=True)
     s.close()
 """
 
@@ -157,6 +162,7 @@ filters:
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(client)
         lat = {"permit": [], "block": []}
+        silent = 0
         for i in range(2 * TRIALS):
             verdict = "permit" if i % 2 == 0 else "block"
             client.stdin.write("go\n")
@@ -171,9 +177,13 @@ filters:
             # the answer to the completion's reauthorization travels with it (one round trip less)
             answer = {"actionType": answers[inv["endpointHandle"]], "clearRight": True, "absorb": False, "pended": False}
             host.call("completeOperation", completionId=inv["completionId"], answer=answer)
-            t1, r = client.stdout.readline().split()
-            if (r == "ok") != (verdict == "permit"):
-                raise SystemExit(f"trial {i}: {verdict} gave {r}")
+            t1, r, cookie = client.stdout.readline().split()
+            if int(cookie) != inv["endpointHandle"]:
+                raise SystemExit(f"trial {i}: the pend completed was {inv['endpointHandle']}, the connect {cookie}")
+            if r == "closed" and verdict == "block":
+                silent += 1  # not connected, no errno: counted and reported
+            elif (r == "ok") != (verdict == "permit"):
+                raise SystemExit(f"trial {i}: {verdict} gave {r} (handle {cookie}, held {len(pended)} more)")
             lat[verdict].append((int(t1) - t0) / 1e6)
             if verdict == "permit":
                 c, _ = held_port.accept()
@@ -211,12 +221,14 @@ filters:
             "pendMs": PEND_MS, "trials": TRIALS,
             "permitToConnectMs": {"p50": round(pct(lat["permit"], 50), 3), "p99": round(pct(lat["permit"], 99), 3)},
             "blockToErrorMs": {"p50": round(pct(lat["block"], 50), 3), "p99": round(pct(lat["block"], 99), 3)},
+            "blockedWithoutErrno": silent,
             "connectsPerSecond": {"noPends": round(idle), "withPends": round(busy), "outstanding": outstanding},
         }
         print(f"\ncallouts: completion -> connect() in the workload ({TRIALS} each, pended {PEND_MS} ms, complete sent over the socket)")
         print(f"{'':<24}{'p50 ms':>10}{'p99 ms':>10}")
         print(f"{'complete(permit)->ok':<24}{res['permitToConnectMs']['p50']:>10}{res['permitToConnectMs']['p99']:>10}")
         print(f"{'complete(block)->error':<24}{res['blockToErrorMs']['p50']:>10}{res['blockToErrorMs']['p99']:>10}")
+        print(f"blocked connects that ended without an errno: {silent} of {TRIALS}")
         print(f"connects/s hitting no callout: {idle:.0f} with no pend outstanding, {busy:.0f} with {outstanding} outstanding")
         out = os.path.abspath("bench-results.json")
         all_results = json.load(open(out)) if os.path.exists(out) else {}

@@ -11,7 +11,6 @@
 #pragma once
 #include "pend.h"
 
-
 /* IP_LOCAL_INTERFACE at post_bind: the kernel lets only sock_create and sock_release read
  * bound_dev_if from their context, but the context of every cgroup/sock hook is the struct sock
  * itself, so a read-only BTF cast reads it (one guarded load, no helper call). */

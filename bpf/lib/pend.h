@@ -26,7 +26,7 @@
 #define TCP_SYNCNT 7
 #define TCP_BPF_IW 1001
 #define ENOBUFS 105
-#define LFP_PEND_SYNCNT 127   /* SYN retries of a held connect: ~3.8 h with a 1-jiffy RTO      */
+#define LFP_PEND_SYNCNT 127    /* SYN retries of a held connect: ~3.8 h with a 1-jiffy RTO      */
 #define LFP_PEND_RTO_JIFFIES 1 /* BPF_SOCK_OPS_TIMEOUT_INIT reply for a pended socket          */
 #define LFP_PEND_IW 10         /* TCP_BPF_IW once established (RFC 6928's initial window)      */
 
@@ -83,8 +83,9 @@ static __always_inline int lfp_pend_needs_kernel_retry(struct bpf_sock *ctx_sk)
 
 /* Begin holding flow `k` for the callout filter of `v`; 0 when it cannot be held. `sk`: the
  * socket whose SYN may be re-injected (connect), or NULL. */
-static __always_inline int lfp_pend_begin_sk(struct lfp_sk *s, const struct lfp_flow_key *k, const struct lfp_event *e,
-                                             const struct lfp_verdict *v, struct bpf_sock *sk)
+static __always_inline int lfp_pend_begin_sk(struct lfp_sk *s, const struct lfp_flow_key *k,
+                                             const struct lfp_event *e, const struct lfp_verdict *v,
+                                             struct bpf_sock *sk)
 {
 	if (!s || bpf_map_update_elem(&lfp_pends, k, &lfp_pend_zero, BPF_ANY)) {
 		lfp_stat_inc(LFP_STAT_PEND_FULL);
@@ -104,8 +105,8 @@ static __always_inline int lfp_pend_begin_sk(struct lfp_sk *s, const struct lfp_
 	return 1;
 }
 
-static __always_inline int lfp_pend_begin(struct lfp_sk *s, const struct lfp_flow_key *k, const struct lfp_event *e,
-                                          const struct lfp_verdict *v)
+static __always_inline int lfp_pend_begin(struct lfp_sk *s, const struct lfp_flow_key *k,
+                                          const struct lfp_event *e, const struct lfp_verdict *v)
 {
 	return lfp_pend_begin_sk(s, k, e, v, 0);
 }
@@ -159,12 +160,14 @@ static __always_inline int lfp_pend_key_packet(struct lfp_flow_key *k, __u64 coo
 	k->cookie = cookie;
 	if (skb->protocol == bpf_htons(0x0800)) {
 		__u8 vihl;
-		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 16, &k->remote_be[0], 4) ||
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) ||
+		    bpf_skb_load_bytes(skb, 16, &k->remote_be[0], 4) ||
 		    bpf_skb_load_bytes(skb, (vihl & 0xf) * 4 + 2, &dport, 2))
 			return 0;
 		k->family = AF_INET;
 	} else {
-		if (bpf_skb_load_bytes(skb, 24, k->remote_be, 16) || bpf_skb_load_bytes(skb, 40 + 2, &dport, 2))
+		if (bpf_skb_load_bytes(skb, 24, k->remote_be, 16) ||
+		    bpf_skb_load_bytes(skb, 40 + 2, &dport, 2))
 			return 0;
 		k->family = AF_INET6;
 		if (lfp_is_v4mapped(k->remote_be)) {

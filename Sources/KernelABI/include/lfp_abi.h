@@ -266,10 +266,10 @@ struct lfp_event {
 
 /* ---- ALE flows (lfp_flows, bpf/lib/maps.h): one per (socket, remote end) ---- */
 struct lfp_flow_key {
-	__u64 cookie;          /* socket cookie (endpoint handle)                              */
-	__u32 remote_be[4];    /* network order; IPv4 (and IPv4-mapped) in [0]                 */
-	__u16 remote_port;     /* host order                                                   */
-	__u16 family;          /* AF_INET for IPv4 and IPv4-mapped peers                       */
+	__u64 cookie;       /* socket cookie (endpoint handle)                              */
+	__u32 remote_be[4]; /* network order; IPv4 (and IPv4-mapped) in [0]                 */
+	__u16 remote_port;  /* host order                                                   */
+	__u16 family;       /* AF_INET for IPv4 and IPv4-mapped peers                       */
 	__u32 pad;
 };
 struct lfp_flow {
@@ -309,9 +309,9 @@ struct lfp_pend {
 	__u64 packet_ns;  /* when `packet` was captured, 0 when nothing was captured           */
 	__u8 state;       /* enum lfp_pend_state: the kernel writes WAITING, the daemon the rest */
 	__u8 protocol;
-	__u16 layer;      /* enum lfp_layer */
-	__u16 packet_len; /* bytes of `packet` in use                                         */
-	__u16 flags;      /* LFP_PEND_F_*                                                      */
+	__u16 layer;                   /* enum lfp_layer */
+	__u16 packet_len;              /* bytes of `packet` in use                                         */
+	__u16 flags;                   /* LFP_PEND_F_*                                                      */
 	__u8 packet[LFP_PEND_CAPTURE]; /* the latest held SYN, from its IP header              */
 };
 
