@@ -148,7 +148,9 @@ extension LFPSession {
     /// calloutId. STATUS_FWP_ALREADY_EXISTS when the key is registered (here or elsewhere).
     /// Registration may come before or after the filters that name the callout. `classify`
     /// runs on a concurrent queue, one call per operation; it may pend and complete later from
-    /// any thread. `flowDelete` makes flow contexts possible (R5.14).
+    /// any thread. `flowDelete` makes flow contexts possible (R5.14). `notify` and `flowDelete`
+    /// run on the connection's own thread, in order with the replies: they must not wait for the
+    /// daemon.
     @discardableResult
     public func registerCallout(
         key: UUID, classify: @escaping @Sendable (CalloutRequest) -> CalloutDecision,
@@ -230,7 +232,14 @@ extension LFPSession {
                 p?(nil)
                 return
             }
-            self.calloutQueue.async { self.dispatchCalloutPush(reply) }
+            // flowDeleteFn and notifyFn run in frame order, before the reply that follows them
+            // (FwpsFlowRemoveContext0 returns after flowDelete ran, R5.15): on the connection's
+            // thread, so they must not call the daemon and wait. Classify and prompts may.
+            if reply.invocation == nil && reply.prompt == nil {
+                self.dispatchCalloutPush(reply)
+            } else {
+                self.calloutQueue.async { self.dispatchCalloutPush(reply) }
+            }
         }
     }
 
