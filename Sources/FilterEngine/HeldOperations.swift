@@ -175,19 +175,16 @@ public final class HeldOperations: @unchecked Sendable {
         }
     }
 
-    /// Forge the refusal from the captured SYN; nil when none is captured yet. An ICMP error is
-    /// followed by a RST: a socket that is busy in a system call when the ICMP error arrives
-    /// takes it as a soft error only (tcp_v4_err), and under load such a connect was seen to end
-    /// with no errno at all; the RST is queued to the socket's backlog instead, so the connect
-    /// always fails (with ECONNREFUSED when the ICMP error did not end it first). A RST that
-    /// arrives after the ICMP error finds no socket and is dropped.
+    /// Forge the refusal from the captured SYN: the peer's RST, so connect() fails with
+    /// ECONNREFUSED; nil when no SYN is captured yet. A RST rather than an ICMP error: the
+    /// socket's backlog takes a RST even while the socket is busy in a system call, while an ICMP
+    /// error then becomes a soft error, and in repeated trials about 4 % of connects refused by
+    /// ICMP ended closed without an errno (docs/callouts.md).
     private func refuse(_ key: HeldFlowKey, errno e: Int32) -> Int32? {
         guard let pend = try? maps.pends.lookup(key: key.raw, as: lfp_pend.self), let syn = Self.captured(pend),
-            let (packet, errno) = PacketForge.refusal(of: syn, errno: e)
+            let packet = PacketForge.refusal(of: syn)
         else { return nil }
-        guard (try? injector.send(packet)) != nil else { return nil }
-        if errno != ECONNREFUSED { try? injector.send(PacketForge.rst(syn)) }
-        return errno
+        return (try? injector.send(packet)) == nil ? nil : ECONNREFUSED
     }
 
     private func retryRefusal(_ key: HeldFlowKey, errno e: Int32, left: Int, done: (@Sendable (Int32?) -> Void)?) {

@@ -42,21 +42,13 @@ public enum PacketForge {
         return p
     }
 
-    /// How a held connect is refused so that connect() fails with `errno` (Linux's mapping of
-    /// the refusal to an errno: tcp_v4_err/tcp_v6_err, icmp_err_convert): a RST for
-    /// ECONNREFUSED, a destination-unreachable for the others. Any errno no packet can produce
-    /// (EPERM, the default block) becomes "administratively prohibited": EHOSTUNREACH on IPv4,
-    /// EACCES on IPv6. Returns the packet and the errno the application will see.
-    public static func refusal(of syn: [UInt8], errno wanted: Int32) -> (packet: [UInt8], errno: Int32)? {
+    /// The refusal of a held connection: a RST|ACK from the SYN's destination acknowledging
+    /// it, so the connect fails with ECONNREFUSED (tcp_reset in SYN_SENT). nil when the bytes are
+    /// not a TCP packet.
+    public static func refusal(of syn: [UInt8]) -> [UInt8]? {
         let l3 = l3Length(syn)
         guard syn.count >= l3 + 20, protocolOf(syn) == tcp else { return nil }
-        let v4 = isV4(syn)
-        switch wanted {
-        case ECONNREFUSED: return (rst(syn), ECONNREFUSED)
-        case ENETUNREACH: return (unreachable(syn, code: 0), ENETUNREACH)  // v4 net, v6 no route
-        case EHOSTUNREACH: return (unreachable(syn, code: v4 ? 1 : 3), EHOSTUNREACH)  // host / address
-        default: return (unreachable(syn, code: v4 ? 13 : 1), v4 ? EHOSTUNREACH : EACCES)  // admin prohibited
-        }
+        return rst(syn)
     }
 
     /// RST|ACK from the peer acknowledging the SYN (ack = ISN + 1): ECONNREFUSED.
@@ -72,17 +64,6 @@ public enum PacketForge {
         t[12] = 5 << 4
         t[13] = 0x14  // RST|ACK
         p += t
-        fixChecksum(&p)
-        return p
-    }
-
-    /// ICMP (v4 type 3) or ICMPv6 (type 1) destination unreachable quoting the SYN's headers.
-    static func unreachable(_ syn: [UInt8], code: UInt8) -> [UInt8] {
-        let l3 = l3Length(syn)
-        let quote = Array(syn.prefix(isV4(syn) ? l3 + 8 : min(syn.count, 40 + 20)))
-        let proto = isV4(syn) ? icmp : icmp6
-        var p = ipHeader(replyTo: syn, protocol: proto, payload: 8 + quote.count)
-        p += [isV4(syn) ? 3 : 1, code, 0, 0, 0, 0, 0, 0] + quote
         fixChecksum(&p)
         return p
     }
