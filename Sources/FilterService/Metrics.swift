@@ -82,6 +82,13 @@ final class DaemonMetrics: @unchecked Sendable {
         Metrics.Gauge(label: "lfp_daemon_events_read", factory: factory).record(Double(pump.read))
         Metrics.Gauge(label: "lfp_daemon_events_lost_by_tails", factory: factory).record(Double(pump.lost))
         Metrics.Gauge(label: "lfp_sessions", factory: factory).record(Double(service.queue.sync { service.clients.values.filter { $0.session != nil }.count }))
+        // Callouts (docs/callouts.md): operations the kernel held for them, completed, and
+        // completed with the default verdict (pend timeout, host gone, nobody deciding).
+        let pends = service.dispatcher.counts.withLockedValue { $0 }
+        Metrics.Gauge(label: "lfp_callout_held_total", factory: factory).record(Double(pends.held))
+        Metrics.Gauge(label: "lfp_callout_completed_total", factory: factory).record(Double(pends.completed))
+        Metrics.Gauge(label: "lfp_callout_default_verdicts_total", factory: factory).record(Double(pends.timedOut))
+        Metrics.Gauge(label: "lfp_callouts_registered", factory: factory).record(Double(service.hosting.withLockedValue { $0.callouts.count }))
         return registry.emitToBuffer()
     }
 }

@@ -240,6 +240,8 @@ extension DaemonLifetimeTests {
         #expect((value("lfp_commit_seconds_count") ?? 0) >= 2, "the restore and the add")
         #expect(value(#"lfp_workload_healthy{workload="machine"}"#) == 1)
         #expect(text.contains("lfp_ring_events_submitted_total{ring="))
+        #expect(value("lfp_callouts_registered") == 2, "the built-in lfp.prompt and lfp.audit")
+        #expect(value("lfp_callout_held_total") == 0)
         #expect(httpGet(port: port, path: "/nothing")?.hasPrefix("HTTP/1.1 404") == true)
     }
 }
