@@ -203,6 +203,16 @@ public final class HeldOperations: @unchecked Sendable {
         }
     }
 
+    /// End a live connection (a callout blocked it when a commit reauthorized it): the
+    /// reauthorization iterators destroy it (ECONNABORTED). Returns whether one was ended.
+    @discardableResult
+    public func end(cookie: UInt64) throws -> Bool {
+        try maps.destroy.update(key: cookie, value: UInt8(1))
+        let r = engine.reauthorize()
+        try? maps.destroy.delete(key: cookie)  // gone already, or not found by the pass
+        return r.endedConnections > 0
+    }
+
     /// Forget a completed entry (the daemon's sweep, for flows whose socket is gone).
     public func forget(_ key: HeldFlowKey) throws { try maps.pends.delete(key: key.raw) }
 

@@ -102,6 +102,10 @@ final class CalloutDispatcher: @unchecked Sendable {
 
     /// A pend event: classify with the callouts, decide or wait for the callout's completion.
     func kernelHeld(_ raw: ALEEvent) {
+        if raw.conditionFlags & HostedCallout.isReauthorize != 0 {
+            reauthorizeLive(raw)
+            return
+        }
         queue.async { [self] in
             counts.withLockedValue { $0.held += 1 }
             let e = names.annotate(raw)
@@ -128,6 +132,30 @@ final class CalloutDispatcher: @unchecked Sendable {
                 return
             }
             finish(record, result, reauthorized: false)
+        }
+    }
+
+    /// A live connection a commit reauthorized whose classification reached a registered
+    /// callout (R7.8): the callouts answer at once (pending fails, R6.4; the reason is
+    /// POLICY_CHANGE), and a block ends the connection.
+    private func reauthorizeLive(_ raw: ALEEvent) {
+        queue.async { [self] in
+            let e = names.annotate(raw)
+            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
+                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
+                var values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
+            else { return }
+            if ConditionField.reauthorizeReason.isAvailable(at: layer) {
+                values.values[.reauthorizeReason] = .uint32(0x1)  // FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE
+            }
+            let ctx = Classification(completionId: nil, event: json)
+            let result = Classification.$current.withValue(ctx) {
+                service.bfe.classify(layer: layer, values: values, metadata: ClassifyMetadata(endpointHandle: e.transportEndpointHandle))
+            }
+            guard result.actionType == .block else { return }
+            let ended = (try? held?.end(cookie: e.transportEndpointHandle)) ?? false
+            logger.info("a callout ended a live connection at its reauthorization", metadata: ["handle": "\(e.transportEndpointHandle)", "ended": "\(ended)"])
+            service.deliverDecision(e, action: .block, filterId: result.filterId, errno: ECONNABORTED, reauthorized: true)
         }
     }
 

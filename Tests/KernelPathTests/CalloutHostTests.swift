@@ -548,3 +548,47 @@ extension CalloutHostTests {
         #expect(calls.withLockedValue { $0 } == [false, false], "only the first classifications reached the host")
     }
 }
+
+extension CalloutHostTests {
+    @Test("a commit reauthorizes a live connection through its callout (POLICY_CHANGE, cannot pend); a block ends it")
+    func policyChangeReauthorization() throws {
+        let (fx, d, w) = try Self.setUp()
+        defer { d.cleanup(); fx.cleanup() }
+        let l = try Listener()
+        try Self.load(d, Self.policy(port: l.port))
+        let host = try LFPSession.open(socket: d.socket, name: "host")
+        let seen = NIOLockedValueBox<[String]>([])
+        let asked = DispatchSemaphore(value: 0)
+        try host.registerCallout(key: Self.key) { req in
+            guard req.isReauthorization else { return .permit() }
+            var note = "reason=\(req.fields["FWPM_CONDITION_REAUTHORIZE_REASON"] ?? "-")"
+            do { _ = try req.pendOperation() } catch let e as FWPError { note += " pend=\(e.code.name)" } catch {}
+            seen.withLockedValue { $0.append(note) }
+            asked.signal()
+            return .block
+        }
+        let p = try PyProc(
+            cgroup: w.cgroupPath,
+            script: """
+                import socket, sys
+                s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+                print("connected", flush=True)
+                sys.stdin.readline()
+                try:
+                    d = s.recv(16); print("eof" if not d else "data", flush=True)
+                except OSError as e:
+                    print("err", e.errno, flush=True)
+                """, args: ["\(l.port)"])
+        #expect(p.readLine(timeoutMs: 10_000) == "connected")
+        let server = accept(l.fd, nil, nil)
+        defer { close(server) }
+        // Any commit reauthorizes the live connections (R7.8).
+        let admin = try LFPSession.open(socket: d.socket, name: "admin")
+        _ = try admin.add(DaemonTests.block("unrelated", port: 9))
+        #expect(asked.wait(timeout: .now() + 10) == .success, "the callout was asked at the reauthorization")
+        #expect(seen.withLockedValue { $0.first } == "reason=1 pend=STATUS_FWP_CANNOT_PEND")
+        p.send()
+        #expect(p.readLine(timeoutMs: 10_000) == "err \(ECONNABORTED)", "the connection was ended")
+        _ = p.finish()
+    }
+}

@@ -303,11 +303,7 @@ final class KernelCaseRun: @unchecked Sendable {
     /// Parts of cases lfp cannot run yet: the steps from `fromStep` on are expected to fail (the
     /// steps before them run and pass unmarked).
     static let knownIssues: [String: (fromStep: Int, why: String)] = [
-        // The commit's reauthorization (bpf/lib/reauth.h) classifies live connections in the
-        // kernel and only ends those a BLOCK filter decides: a callout's filter is neither held
-        // nor passed to the callout, so CP is never asked and the flow stays (steps 0-1 pass).
-        "C52": (2, "a policy-change reauthorization does not invoke callouts yet (the kernel's reauthorization iterator skips callout filters)"),
-        "C55": (0, "pends at ALE_RESOURCE_ASSIGNMENT and ALE_AUTH_LISTEN are not held by the kernel yet"),
+        "C55": (0, "pends at ALE_RESOURCE_ASSIGNMENT and ALE_AUTH_LISTEN are not held by the kernel yet")
     ]
 
     func mapPorts() throws {
@@ -649,7 +645,10 @@ final class KernelCaseRun: @unchecked Sendable {
         let rid = mine.flatMap { lastRequest[$0] }
         let observe = s["op"]?.string == "observe"
         func evs() -> [PushedEvent] { observe ? events : Array(events[min(firstEvent, events.count)...]) }
-        func invs() -> [Invocation] { invocations.filter { observe || $0.step == index } }
+        // A policy change's reauthorization (REAUTHORIZE_REASON POLICY_CHANGE, 0x1) happens when the
+        // commit publishes (README, "Reauthorization of live connections": eager, R7.8), not at the
+        // flow's next packet (R7.9): the step that observes it also sees those from the commit's step.
+        func invs() -> [Invocation] { invocations.filter { observe || $0.step == index || $0.reauthReason == 1 } }
         for (k, v) in e.mapping ?? [:] {
             let key = k.string ?? ""
             switch key {
@@ -805,6 +804,8 @@ final class KernelCaseRun: @unchecked Sendable {
             let write = r.string == "FWPS_RIGHT_ACTION_WRITE"
             #expect(got.allSatisfy { $0.write == write }, "\(id) \(at): \(c.string ?? "") rights \(got.map(\.write))")
         }
+        // A reauthorization may still be on its way (the commit's pass reports it asynchronously).
+        if v["flagsInclude"] != nil || v["fields"] != nil { _ = wait { !invs().filter { $0.layer == layer }.isEmpty } }
         let mine = locked { invs().filter { $0.layer == layer } }
         for f in v["flagsInclude"]?.sequence?.compactMap(\.string) ?? [] {
             let bit = try #require(ConditionFlagNames.flags.first { $0.0 == f }?.1, "unknown flag \(f)")

@@ -5,7 +5,9 @@
  * lazily, at the flow's next packet (R7.9). lfp has no per-packet program for TCP, so a commit
  * visits every live connection once instead, classifies it again with IS_REAUTHORIZE, and ends
  * the ones the new policy blocks with bpf_sock_destroy (the application sees ECONNABORTED; a TCP
- * peer gets a RST). What is visited:
+ * peer gets a RST). A connection whose classification reaches a registered callout's filter is
+ * reported (action CALLOUT) for the daemon to ask the callout; if it blocks, the daemon puts the
+ * cookie in lfp_destroy and runs the pass again, which ends it first thing. What is visited:
  *
  *   1. Only sockets of lfp's workloads: an lfp_sk entry, and a cgroup (or an ancestor of it)
  *      that lfp_workloads still names. Every other socket of the machine is skipped untouched.
@@ -127,6 +129,13 @@ static __always_inline int lfp_reauthorize(struct seq_file *seq, struct sock_com
 	if (lfp_is_loopback(&e))
 		e.cond_flags |= LFP_FLAG_IS_LOOPBACK;
 	struct lfp_verdict v = lfp_classify(e.layer, &e);
+	if (v.action == LFP_ACTION_CALLOUT) {
+		/* a registered callout decides: the daemon asks it (it cannot pend a reauthorization,
+		 * R6.4) and ends the connection if it blocks (lfp_destroy, then another pass) */
+		lfp_apply(&e, &v);
+		lfp_emit(&e);
+		return 0;
+	}
 	if (v.action != LFP_ACTION_BLOCK)
 		return 0;
 	lfp_apply(&e, &v);
