@@ -61,8 +61,8 @@ public struct HeldOperation: Sendable {
 /// The verdict that completes a held operation.
 public enum HeldVerdict: Sendable, Hashable {
     case permit
-    /// `errno` is the filter's choice; a TCP connect fails with the closest errno a refusal can
-    /// carry (PacketForge.refusal).
+    /// `errno` is the filter's choice: what a blocked flow's later datagrams return. A TCP
+    /// connect is refused by the peer's forged RST (ECONNREFUSED, PacketForge.refusal).
     case block(errno: Int32)
 }
 
@@ -153,7 +153,7 @@ public final class HeldOperations: @unchecked Sendable {
             try maps.pends.delete(key: key.raw)
             done?(nil)
             return .completed(refusal: nil)
-        case .block(let e):
+        case .block:
             guard pend.protocol == PacketForge.tcp else {
                 done?(nil)
                 return .completed(refusal: nil)
@@ -166,11 +166,11 @@ public final class HeldOperations: @unchecked Sendable {
                 done?(r.endedConnections > 0 ? ECONNABORTED : nil)
                 return .completed(refusal: r.endedConnections > 0 ? ECONNABORTED : nil)
             }
-            if let sent = refuse(key, errno: e) {
+            if let sent = refuse(key) {
                 done?(sent)
                 return .completed(refusal: sent)
             }
-            retryRefusal(key, errno: e, left: Self.captureRetries, done: done)
+            retryRefusal(key, left: Self.captureRetries, done: done)
             return .completed(refusal: nil)
         }
     }
@@ -180,23 +180,23 @@ public final class HeldOperations: @unchecked Sendable {
     /// socket's backlog takes a RST even while the socket is busy in a system call, while an ICMP
     /// error then becomes a soft error, and in repeated trials about 4 % of connects refused by
     /// ICMP ended closed without an errno (docs/callouts.md).
-    private func refuse(_ key: HeldFlowKey, errno e: Int32) -> Int32? {
+    private func refuse(_ key: HeldFlowKey) -> Int32? {
         guard let pend = try? maps.pends.lookup(key: key.raw, as: lfp_pend.self), let syn = Self.captured(pend),
             let packet = PacketForge.refusal(of: syn)
         else { return nil }
         return (try? injector.send(packet)) == nil ? nil : ECONNREFUSED
     }
 
-    private func retryRefusal(_ key: HeldFlowKey, errno e: Int32, left: Int, done: (@Sendable (Int32?) -> Void)?) {
+    private func retryRefusal(_ key: HeldFlowKey, left: Int, done: (@Sendable (Int32?) -> Void)?) {
         DispatchQueue.global().asyncAfter(deadline: .now() + Self.captureRetryInterval) { [self] in
             guard (try? maps.pends.lookup(key: key.raw, as: lfp_pend.self)) != nil else {
                 done?(nil)  // released meanwhile: nothing left to refuse
                 return
             }
-            if let sent = refuse(key, errno: e) {
+            if let sent = refuse(key) {
                 done?(sent)
             } else if left > 1 {
-                retryRefusal(key, errno: e, left: left - 1, done: done)
+                retryRefusal(key, left: left - 1, done: done)
             } else {
                 done?(nil)  // stays held and dropped until the application gives up
             }
@@ -213,15 +213,13 @@ public final class HeldOperations: @unchecked Sendable {
         return r.endedConnections > 0
     }
 
-    /// Forget a completed entry (the daemon's sweep, for flows whose socket is gone).
-    public func forget(_ key: HeldFlowKey) throws { try maps.pends.delete(key: key.raw) }
-
     static func captured(_ p: lfp_pend) -> [UInt8]? {
         guard p.packet_ns != 0, p.packet_len >= 20, Int(p.packet_len) <= Int(LFP_PEND_CAPTURE) else { return nil }
         return withUnsafeBytes(of: p.packet) { Array($0.prefix(Int(p.packet_len))) }
     }
 
-    static func monotonicNs() -> UInt64 {
+    /// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns() (lfp_pend, lfp_event).
+    public static func monotonicNs() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

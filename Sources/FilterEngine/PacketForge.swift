@@ -7,7 +7,6 @@ import Foundation
 public enum PacketForge {
     static let tcp: UInt8 = 6
     static let icmp: UInt8 = 1
-    static let icmp6: UInt8 = 58
 
     static func isV4(_ p: [UInt8]) -> Bool { !p.isEmpty && p[0] >> 4 == 4 }
     static func l3Length(_ p: [UInt8]) -> Int { isV4(p) ? Int(p[0] & 0xf) * 4 : 40 }

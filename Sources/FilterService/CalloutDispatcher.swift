@@ -56,7 +56,6 @@ final class CalloutDispatcher: @unchecked Sendable {
     /// Opened at start; nil when the kernel state is not there (then nothing is ever held).
     var held: HeldOperations?
     private let names: EventNames
-    private let encoder = JSONEncoder()
     /// Queue-owned state.
     private var pends: [UInt64: PendRecord] = [:]
     private var nextCompletion: UInt64 = 1
@@ -78,7 +77,6 @@ final class CalloutDispatcher: @unchecked Sendable {
         self.service = service
         self.logger = logger
         names = EventNames(engine: service.engine)
-        encoder.outputFormatting = [.sortedKeys]
     }
 
     var pendTimeout: DispatchTimeInterval { .milliseconds(Int(service.options.pendTimeoutSeconds * 1000)) }
@@ -98,22 +96,37 @@ final class CalloutDispatcher: @unchecked Sendable {
 
     func stop() { timer?.cancel() }
 
+    /// An event as the callouts see it: its names filled in, its JSON (`lfp events --json`), and
+    /// the incoming values it carries at its layer, read back as `lfp classify --from-event`
+    /// reads them (one reading for every path into the callouts). Queue-only (EventNames).
+    private struct ReadBack {
+        let event: ALEEvent
+        let layer: Layer
+        let json: String
+        var values: IncomingValues
+    }
+
+    private func readBack(_ raw: ALEEvent) -> ReadBack? {
+        let e = names.annotate(raw)
+        guard let layer = e.layer, let data = try? FilterService.eventEncoder.encode(e),
+            let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: data),
+            let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
+        else { return nil }
+        return ReadBack(event: e, layer: layer, json: String(decoding: data, as: UTF8.self), values: values)
+    }
+
     // MARK: from the kernel
 
     /// A pend event: classify with the callouts, decide or wait for the callout's completion.
     func kernelHeld(_ raw: ALEEvent) {
-        if raw.conditionFlags & HostedCallout.isReauthorize != 0 {
+        if raw.conditionFlags & UInt32(LFP_FLAG_IS_REAUTHORIZE) != 0 {
             reauthorizeLive(raw)
             return
         }
         queue.async { [self] in
             counts.withLockedValue { $0.held += 1 }
-            let e = names.annotate(raw)
-            let key = HeldFlowKey(event: e)
-            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
-                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
-                let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
-            else {
+            let key = HeldFlowKey(event: raw)
+            guard let rb = readBack(raw) else {
                 logger.error("a held operation could not be classified: completing it with the default verdict", metadata: ["flow": "\(key)"])
                 complete(key, defaultVerdict, errno: EPERM, filterId: raw.filterId)
                 return
@@ -124,7 +137,7 @@ final class CalloutDispatcher: @unchecked Sendable {
             let id = nextCompletion
             nextCompletion += 1
             var record = PendRecord(
-                completionId: id, key: key, layer: layer, values: values, event: e, json: json, deadline: .now() + pendTimeout)
+                completionId: id, key: key, layer: rb.layer, values: rb.values, event: rb.event, json: rb.json, deadline: .now() + pendTimeout)
             let (result, pendedBy) = classify(record, reauthorize: false)
             if let pendedBy {
                 record.pendedBy = pendedBy
@@ -140,17 +153,14 @@ final class CalloutDispatcher: @unchecked Sendable {
     /// POLICY_CHANGE), and a block ends the connection.
     private func reauthorizeLive(_ raw: ALEEvent) {
         queue.async { [self] in
-            let e = names.annotate(raw)
-            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
-                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
-                var values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
-            else { return }
+            guard var rb = readBack(raw) else { return }
+            let (e, layer) = (rb.event, rb.layer)
             if ConditionField.reauthorizeReason.isAvailable(at: layer) {
-                values.values[.reauthorizeReason] = .uint32(0x1)  // FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE
+                rb.values.values[.reauthorizeReason] = .uint32(0x1)  // FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE
             }
-            let ctx = Classification(completionId: nil, event: json)
+            let ctx = Classification(completionId: nil, event: rb.json)
             let result = Classification.$current.withValue(ctx) {
-                service.bfe.classify(layer: layer, values: values, metadata: ClassifyMetadata(endpointHandle: e.transportEndpointHandle))
+                service.bfe.classify(layer: layer, values: rb.values, metadata: ClassifyMetadata(endpointHandle: e.transportEndpointHandle))
             }
             guard result.actionType == .block else { return }
             let ended = (try? held?.end(cookie: e.transportEndpointHandle)) ?? false
@@ -163,14 +173,11 @@ final class CalloutDispatcher: @unchecked Sendable {
     /// they cannot change it (issue 9: inspection callouts are fed from the event stream).
     func inspect(_ raw: ALEEvent) {
         queue.async { [self] in
-            let e = names.annotate(raw)
-            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
-                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
-                let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
-            else {
+            guard let rb = readBack(raw) else {
                 logger.debug("an event for inspection callouts could not be read back", metadata: ["sequence": "\(raw.sequence)"])
                 return
             }
+            let (e, layer, json, values) = (rb.event, rb.layer, rb.json, rb.values)
             logger.debug("inspection", metadata: ["sequence": "\(raw.sequence)", "values": "\(values)"])
             let ctx = Classification(completionId: nil, event: json, replay: true)
             _ = Classification.$current.withValue(ctx) {
@@ -185,11 +192,8 @@ final class CalloutDispatcher: @unchecked Sendable {
     /// Synchronous: the release that follows in the event stream must know.
     func notification(_ raw: ALEEvent) {
         queue.sync {
-            let e = names.annotate(raw)
-            guard let layer = e.layer, let json = try? String(decoding: encoder.encode(e), as: UTF8.self),
-                let recorded = try? JSONDecoder().decode(RecordedEvent.self, from: Data(json.utf8)),
-                let values = try? IncomingValues.parse(layer: layer, assignments: recorded.assignments(at: layer))
-            else { return }
+            guard let rb = readBack(raw) else { return }
+            let (e, layer, json, values) = (rb.event, rb.layer, rb.json, rb.values)
             var handle: UInt64?
             if layer.canPendClassify {
                 handle = nextCompletion
@@ -317,7 +321,7 @@ final class CalloutDispatcher: @unchecked Sendable {
                     return HeldSummary(
                         completionId: r?.completionId, endpointHandle: op.key.cookie,
                         layer: Layer(kernelID: op.layerID)?.name ?? "\(op.layerID)", filterId: op.filterId,
-                        calloutKey: r?.pendedBy?.lowerString, heldMilliseconds: Double(Self.monotonicNs() &- op.startNs) / 1e6,
+                        calloutKey: r?.pendedBy?.lowerString, heldMilliseconds: Double(HeldOperations.monotonicNs() &- op.startNs) / 1e6,
                         remote: "\(op.key)")
                 })
         }
@@ -330,8 +334,9 @@ final class CalloutDispatcher: @unchecked Sendable {
     ) -> (ClassifyResult, UUID?) {
         var values = r.values
         if reauthorize {
-            let flags = values[.flags].flatMap { v -> UInt32? in if case .uint32(let x) = v { return x } else { return nil } } ?? 0
-            values.values[.flags] = .uint32(flags | HostedCallout.isReauthorize)
+            var flags: UInt32 = 0
+            if case .uint32(let f)? = values[.flags] { flags = f }
+            values.values[.flags] = .uint32(flags | UInt32(LFP_FLAG_IS_REAUTHORIZE))
             if ConditionField.reauthorizeReason.isAvailable(at: r.layer) {
                 values.values[.reauthorizeReason] = .uint32(0x10)  // FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION
             }
@@ -399,18 +404,12 @@ final class CalloutDispatcher: @unchecked Sendable {
     private func sweepKernel(olderThan age: UInt64?) {
         guard let held, let ops = try? held.all() else { return }
         let known = Set(pends.values.map(\.key))
-        let now = Self.monotonicNs()
+        let now = HeldOperations.monotonicNs()
         for op in ops where op.waiting && !known.contains(op.key) {
             if let age, now &- op.startNs < age { continue }
             logger.warning("a held operation nobody is deciding: completing it with the default verdict", metadata: ["flow": "\(op.key)"])
             counts.withLockedValue { $0.timedOut += 1 }
             complete(op.key, defaultVerdict, errno: EPERM, filterId: op.filterId)
         }
-    }
-
-    static func monotonicNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }

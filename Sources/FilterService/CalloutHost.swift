@@ -66,9 +66,6 @@ final class HostedCallout: Callout, @unchecked Sendable {
     let hasFlowDelete: Bool
     private let ids: NIOLockedValueBox<(calloutId: UInt32, nextInvocation: UInt64)>
 
-    /// FWP_CONDITION_FLAG_IS_REAUTHORIZE.
-    static let isReauthorize: UInt32 = 0x4
-
     init(key: UUID, endpoint: CalloutEndpoint, owner: UInt64?, hasFlowDelete: Bool) {
         calloutKey = key
         self.endpoint = endpoint
@@ -88,7 +85,6 @@ final class HostedCallout: Callout, @unchecked Sendable {
         if ctx?.replay == true && f.action.type != .calloutInspection {
             return CalloutClassifyOut(actionType: nil, rights: request.rights)  // the kernel decided
         }
-        let flags = request.values[.flags].flatMap { v -> UInt32? in if case .uint32(let x) = v { return x } else { return nil } } ?? 0
         var invocation = CalloutInvocation(
             invocation: ids.withLockedValue { s in
                 defer { s.nextInvocation += 1 }
@@ -97,8 +93,9 @@ final class HostedCallout: Callout, @unchecked Sendable {
             calloutKey: calloutKey.lowerString, calloutId: calloutId, layer: request.layer.name, filterId: f.filterId,
             filterKey: f.filterKey.lowerString, filterFlags: f.flags.rawValue, rights: request.rights.rawValue,
             fields: Self.fields(request.values), endpointHandle: request.metadata.endpointHandle,
-            completionId: request.metadata.canPend && request.rights.contains(.actionWrite) ? ctx?.completionId : nil,
-            isReauthorization: flags & HostedCallout.isReauthorize != 0, event: ctx?.event,
+            // FwpsPendOperation0's own checks (R6.1-R6.4), and only with the write right (R6.3)
+            completionId: request.rights.contains(.actionWrite) && (try? request.pendOperation()) != nil ? ctx?.completionId : nil,
+            isReauthorization: request.isReauthorization, event: ctx?.event,
             classifyHandle: request.layer.canPendClassify ? ctx?.classifyHandle : nil)
         invocation.injectedBySelf = ctx?.injectedBySelf == true ? true : nil
         let given = ctx?.preAnswer.flatMap { $0.callout == calloutKey && invocation.completionId == nil ? $0.answer : nil }

@@ -65,9 +65,7 @@ extension FilterService {
                 if e.isPended {
                     dispatcher.kernelHeld(e)  // its verdict is delivered when it completes
                 } else if let l = e.layer {
-                    if !dispatcher.inspected.withLockedValue({ $0.isEmpty }), e.raw.kind == UInt8(LFP_EV_CLASSIFY.rawValue),
-                        dispatcher.inspected.withLockedValue({ $0.contains(l) })
-                    {
+                    if e.raw.kind == UInt8(LFP_EV_CLASSIFY.rawValue), dispatcher.inspected.withLockedValue({ $0.contains(l) }) {
                         dispatcher.inspect(e)
                     }
                     if dispatcher.notified.withLockedValue({ $0.contains(l) }) { dispatcher.notification(e) }
@@ -86,9 +84,17 @@ extension FilterService {
     /// An endpoint's RESOURCE_RELEASE: the flowDeleteFn calls of its flow contexts (R5.16), then
     /// the event.
     func finishTeardown(_ e: ALEEvent) {
-        if !bfe.flowContexts(flowId: e.transportEndpointHandle).isEmpty { bfe.flowEnded(flowId: e.transportEndpointHandle) }
+        bfe.flowEnded(flowId: e.transportEndpointHandle)  // one lookup; nothing to do for most flows
         deliver(e)
     }
+
+    /// Events as JSON (`lfp events --json`, sorted keys): configured once, shared by the pump and
+    /// the callout dispatcher (encoding does not change it).
+    static let eventEncoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
 
     /// One event to the counters, the history and the subscribers.
     func deliver(_ e: ALEEvent) {
@@ -100,9 +106,7 @@ extension FilterService {
         }
         metrics.classified(layer: e.layer?.name ?? "LFP_LAYER_\(e.layerID)", action: e.actionType)
         let keep = e.isBlock || history.keepAllows
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard listening || keep, let data = try? encoder.encode(e) else { return }
+        guard listening || keep, let data = try? Self.eventEncoder.encode(e) else { return }
         let json = String(decoding: data, as: UTF8.self)
         let text = e.render()
         if keep { history.append(json, text: text) }
@@ -117,7 +121,7 @@ extension FilterService {
         raw.filter_id = filterId
         raw.error = action == .block ? errno : 0
         if reauthorized { raw.cond_flags |= UInt32(LFP_FLAG_IS_REAUTHORIZE) }
-        raw.ts_ns = CalloutDispatcher.monotonicNs()
+        raw.ts_ns = HeldOperations.monotonicNs()
         var e = held
         e.raw = raw
         deliver(e)
