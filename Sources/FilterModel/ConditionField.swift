@@ -237,14 +237,21 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
 
     /// True when WFP defines this field at `layer` (R3.20) or it is an LFP_* field.
     public func isAvailable(at layer: Layer) -> Bool {
-        if isLinuxNative { return true }
+        isLinuxNative || Self.availableAt[layer.kind]!.contains(self)
+    }
+
+    /// The WFP fields of each kind of layer, built once (a set per call was a visible part of
+    /// validating a 100k-filter policy).
+    static let availableAt: [Layer.Kind: Set<ConditionField>] = Dictionary(
+        uniqueKeysWithValues: Layer.Kind.allCases.map { ($0, fieldsDefined(at: $0)) })
+
+    private static func fieldsDefined(at kind: Layer.Kind) -> Set<ConditionField> {
         let common: Set<ConditionField> = [
             .aleAppId, .aleUserId, .ipLocalAddress, .ipLocalAddressType, .ipLocalInterface, .flags,
             .alePackageId, .aleSecurityAttributeFqbnValue, .compartmentId,
         ]
-        if common.contains(self) { return true }
         let extra: Set<ConditionField>
-        switch layer.kind {
+        switch kind {
         case .resourceAssignment:
             extra = [
                 .ipLocalPort, .ipProtocol, .alePromiscuousMode, .interfaceType, .tunnelType,
@@ -268,7 +275,7 @@ public enum ConditionField: String, CaseIterable, Hashable, Sendable, Codable, C
         case .endpointClosure:
             extra = [.ipLocalPort, .ipProtocol, .ipRemoteAddress, .ipRemotePort]
         }
-        return extra.contains(self)
+        return common.union(extra)
     }
 
     /// What Linux supplies for this field (the table in README.md).

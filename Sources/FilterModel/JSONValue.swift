@@ -1,11 +1,10 @@
-// A JSON document as plain Swift values, decoded by Foundation's JSONDecoder: a fraction of the
-// memory JSONSerialization's Foundation objects take (a 100,000-filter policy: 2.5 GB there),
-// which is what bounds the largest policy file lfp can read.
+// A JSON document as plain Swift values (JSONParser.swift reads them): a fraction of the memory
+// JSONSerialization's Foundation objects take (a 100,000-filter policy: 2.5 GB there), which is
+// what bounds the largest policy file lfp can read.
 
-import Foundation
 import Yams
 
-enum JSONValue: Decodable {
+enum JSONValue {
     case object([(String, JSONValue)])
     case array([JSONValue])
     case string(String)
@@ -15,48 +14,25 @@ enum JSONValue: Decodable {
     case bool(Bool)
     case null
 
-    private struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    /// Tried in the order that fails least often in a policy (each failed attempt is a thrown
-    /// error, and errors are what make decoding slow): text, objects, lists, then the rest.
-    init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) {
-            self = .string(s)
-        } else if let keyed = try? decoder.container(keyedBy: Key.self) {
-            self = .object(try keyed.allKeys.map { ($0.stringValue, try keyed.decode(JSONValue.self, forKey: $0)) })
-        } else if var list = try? decoder.unkeyedContainer() {
-            var out: [JSONValue] = []
-            if let n = list.count { out.reserveCapacity(n) }
-            while !list.isAtEnd { out.append(try list.decode(JSONValue.self)) }
-            self = .array(out)
-        } else if c.decodeNil() {
-            self = .null
-        } else if let u = try? c.decode(UInt64.self) {
-            self = .number(String(u))
-        } else if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let i = try? c.decode(Int64.self) {
-            self = .number(String(i))
-        } else {
-            self = .number(String(try c.decode(Double.self)))
-        }
+    /// The tags of the nodes one thread makes. A Tag is a class: one per scalar was an
+    /// allocation each, and one set shared by the threads reading filters side by side made
+    /// every node a contended reference count. Never mutated: Yams resolves only implicit and
+    /// non-specific tags in place.
+    struct Tags {
+        let str = Tag(.str), int = Tag(.int), bool = Tag(.bool), null = Tag(.null)
     }
 
     /// The YAML node the policy reader takes (keys sorted, so errors come in a stable order).
-    var node: Node {
+    var node: Node { node(Tags()) }
+
+    func node(_ t: Tags) -> Node {
         switch self {
-        case .object(let kv): return .mapping(Node.Mapping(kv.sorted { $0.0 < $1.0 }.map { (Node($0.0, Tag(.str)), $0.1.node) }))
-        case .array(let a): return .sequence(Node.Sequence(a.map(\.node)))
-        case .string(let s): return Node(s, Tag(.str))
-        case .number(let n): return Node(n, Tag(.int))
-        case .bool(let b): return Node(b ? "true" : "false", Tag(.bool))
-        case .null: return Node("null", Tag(.null))
+        case .object(let kv): return .mapping(Node.Mapping(kv.sorted { $0.0 < $1.0 }.map { (Node($0.0, t.str), $0.1.node(t)) }))
+        case .array(let a): return .sequence(Node.Sequence(a.map { $0.node(t) }))
+        case .string(let s): return Node(s, t.str)
+        case .number(let n): return Node(n, t.int)
+        case .bool(let b): return Node(b ? "true" : "false", t.bool)
+        case .null: return Node("null", t.null)
         }
     }
 }

@@ -78,14 +78,12 @@ public struct Policy: Hashable, Sendable {
         let jsonFilters = try checkLimits(text, sourceName: sourceName, json: isJSON)
         if isJSON {
             try checkCapacity(jsonFilters, sourceName)
-            // JSON goes through Foundation's parser and straight into the reader's tree: a
-            // 100k-filter file composes in about a second instead of fifteen through YAML.
+            // JSON goes through its own parser (JSONParser.swift) and straight into the reader's
+            // tree: a 100k-filter file composes in well under a second instead of fifteen
+            // through YAML.
             let value: JSONValue
             do {
-                value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-            } catch DecodingError.dataCorrupted(let context) {
-                let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-                throw FWPError(.policySyntax, "\(sourceName): JSON syntax error: \(detail ?? context.debugDescription)")
+                value = try JSONValue.parse(text)
             } catch {
                 throw FWPError(.policySyntax, "\(sourceName): JSON syntax error: \(error)")
             }
@@ -305,9 +303,22 @@ struct PolicyReader {
         try each("sublayers") { pol.sublayers.append(try sublayer($0, $1)) }
         try each("callouts") { pol.callouts.append(try callout($0, $1)) }
         try each("providerContexts") { pol.providerContexts.append(try providerContext($0, $1)) }
-        pol.filters.reserveCapacity(elements["filters"]?.count ?? 0)
-        try each("filters") { pol.filters.append(try filter($0, $1)) }
+        if let a = elements["filters"] {
+            pol.filters = try readFilters(a)
+        } else {
+            try each("filters") { pol.filters.append(try filter($0, $1)) }
+        }
         return pol
+    }
+
+    /// The filters of a JSON document, read on every core: each is read from its own reader
+    /// tree, independently of the others (a 100k-filter policy: 2.5 s on one core). The error
+    /// reported is the first in document order, as a reading in one pass would give.
+    func readFilters(_ a: [JSONValue]) throws -> [Filter] {
+        try ChunkedWork.map(count: a.count, chunkSize: 2_048) { range in
+            let tags = JSONValue.Tags()
+            return try range.map { i in try filter(a[i].node(tags), idx(path("", "filters"), i)) }
+        }
     }
 
     func readPolicy(_ n: Node) throws -> Policy {

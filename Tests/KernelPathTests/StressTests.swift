@@ -33,7 +33,7 @@ struct StressTests {
     }
 
     /// Whether a tail keeps up with a given rate on a loaded machine is a figure, measured by
-    /// `make bench` (its tail runs print submitted/received/dropped for the default ring). What a
+    /// `BENCH_EVENTS=1 make bench` (its tail runs print submitted/received/dropped for the default ring). What a
     /// test can assert whatever the scheduler does: a tail whose ring holds the whole run loses
     /// nothing, and a tail with the default ring, loaded alongside it, accounts for every event
     /// it did not get.
