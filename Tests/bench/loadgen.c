@@ -1,8 +1,8 @@
 /* loadgen: P processes each doing N socket()+connect()+close() to a closed loopback port (TCP:
  * refused, the full ALE lifetime without TIME_WAIT or an acceptor) or N connect() of one UDP
  * socket; or, with `cycle`, one process doing N whole loopback TCP connections (connect, accept,
- * close both with an RST so no TIME_WAIT piles up) and printing the ns per connection.
- * Optionally moves itself into a cgroup first. Used by `make bench`. */
+ * close both with an RST so no TIME_WAIT piles up) and printing the ns per connection; or, with
+ * `bind`, N UDP sockets each bound to 127.0.0.1:0 and closed (post_bind's own cost). Optionally moves itself into a cgroup first. Used by `make bench`. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,10 +25,10 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: loadgen tcp|udp|cycle PORT PROCS N [CGROUP]\n");
+		fprintf(stderr, "usage: loadgen tcp|udp|cycle|bind PORT PROCS N [CGROUP]\n");
 		return 2;
 	}
-	int udp = !strcmp(argv[1], "udp"), cycle = !strcmp(argv[1], "cycle");
+	int udp = !strcmp(argv[1], "udp"), cycle = !strcmp(argv[1], "cycle"), bindonly = !strcmp(argv[1], "bind");
 	int port = atoi(argv[2]), procs = atoi(argv[3]);
 	long n = atol(argv[4]);
 	if (argc > 5) {
@@ -42,6 +42,22 @@ int main(int argc, char **argv)
 	}
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bindonly) { /* N explicit binds (post_bind's own cost): a UDP socket bound to 127.0.0.1:0 */
+		struct sockaddr_in ba = { .sin_family = AF_INET };
+		ba.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		long total = n * procs;
+		double t0 = now();
+		for (long i = 0; i < total; i++) {
+			int s = socket(AF_INET, SOCK_DGRAM, 0);
+			if (s < 0 || bind(s, (struct sockaddr *)&ba, sizeof(ba))) {
+				perror("bind");
+				return 1;
+			}
+			close(s);
+		}
+		printf("%.0f\n", (now() - t0) * 1e9 / total);
+		return 0;
+	}
 	if (cycle) {
 		int ls = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in la = { .sin_family = AF_INET };

@@ -72,6 +72,11 @@ final class DiagramBuilder {
     let cellBudget: Int
     var workBudget: Int
     private var memo: [MemoKey: UInt32] = [:]
+    /// Sets of sublayers without a Set per call (most calls see one or two rules, and a Set
+    /// each was a fifth of the build): a sublayer is in the set marked `mark` when its slot
+    /// holds `mark`. Each use takes a fresh mark and ends before the recursion goes deeper.
+    private var closedMark: [UInt32], seenMark: [UInt32]
+    private var mark: UInt32 = 0
 
     init(rules input: [ClassifierRule], sink: CellSink, cellBudget: Int, workBudget: Int) {
         // Variable order: fields tested by the most rules first (then by how many distinct
@@ -111,6 +116,19 @@ final class DiagramBuilder {
         self.sink = sink
         self.cellBudget = cellBudget
         self.workBudget = workBudget
+        let sublayers = Int(input.map(\.sublayer).max() ?? 0) + 1
+        closedMark = Array(repeating: 0, count: sublayers)
+        seenMark = Array(repeating: 0, count: sublayers)
+    }
+
+    /// A fresh mark: every sublayer is out of both sets.
+    private func freshMark() -> UInt32 {
+        mark &+= 1
+        if mark == 0 {  // wrapped: clear the slots once every 2^32 uses
+            for i in closedMark.indices { closedMark[i] = 0; seenMark[i] = 0 }
+            mark = 1
+        }
+        return mark
     }
 
     func build() throws -> UInt32 {
@@ -119,11 +137,12 @@ final class DiagramBuilder {
 
     /// The leaf when every rule alive matches: WFP's walk over them (rules 3-5 of classify.h).
     private func arbitrate(_ alive: [Int32]) -> CellSink.Leaf {
-        var decided = Set<UInt16>()
+        let m = freshMark()
         var out = CellSink.Leaf()
         for i in alive {
             let r = rules[Int(i)]
-            if !decided.insert(r.sublayer).inserted { continue }
+            if seenMark[Int(r.sublayer)] == m { continue }  // its sublayer already decided
+            seenMark[Int(r.sublayer)] = m
             out = r.leaf
             out.stop = r.hard
             if r.hard { break }
@@ -137,16 +156,17 @@ final class DiagramBuilder {
         // after it can (rule 5).
         var alive: [Int32] = []
         alive.reserveCapacity(input.count)
-        var closed = Set<UInt16>()
-        var seen = Set<UInt16>()
+        let m = freshMark()
         var next = Int32.max
         for i in input {
             let r = rules[Int(i)]
-            if closed.contains(r.sublayer) { continue }
+            let sub = Int(r.sublayer)
+            if closedMark[sub] == m { continue }
             alive.append(i)
-            let first = seen.insert(r.sublayer).inserted
+            let first = seenMark[sub] != m
+            seenMark[sub] = m
             if r.lastPos < pos {
-                closed.insert(r.sublayer)
+                closedMark[sub] = m
                 if first && r.hard { break }
             } else if let c = r.constraints.first(where: { $0.pos >= pos }) {
                 next = min(next, c.pos)
