@@ -82,11 +82,14 @@ final class DiagramBuilder {
         // Variable order: fields tested by the most rules first (then by how many distinct
         // boundaries they have), each field's variables together (FWP_EMPTY settles all of them).
         var perField: [UInt8: (rules: Int, bounds: Set<U128>, vars: Set<Variable>)] = [:]
-        for r in input {
-            var fieldsSeen = Set<UInt8>()
+        var seenBy = [Int](repeating: -1, count: 256)  // field -> the last rule that tested it
+        for (index, r) in input.enumerated() {
             for (v, s) in r.constraints {
                 var e = perField[v.field] ?? (0, [], [])
-                if fieldsSeen.insert(v.field).inserted { e.rules += 1 }
+                if seenBy[Int(v.field)] != index {
+                    seenBy[Int(v.field)] = index
+                    e.rules += 1
+                }
                 if e.bounds.count < 4096 { for iv in s.ranges { e.bounds.insert(iv.lo) } }
                 e.vars.insert(v)
                 perField[v.field] = e
