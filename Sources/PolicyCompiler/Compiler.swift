@@ -14,6 +14,9 @@ public enum PolicyCompiler {
     public static func compile(_ engine: BaseFilteringEngine) throws -> PolicyImage {
         var image = PolicyImage()
         let orders = engine.arbitrationOrders()
+        // One rule per filter, usually: reserved once (growing an array of 100,000 rules of
+        // half a kilobyte each by doubling moved it a dozen times).
+        image.rules.reserveCapacity(orders.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.filters.count } })
         for layer in Layer.allCases.sorted(by: { $0.kernelID < $1.kernelID }) {
             let start = UInt32(image.rules.count)
             let order = orders[layer] ?? []
@@ -105,7 +108,7 @@ public enum PolicyCompiler {
         var perGroup: [[CNF]] = []
         for group in groups(filter.filterCondition) {
             let cnfs = try group.map { try compile($0, layer: filter.layerKey, filter: name) }
-            if cnfs.contains(where: \.isEmpty) { continue }  // an always-true alternative
+            if cnfs.contains(where: { $0.isEmpty }) { continue }  // an always-true alternative
             if cnfs.allSatisfy({ $0.count == 1 }) {
                 perGroup.append([[cnfs.flatMap { $0[0] }]])  // one OR-group: the usual case
             } else {
