@@ -134,6 +134,10 @@ public final class Engine {
         // core while the policy compiles (at 100k filters each takes a few tenths of a second).
         let intent = Intent(path: config.pendingPolicyFile)
         DispatchQueue.global().async { intent.write { try makeRecord(generation) } }
+        // Reauthorize live connections only with a workload attached: without one lfp has no
+        // connection to end, and the pass would cost a program load for nothing. The programs
+        // load meanwhile; the passes wait for the record (below).
+        let iterators = wantsReauthorization && !workloads().isEmpty ? ReauthorizationIterators(self) : nil
         let image: PolicyImage
         var classifier: ClassifierImage
         let cells: BPFMap
@@ -175,12 +179,10 @@ public final class Engine {
         logger.info("policy committed", metadata: ["generation": "\(generation)", "cells": "\(classifier.cells.count)"])
         // Reauthorize live connections against the classifier just published, once the record
         // names it: ending a connection cannot be undone, so it waits until the commit stands. A
-        // commit killed before this point (finished later by reconcile) ends none. Only with a
-        // workload attached: without one lfp has no connection to end, and the pass would cost a
-        // program load for nothing.
+        // commit killed before this point (finished later by reconcile) ends none.
         var reauthorization = Reauthorization.skipped
-        if wantsReauthorization && !workloads().isEmpty {
-            reauthorization = reauthorize()
+        if let iterators {
+            reauthorization = reauthorize(iterators)
             clock.mark("reauthorize")
             logger.info(
                 "connections reauthorized",
