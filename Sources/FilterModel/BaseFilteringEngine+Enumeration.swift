@@ -92,7 +92,8 @@ extension BaseFilteringEngine {
             for (i, c) in policy.providerContexts.enumerated() {
                 _ = try at("providerContexts[\(i)]") { try addProviderContext(c, &w, h, st) }
             }
-            var taken = keepingFilterIds ? Set(w.filters.values.map(\.object.filterId)) : []
+            var taken = keepingFilterIds ? Set(w.filters.values.map { $0.object.filterId }) : []
+            w.filters.reserveCapacity(w.filters.count + policy.filters.count)  // one table, not a dozen rehashes
             for (i, f) in policy.filters.enumerated() {
                 var f = f
                 let id = f.filterId

@@ -48,6 +48,7 @@ extension Policy {
         // Repeats are counted by the key their parts derive (a 16-byte hash key, not the parts:
         // hashing arrays of strings was a third of validating 100,000 filters).
         var seen: [UUID: Int] = [:]
+        seen.reserveCapacity(p.filters.count + p.sublayers.count + p.providers.count)
         func derive(_ kind: String, _ parts: [String]) -> UUID {
             let base = [kind] + parts
             let key = DerivedKey.make(base)
