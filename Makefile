@@ -97,7 +97,11 @@ demo: deps all
 
 test: deps all
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
-	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
+	@# The event stress test runs alone after the others: its 500,000 events briefly take
+	@# gigabytes of the test process's memory, and a fork() of another test meanwhile (lfp run
+	@# spawns by clone3) can then fail with ENOMEM under the kernel's overcommit heuristic.
+	$(SWIFT) test --skip-build $(SWIFT_FLAGS) --skip StressTests
+	$(SWIFT) test --skip-build $(SWIFT_FLAGS) --filter StressTests
 	./Tests/install/install-test.sh
 	./Tests/install/deb-test.sh
 	@# The fuzz corpus and every input a fuzz run once crashed on, through the replay build.

@@ -94,8 +94,13 @@ public final class EventSubscription: @unchecked Sendable {
                 },
                 onRoundEnd: {
                     guard !sink.pending.isEmpty else { return }
+                    // The round's array goes to the consumer whole; the next round starts a
+                    // small one. (removeAll(keepingCapacity:) on an array the batch still shares
+                    // allocated a copy of the largest round's capacity every round: a tail of
+                    // 100,000 connects held gigabytes of mostly empty arrays.)
                     var batch = sink.pending
-                    sink.pending.removeAll(keepingCapacity: true)
+                    sink.pending = []
+                    sink.pending.reserveCapacity(Sink.roundCapacity)
                     sink.add(batch.count)
                     // A consumer too far behind: shed this round rather than grow (a stalled
                     // `lfp events` reached 1 GB); the loss is counted in this tail's stats.
@@ -138,7 +143,8 @@ public final class EventSubscription: @unchecked Sendable {
         var pending: [ALEEvent] = []  // reader thread only
         private let lock = NSLock()
         private var received: UInt64 = 0
-        init() { pending.reserveCapacity(4096) }
+        static let roundCapacity = 4096
+        init() { pending.reserveCapacity(Self.roundCapacity) }
         private var buffered = 0
         private var shedCount: UInt64 = 0
         func add(_ n: Int) { lock.lock(); received += UInt64(n); lock.unlock() }
