@@ -1,8 +1,8 @@
 import BPFKit
-import KernelABI
 import FilterEngine
 import FilterModel
 import Foundation
+import KernelABI
 import Testing
 
 /// Events are never lost silently: ≥100k connects from several processes, and every event the
