@@ -96,8 +96,7 @@ public final class EventSubscription: @unchecked Sendable {
                     guard !sink.pending.isEmpty else { return }
                     // The round's array goes to the consumer whole; the next round starts a
                     // small one. (removeAll(keepingCapacity:) on an array the batch still shares
-                    // allocated a copy of the largest round's capacity every round: a tail of
-                    // 100,000 connects held gigabytes of mostly empty arrays.)
+                    // allocates a new buffer of the largest round's capacity, every round.)
                     var batch = sink.pending
                     sink.pending = []
                     sink.pending.reserveCapacity(Sink.roundCapacity)
