@@ -2,12 +2,12 @@
 
 import Foundation
 
-public enum ChunkedWork {
+enum ChunkedWork {
     /// `body` over the chunks of `0..<count`, concurrently, joined in chunk order. When chunks
     /// fail, the error of the first failing chunk is thrown: the error a pass in order would
     /// have met first, since each chunk stops at its own first error. Below `chunkSize`
     /// elements everything runs on the caller's thread.
-    public static func map<T>(count: Int, chunkSize: Int, _ body: (Range<Int>) throws -> [T]) throws -> [T] {
+    static func map<T>(count: Int, chunkSize: Int, _ body: (Range<Int>) throws -> [T]) throws -> [T] {
         guard count > chunkSize else { return try body(0..<count) }
         let chunks = (count + chunkSize - 1) / chunkSize
         let results = Slots<[T]>(count: chunks)

@@ -177,9 +177,10 @@ struct PolicyReader {
     /// tree, independently of the others (a 100k-filter policy: 2.5 s on one core). The error
     /// reported is the first in document order, as a reading in one pass would give.
     func readFilters(_ a: [JSONValue]) throws -> [Filter] {
-        try ChunkedWork.map(count: a.count, chunkSize: 2_048) { range in
+        let list = path("", "filters")
+        return try ChunkedWork.map(count: a.count, chunkSize: 2_048) { range in
             let tags = JSONValue.Tags()
-            return try range.map { i in try filter(a[i].node(tags), idx(path("", "filters"), i)) }
+            return try range.map { i in try filter(a[i].node(tags), idx(list, i)) }
         }
     }
 
