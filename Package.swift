@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/onevcat/Rainbow.git", from: "4.0.0"),
         .package(url: "https://github.com/drmohundro/SWXMLHash.git", from: "8.1.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         // The one contract between bpf/ and Swift: structs, enums and capacities.
@@ -41,7 +42,8 @@ let package = Package(
         .target(name: "EmbeddedBPF", path: "Sources/EmbeddedBPF"),
         // FWPM vocabulary, policy files, validation, reference arbitration (pure Swift).
         .target(
-            name: "FilterModel", dependencies: [.product(name: "Yams", package: "Yams")],
+            name: "FilterModel",
+            dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "HashTreeCollections", package: "swift-collections")],
             exclude: ["README.md"]),
         // The one owner of what the kernel and Swift share beyond struct layouts: layer and field
         // ids, which fields the kernel evaluates, flag bits, the workload id, the default errno.
@@ -99,6 +101,8 @@ let package = Package(
         // The policy fuzz target (Tests/Fuzz, `make fuzz`); a plain build is its replay tool.
         // docs/callouts.md's example: a callout that permits only a DNS name's addresses.
         .executableTarget(name: "lfp-example-dns-callout", dependencies: ["LFPClient"], path: "Examples/DNSAllowCallout"),
+        // make bench: the one-filter change through LivePolicy (Tests/bench/bench.py runs it).
+        .executableTarget(name: "lfp-bench-change", dependencies: ["FilterEngine", "FilterModel"], path: "Tests/bench/ChangeBench"),
         .executableTarget(
             name: "lfp-fuzz-policy", dependencies: ["FilterModel", "PolicyCompiler"], path: "Tests/Fuzz/PolicyFuzz"),
         .testTarget(

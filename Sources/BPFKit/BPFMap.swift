@@ -173,3 +173,46 @@ public final class BPFMap {
         try bpfCall("bpf_map_delete_elem", name) { r }
     }
 }
+
+/// The memory of a BPF_F_MMAPABLE array map, shared with the kernel: what the process writes
+/// here, BPF programs read (lfp_delta). Unmapped when released.
+public final class BPFMapMemory {
+    public let base: UnsafeMutableRawPointer
+    public let bytes: Int
+    private let map: BPFMap
+
+    init(map: BPFMap, bytes: Int) throws {
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, map.fd, 0), p != MAP_FAILED else {
+            throw BPFError(operation: "mmap", object: map.name, code: errno)
+        }
+        self.base = p
+        self.bytes = bytes
+        self.map = map
+    }
+
+    deinit { munmap(base, bytes) }
+
+    /// Copy `values` to value index `index` on.
+    public func write<V>(_ values: [V], at index: Int) {
+        precondition((index + values.count) * MemoryLayout<V>.stride <= bytes, "write past the map's end")
+        values.withUnsafeBytes { raw in
+            (base + index * MemoryLayout<V>.stride).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        }
+    }
+
+    /// One 8-byte store at byte `offset` with release ordering: everything written before it is
+    /// visible to a reader that sees it.
+    public func publish(_ value: UInt64, atByte offset: Int) {
+        precondition(offset % 8 == 0 && offset + 8 <= bytes)
+        lfp_store_release_u64(base + offset, value)
+    }
+}
+
+extension BPFMap {
+    /// Maps an mmapable array of `count` values of this map's value size.
+    public func mapMemory(count: Int) throws -> BPFMapMemory {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = (count * valueSize + page - 1) / page * page
+        return try BPFMapMemory(map: self, bytes: bytes)
+    }
+}

@@ -11,6 +11,14 @@
 #include <sys/vfs.h>
 #include <sys/epoll.h>
 
+/* An 8-byte store that publishes what was written before it (the delta pointer of lfp_delta,
+ * read by BPF programs with one 8-byte load): release ordering, which Swift's raw pointers do
+ * not give. */
+static inline void lfp_store_release_u64(void *p, __u64 v)
+{
+	__atomic_store_n((__u64 *)p, v, __ATOMIC_RELEASE);
+}
+
 /* BPF_FS_MAGIC lives in <linux/magic.h>; exposed as a constant Swift can read. */
 static inline unsigned long lfp_bpffs_magic(void)
 {

@@ -87,6 +87,10 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case noSuchEvent(UInt64)
     /// `lfp policy show` / `export` / `classify` with no policy committed yet.
     case noPolicyCommitted
+    /// A LivePolicy's change found the kernel at another generation than its own last commit:
+    /// another process committed meanwhile, and a delta on a policy it no longer holds would
+    /// undo that commit. Nothing changed.
+    case policyChangedElsewhere(expected: UInt64, found: UInt64)
 
     /// lfp's error name (`lfp --json` and scripts can match it).
     public var code: String {
@@ -106,6 +110,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .daemonAlreadyRunning: return "LFP_E_DAEMON_RUNNING"
         case .noSuchEvent: return "LFP_E_NO_SUCH_EVENT"
         case .noPolicyCommitted: return "LFP_E_NO_POLICY"
+        case .policyChangedElsewhere: return "LFP_E_POLICY_CHANGED"
         }
     }
 
@@ -136,6 +141,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .daemonOwnsPolicy(let socket):
             return "lfp daemon runs and owns the policy; change it through the daemon (socket \(socket)), not directly"
         case .daemonAlreadyRunning(let lock): return "another lfp daemon already runs on this state directory (it holds \(lock))"
+        case .policyChangedElsewhere(let expected, let found):
+            return "the kernel enforces policy generation \(found), not \(expected) as this policy last committed: another process changed it; nothing changed"
         case .noSuchEvent(let seq):
             return "the daemon's event history has no event \(seq) (it keeps drops, and allows with --history-allows; see lfp events --since)"
         case .noPolicyCommitted: return "no policy is committed (use `lfp policy load FILE`)"

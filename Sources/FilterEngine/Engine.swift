@@ -73,6 +73,14 @@ public final class Engine {
         public var phases: [(name: String, seconds: Double)]
         /// The reauthorization of live connections that followed the publication.
         public var reauthorization: Reauthorization
+        /// Whether the commit published a delta on the full build in force (LivePolicy), and
+        /// why a change asked of LivePolicy was committed in full instead.
+        public var incremental = false
+        public var fullBuildReason: String?
+        /// Cells of lfp_delta in use since the last full commit (of LFP_DELTA_CELLS).
+        public var deltaCells = 0
+        /// The full build's retained state, for incremental commits on it.
+        var base: ClassifierBase?
     }
 
     /// Validate, compile and commit `policy`, replacing the committed one. All or nothing: any
@@ -97,7 +105,15 @@ public final class Engine {
         let bfe = BaseFilteringEngine()
         let ids = try bfe.load(policy)  // validation: FWP_E_* errors
         clock.mark("validate")
-        return try publish(bfe, filterIds: ids, reauthorize: policy.lfpReauthorize, clock: clock) { generation in
+        return try publish(
+            bfe, filterIds: ids, reauthorize: policy.lfpReauthorize, clock: clock,
+            record: Engine.record(of: bfe, ids: ids, reauthorize: policy.lfpReauthorize, source: source))
+    }
+
+    /// The record of `bfe` as committed under a generation: from `source` (the document its
+    /// filters `ids` were loaded from) when given, else the BFE's export.
+    static func record(of bfe: BaseFilteringEngine, ids: [UInt64], reauthorize: Bool, source: String?) -> @Sendable (UInt64) throws -> Data {
+        { generation in
             if let source {
                 // The keys the BFE generated for filters the document left without one, in
                 // document order, so the record reads back with the same keys (and ids).
@@ -105,7 +121,7 @@ public final class Engine {
                 return CommittedPolicy.record(generation: generation, source: source, filterKeys: ids.map { keyOf[$0] ?? .zero })
             }
             var snapshot = bfe.snapshot()
-            snapshot.lfpReauthorize = policy.lfpReauthorize  // a document setting, not a BFE object
+            snapshot.lfpReauthorize = reauthorize  // a document setting, not a BFE object
             return CommittedPolicy.record(generation: generation, policyJSON: snapshot.exportJSON(), filterCount: snapshot.filters.count)
         }
     }
@@ -166,6 +182,7 @@ public final class Engine {
             unlink(config.pendingPolicyFile)
             throw error
         }
+        // A delta in lfp_delta names the previous base: no reader uses it any more.
         let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
         try? maps.config.update(key: UInt32(0), value: next)  // a counter: the map in force is the truth
         clock.mark("publish")
@@ -175,6 +192,7 @@ public final class Engine {
             throw EngineError.recordNotRenamed(
                 generation: generation, path: config.pendingPolicyFile, reason: String(cString: strerror(errno)))
         }
+        CommitJournal.clear(config)  // its lines name the previous base
         clock.mark("record")
         logger.info("policy committed", metadata: ["generation": "\(generation)", "cells": "\(classifier.cells.count)"])
         // Reauthorize live connections against the classifier just published, once the record
@@ -191,14 +209,22 @@ public final class Engine {
         return Commit(
             generation: generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
             classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +), phases: clock.phases,
-            reauthorization: reauthorization)
+            reauthorization: reauthorization, base: classifier.base)
     }
 
     /// The committed policy as the engine recorded it (objects with their filterIds): the one the
     /// kernel enforces, also right after a commit was killed halfway (see `reconcile`).
     public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
         guard let r = try recordInForce() else { return nil }
-        return try CommittedPolicy.read(r.data, sourceName: r.path)
+        let (generation, policy) = try CommittedPolicy.read(r.data, sourceName: r.path)
+        let (g, p, _) = try CommitJournal.replay(config, base: generation, policy: policy, kernel: kernelGeneration())
+        return (g, p)
+    }
+
+    /// The generation the kernel enforces, if lfp's maps are there.
+    func kernelGeneration() -> UInt64? {
+        guard let maps = try? KernelMaps.open(config, create: false) else { return nil }
+        return (try? maps.policyGeneration()).flatMap { $0 }
     }
 
     /// The record of the policy the kernel enforces: the intent when the kernel enforces its
@@ -217,7 +243,8 @@ public final class Engine {
     /// (which die with the daemon) and its filterId counter.
     public func committedRecord() throws -> (generation: UInt64, policy: Policy, dynamicObjects: [UUID], nextFilterId: UInt64?)? {
         guard let r = try recordInForce() else { return nil }
-        let (generation, policy) = try CommittedPolicy.read(r.data, sourceName: r.path)
+        let (base, recorded) = try CommittedPolicy.read(r.data, sourceName: r.path)
+        let (generation, policy, _) = try CommitJournal.replay(config, base: base, policy: recorded, kernel: kernelGeneration())
         guard let top = try? JSONSerialization.jsonObject(with: r.data) as? [String: Any] else { return (generation, policy, [], nil) }
         let dynamic = (top["dynamicObjects"] as? [String] ?? []).compactMap(UUID.init(uuidString:))
         return (generation, policy, dynamic, (top["nextFilterId"] as? NSNumber)?.uint64Value)
@@ -235,7 +262,9 @@ public final class Engine {
     /// reading it.
     func committedFilterCount() -> Int {
         guard let r = (try? recordInForce()) ?? nil else { return 0 }
-        if let n = CommittedPolicy.filterCount(r.data) { return n }
+        let journal = (try? StateTree.read(CommitJournal.path(config), root: config.stateDirectory)).flatMap { $0 }
+        if journal?.isEmpty ?? true, let n = CommittedPolicy.filterCount(r.data) { return n }
+        if let n = try? committedPolicy()?.policy.filters.count { return n }
         return (try? CommittedPolicy.read(r.data, sourceName: r.path).policy.filters.count) ?? 0
     }
 
@@ -256,7 +285,8 @@ public final class Engine {
     /// A BFE holding the committed policy (empty when none), e.g. for `lfp classify`.
     public func committedEngine() throws -> BaseFilteringEngine {
         let bfe = BaseFilteringEngine()
-        if let (_, policy) = try committedPolicy() { _ = try bfe.load(policy) }
+        // The recorded filterIds are kept: after incremental commits they need not be dense.
+        if let (_, policy) = try committedPolicy() { _ = try bfe.load(policy, keepingFilterIds: true) }
         return bfe
     }
 

@@ -104,7 +104,8 @@ public struct ErrorReport: Encodable, Equatable, Sendable {
         case .invalidWorkloadName, .cgroupNotFound, .cgroupsOverlap, .notCgroup2, .noSuchWorkload, .noCommand, .noSuchEvent:
             return ExitStatus.refused
         case .notRoot, .missingCapabilities, .intentNotRecorded, .recordNotRenamed, .reconcileFailed, .notARecord,
-            .noKernelState, .notOnBPFFS, .subscriberSlotsFull, .noPolicyCommitted, .daemonOwnsPolicy, .daemonAlreadyRunning:
+            .noKernelState, .notOnBPFFS, .subscriberSlotsFull, .noPolicyCommitted, .daemonOwnsPolicy, .daemonAlreadyRunning,
+            .policyChangedElsewhere:
             return ExitStatus.environment
         }
     }

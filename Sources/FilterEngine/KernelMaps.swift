@@ -6,6 +6,7 @@ import KernelABI
 final class KernelMaps {
     let config: BPFMap
     let policy: BPFMap
+    let delta: BPFMap
     let subs: BPFMap
     let subSeq: BPFMap
     let subMask: BPFMap
@@ -59,6 +60,7 @@ final class KernelMaps {
     private init(dir: String) throws {
         config = try BPFMap.openPinned(dir + "/lfp_config")
         policy = try BPFMap.openPinned(dir + "/lfp_policy")
+        delta = try BPFMap.openPinned(dir + "/lfp_delta")
         subs = try BPFMap.openPinned(dir + "/lfp_subs")
         subSeq = try BPFMap.openPinned(dir + "/lfp_sub_seq")
         subMask = try BPFMap.openPinned(dir + "/lfp_sub_mask")
@@ -75,16 +77,28 @@ final class KernelMaps {
         try config.lookup(key: UInt32(0), as: lfp_config.self) ?? lfp_config()
     }
 
-    /// The classifier map in force (lfp_policy[0]), opened by its id; nil before any commit.
+    /// The full build in force (lfp_policy[0]), opened by its id; nil before any commit.
     func committedCells() throws -> BPFMap? {
         guard let id = try policy.lookup(key: UInt32(0), as: UInt32.self) else { return nil }
         return try BPFMap.open(id: id)
     }
 
-    /// The generation of the classifier in force (its head cell); nil before any commit.
+    /// The heads of the base and of the delta on it (nil when none applies to this base), read
+    /// in the kernel's order: the delta pointer first (classify.h, lfp_policy_view).
+    func policyHeads() throws -> (base: lfp_head, delta: lfp_head?)? {
+        let pointer = try delta.lookup(key: UInt32(0), as: lfp_delta_ptr.self) ?? lfp_delta_ptr()
+        guard let base = try committedCells()?.lookup(key: UInt32(0), as: lfp_head.self) else { return nil }
+        guard pointer.header != 0, pointer.base_tag == UInt32(truncatingIfNeeded: base.generation),
+            let head = try delta.lookup(key: pointer.header, as: lfp_head.self), head.base_generation == base.generation
+        else { return (base, nil) }
+        return (base, head)
+    }
+
+    /// The generation of the policy in force: the delta's when one applies, else the base's; nil
+    /// before any commit.
     func policyGeneration() throws -> UInt64? {
-        guard let cells = try committedCells() else { return nil }
-        return try cells.lookup(key: UInt32(0), as: lfp_head.self)?.generation
+        guard let heads = try policyHeads() else { return nil }
+        return heads.delta?.generation ?? heads.base.generation
     }
 
     func stat(_ s: lfp_stat) throws -> UInt64 {

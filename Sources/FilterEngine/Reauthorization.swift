@@ -47,9 +47,11 @@ final class ReauthorizationIterators: @unchecked Sendable {
         }
     }
 
-    /// The loaded object (waiting for it) and the seconds its loading took.
+    /// The loaded object (waiting for it) and the seconds its loading took. May be called again
+    /// (LivePolicy keeps the iterators for its changes).
     func wait() -> (Result<BPFObject, Error>, Double) {
         done.wait()
+        done.signal()
         return (result, Double(loaded.uptimeNanoseconds - started.uptimeNanoseconds) / 1e9)
     }
 }

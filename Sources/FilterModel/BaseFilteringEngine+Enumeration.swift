@@ -93,7 +93,6 @@ extension BaseFilteringEngine {
                 _ = try at("providerContexts[\(i)]") { try addProviderContext(c, &w, h, st) }
             }
             var taken = keepingFilterIds ? Set(w.filters.values.map { $0.object.filterId }) : []
-            w.filters.reserveCapacity(w.filters.count + policy.filters.count)  // one table, not a dozen rehashes
             for (i, f) in policy.filters.enumerated() {
                 var f = f
                 let id = f.filterId

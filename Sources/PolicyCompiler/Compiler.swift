@@ -16,11 +16,13 @@ public enum PolicyCompiler {
         let orders = engine.arbitrationOrders()
         // One rule per filter, usually: reserved once (growing an array of 100,000 rules of
         // half a kilobyte each by doubling moved it a dozen times).
+        image.ruleWeights.reserveCapacity(orders.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.filters.count } })
         image.rules.reserveCapacity(orders.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.filters.count } })
         for layer in Layer.allCases.sorted(by: { $0.kernelID < $1.kernelID }) {
             let start = UInt32(image.rules.count)
             let order = orders[layer] ?? []
             for (index, entry) in order.enumerated() {
+                image.sublayerIndex[Int(layer.kernelID)][entry.sublayer.subLayerKey] = UInt16(index)
                 for filter in entry.filters {
                     image.filterKeys[filter.filterId] = filter.filterKey
                     guard enforcingKinds.contains(layer.kind) else {
@@ -31,7 +33,9 @@ public enum PolicyCompiler {
                         continue
                     }
                     let held = filter.action.calloutKey.map(engine.isRegistered) ?? false
-                    image.rules += try compile(filter, sublayer: UInt16(index), calloutRegistered: held, notes: &image.notes)
+                    let rules = try compile(filter, sublayer: UInt16(index), calloutRegistered: held, notes: &image.notes)
+                    image.rules += rules
+                    for _ in rules { image.ruleWeights.append(filter.effectiveWeight) }
                 }
             }
             image.ranges[Int(layer.kernelID)].start = start
@@ -52,7 +56,7 @@ public enum PolicyCompiler {
     /// first datagram from a peer.
     public static let pendingKinds: Set<Layer.Kind> = [.authConnect, .authRecvAccept]
 
-    static func compile(
+    public static func compile(
         _ filter: Filter, sublayer: UInt16, calloutRegistered: Bool = false, notes: inout [PolicyImage.Note]
     ) throws -> [lfp_rule] {
         let name = filter.displayData.name ?? ""

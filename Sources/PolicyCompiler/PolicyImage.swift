@@ -15,6 +15,11 @@ public struct PolicyImage {
     /// filterId -> filterKey of every filter the compiler walked (the engine records the keys the
     /// BFE generated without exporting the whole policy).
     public var filterKeys: [UInt64: UUID] = [:]
+    /// Per rule (parallel to `rules`), its filter's effective weight; and per kernel layer, each
+    /// sublayer's visiting index there (`lfp_rule.sublayer`). An incremental commit places a new
+    /// filter by them (Classifier/IncrementalClassifier.swift).
+    public var ruleWeights: [UInt64] = []
+    public var sublayerIndex: [[UUID: UInt16]] = Array(repeating: [:], count: Int(LFP_LAYER_COUNT.rawValue))
 
     public struct Note: Sendable, Equatable, CustomStringConvertible {
         public var filterId: UInt64

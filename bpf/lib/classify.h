@@ -216,21 +216,82 @@ static __always_inline int lfp_apply_leaf(struct lfp_verdict *out, const struct 
 	return best->stop;
 }
 
-/* The committed classifier map, or NULL before the first commit. */
-static __always_inline void *lfp_policy_cells(void)
+/* The policy in force: the base map (NULL before the first commit) and, when the delta pointer
+ * names this base, the delta's head in lfp_delta. The pointer is read first, with one 8-byte
+ * load: a writer publishes a base before any delta naming it (lfp_abi.h, "the classifier"). */
+struct lfp_policy_view {
+	void *base;
+	void *delta;                /* &lfp_delta, or NULL when no delta applies             */
+	const union lfp_cell *head; /* the head in force: the delta's, else the base's       */
+	__u32 header;               /* the delta's head cell                                 */
+};
+
+static __always_inline int lfp_policy_view(struct lfp_policy_view *v)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&lfp_policy, &zero);
+	const __u64 *word = bpf_map_lookup_elem(&lfp_delta, &zero);
+	__u64 ptr = word ? *(volatile const __u64 *)word : 0;
+	v->base = bpf_map_lookup_elem(&lfp_policy, &zero);
+	v->delta = 0;
+	v->head = 0;
+	v->header = 0;
+	if (!v->base)
+		return 0;
+	const union lfp_cell *h = lfp_cell(v->base, 0);
+	if (!h)
+		return 0;
+	v->head = h;
+	struct lfp_delta_ptr p;
+	__builtin_memcpy(&p, &ptr, sizeof(p));
+	if (p.header && p.base_tag == (__u32)h->head.generation) {
+		const union lfp_cell *d = lfp_cell(&lfp_delta, p.header);
+		if (d && d->head.base_generation == h->head.generation) {
+			v->delta = &lfp_delta;
+			v->head = d;
+			v->header = p.header;
+		}
+	}
+	return 1;
 }
 
 /* The generation of the policy in force (0 before the first commit). */
 static __always_inline __u64 lfp_policy_generation(void)
 {
-	void *cells = lfp_policy_cells();
-	if (!cells)
+	struct lfp_policy_view v;
+	if (!lfp_policy_view(&v) || !v.head)
 		return 0;
-	const union lfp_cell *h = lfp_cell(cells, 0);
-	return h ? h->head.generation : 0;
+	return v.head->head.generation;
+}
+
+/* Whether base leaf `leaf` belongs to a filter the delta deleted: a binary search of its sorted
+ * tombstones. */
+static __always_inline int lfp_tombstoned(void *delta, const union lfp_cell *dh, __u32 leaf)
+{
+	__u32 base = dh->head.tomb_start, count = dh->head.tomb_count;
+	struct bpf_iter_num step;
+
+	if (count == 0)
+		return 0;
+	bpf_iter_num_new(&step, 0, LFP_SEARCH_STEPS);
+	while (bpf_iter_num_next(&step)) {
+		if (count <= 1)
+			break;
+		__u32 half = count / 2;
+		const union lfp_cell *t = lfp_cell(delta, base + half);
+		if (!t) {
+			count = 0;
+			break;
+		}
+		if (t->tomb.leaf <= leaf) {
+			base += half;
+			count -= half;
+		} else {
+			count = half;
+		}
+	}
+	bpf_iter_num_destroy(&step);
+	const union lfp_cell *t = lfp_cell(delta, base);
+	return t && count == 1 && t->tomb.leaf == leaf;
 }
 
 /* The classification, as a global BPF function: the verifier checks it once per program, on its
@@ -244,15 +305,24 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 	out->filter_id = 0;
 	out->block_errno = 0;
 	out->generation = 0;
-	void *cells = lfp_policy_cells();
-	if (!cells)
+	/* Two map lookups pin the whole policy: its generation, its groups and its diagrams. */
+	struct lfp_policy_view v;
+	if (!lfp_policy_view(&v) || !v.head)
 		return 0;
-	/* One map lookup pins the whole policy: its generation, its groups and its diagrams. */
-	const union lfp_cell *h = lfp_cell(cells, 0);
-	const union lfp_cell *l = lfp_cell(cells, 1 + (layer % LFP_LAYER_COUNT));
-	if (!h || !l)
+	out->generation = v.head->head.generation;
+	void *lists = v.base; /* the map holding this layer's group list */
+	const union lfp_cell *l = 0;
+	if (v.delta) {
+		l = lfp_cell(v.delta, v.header + 1 + (layer % LFP_LAYER_COUNT));
+		if (l && l->layer.start)
+			lists = v.delta;
+		else
+			l = 0;
+	}
+	if (!l)
+		l = lfp_cell(v.base, 1 + (layer % LFP_LAYER_COUNT));
+	if (!l)
 		return 0;
-	out->generation = h->head.generation;
 	__u32 start = l->layer.start, count = l->layer.count;
 	__u32 tag = LFP_GROUP_ALONE;
 	struct lfp_leaf best = { .order = ~0u };
@@ -264,7 +334,7 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 		if (count == 0)
 			break;
 		count--;
-		const union lfp_cell *gc = lfp_cell(cells, start++);
+		const union lfp_cell *gc = lfp_cell(lists, start++);
 		if (!gc)
 			break;
 		__u32 sub = gc->group.sublayer;
@@ -277,8 +347,14 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 			best.action = LFP_ACTION_NONE;
 			best.order = ~0u;
 		}
+		int own = lists == v.delta && gc->group.in_delta;
+		void *cells = own ? v.delta : v.base;
 		__u32 leaf = lfp_diagram_leaf(cells, gc->group.root, in);
-		const union lfp_cell *lc = leaf == LFP_REF_NONE ? 0 : lfp_cell(cells, leaf);
+		if (leaf == LFP_REF_NONE)
+			continue;
+		if (!own && v.delta && lfp_tombstoned(v.delta, v.head, leaf))
+			continue; /* a deleted filter: the delta's own diagrams give what follows it */
+		const union lfp_cell *lc = lfp_cell(cells, leaf);
 		if (lc && lc->leaf.action != LFP_ACTION_NONE && lc->leaf.order < best.order)
 			best = lc->leaf; /* rule 3: the first match of the sublayer */
 	}

@@ -21,7 +21,7 @@ typedef uint64_t __u64;
 typedef int32_t __s32;
 #endif
 
-#define LFP_ABI_VERSION 4
+#define LFP_ABI_VERSION 5
 
 /* ---- capacities (Swift reads these; changing one changes the pinned maps' shape) ---- */
 #define LFP_MAX_CONDS 16               /* conditions per compiled rule                        */
@@ -130,9 +130,9 @@ struct lfp_rule {
 
 /* ---- the classifier: what the kernel reads (PolicyCompiler/Classifier builds it) ----
  *
- * Each commit builds one array of 32-byte cells, a fresh BPF array map published through the
- * ARRAY_OF_MAPS lfp_policy (so a classification that started on the old policy keeps it until
- * it ends: RCU retires the old map, nothing is ever rewritten in place).
+ * A full commit builds one array of 32-byte cells, a fresh BPF array map published as
+ * lfp_policy[0] through the ARRAY_OF_MAPS (so a classification that started on the
+ * old policy keeps it until it ends: RCU retires the old map, nothing is rewritten in place).
  *
  *   cell 0                      struct lfp_head: generation of this policy
  *   cell 1 + layer              struct lfp_layer_range: that layer's groups [start, start+count)
@@ -143,15 +143,40 @@ struct lfp_rule {
  * ANDed with a mask) by binary search over its sorted edges; an edge covers the values from its
  * `lo` up to the next edge's; FWP_EMPTY takes `empty_ref`. A leaf holds the arbitration the
  * compiler precomputed for every input that reaches it. The kernel's work is bounded by
- * LFP_MAX_GROUPS x LFP_MAX_DEPTH x LFP_SEARCH_STEPS lookups, whatever the filter count. */
+ * LFP_MAX_GROUPS x LFP_MAX_DEPTH x LFP_SEARCH_STEPS lookups, whatever the filter count.
+ *
+ * An incremental commit (a few filters added or deleted) leaves the base alone and writes its
+ * delta into lfp_delta, a preallocated array of the same cells that userspace maps and fills
+ * (docs/incremental-commits.md). Publishing a map through lfp_policy costs an RCU grace period
+ * (the kernel waits for every running program before the update returns: 8-16 ms here), which a
+ * delta cannot afford; lfp_delta is written append-only instead, so no cell a reader may still
+ * use is ever rewritten, and one aligned 8-byte store publishes it:
+ *   cell 0, first 8 bytes   struct lfp_delta_ptr: where the delta in force starts, and which base
+ *                           it applies to (the low 32 bits of the base's generation)
+ *   at `header`             a struct lfp_head: the commit's generation, the base's, tombstones
+ *   header + 1 + layer      a layer range: count 0 and start 0 when the base's groups stand; else
+ *                           the layer's whole group list, whose groups say which map holds their
+ *                           diagram (in_delta)
+ *   elsewhere               the delta's diagrams and struct lfp_tomb cells: sorted base leaves of
+ *                           deleted filters, which match nothing
+ * A reader reads the pointer before the base: a writer publishes a base (and waits out the grace
+ * period that costs) before it writes any delta naming it, and only then reuses the area. */
 #define LFP_REF_LEAF 0x80000000u    /* a ref with this bit names a leaf cell, else a node cell */
 #define LFP_GROUP_ALONE 0xffffffffu /* lfp_group.sublayer: the group covers whole sublayers */
+#define LFP_DELTA_CELLS 131072      /* lfp_delta: 4 MiB; a full commit starts it over         */
+
+struct lfp_delta_ptr {
+	__u32 header;   /* cell index of the delta's head; 0: no delta                        */
+	__u32 base_tag; /* (__u32) generation of the base it applies to                       */
+};
 
 struct lfp_head {
-	__u64 generation; /* the commit that built this map                                 */
+	__u64 generation;      /* the commit that built this map                                */
 	__u32 abi_version;
 	__u32 ncells;
-	__u64 pad[2];
+	__u64 base_generation; /* a delta: the base generation it applies to (0 in a base)       */
+	__u32 tomb_start;      /* a delta: its tombstone cells [tomb_start, +tomb_count)         */
+	__u32 tomb_count;
 };
 
 /* Groups of one layer: cells [start, start + count). */
@@ -167,7 +192,15 @@ struct lfp_layer_range {
 struct lfp_group {
 	__u32 root;     /* ref */
 	__u32 sublayer; /* sublayer visiting order, or LFP_GROUP_ALONE                        */
-	__u64 pad[3];
+	__u32 in_delta; /* a delta's group list: 1 when the diagram is the delta's own          */
+	__u32 pad0;
+	__u64 pad[2];
+};
+
+/* A deleted filter's leaf in the base: the walk treats it as no match. */
+struct lfp_tomb {
+	__u32 leaf; /* cell index in the base */
+	__u32 pad[7];
 };
 
 struct lfp_node {
@@ -212,6 +245,7 @@ union lfp_cell {
 	struct lfp_node node;
 	struct lfp_edge edge;
 	struct lfp_leaf leaf;
+	struct lfp_tomb tomb;
 };
 
 struct lfp_config {
@@ -358,6 +392,8 @@ LFP_ABI_CHECK(sizeof(union lfp_cell) == 32, "lfp_cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_layer_range) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_group) == 32 && sizeof(struct lfp_node) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "cell layout");
+LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_tomb) == 32, "cell layout");
+LFP_ABI_CHECK(sizeof(struct lfp_delta_ptr) == 8, "the delta pointer is one 8-byte store");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
 LFP_ABI_CHECK(sizeof(struct lfp_event) == 168, "lfp_event layout");
 LFP_ABI_CHECK(sizeof(struct lfp_verdict) == 24, "lfp_verdict layout");

@@ -10,6 +10,8 @@ public struct ClassifierImage {
     public var groupsPerLayer: [Int]
     /// Cells by kind, for `lfp status` and the bench.
     public var nodes = 0, edges = 0, leaves = 0
+    /// What later incremental commits build on (IncrementalClassifier.swift); nil in a delta.
+    public var base: ClassifierBase?
 
     /// Bytes of kernel map memory the cells take (the array's values; the map adds a little).
     public var bytes: Int { cells.count * MemoryLayout<lfp_cell>.stride }
@@ -35,17 +37,25 @@ extension PolicyCompiler {
     public static func buildClassifier(_ image: PolicyImage) throws -> ClassifierImage {
         let sink = CellSink(reserved: 1 + Int(LFP_LAYER_COUNT.rawValue))
         var groupCells: [[lfp_group]] = []
+        var layers: [ClassifierBase.LayerBase] = []
         for layer in 0..<Int(LFP_LAYER_COUNT.rawValue) {
             let range = image.ranges[layer]
             let v6 = layer % 2 == 1
             var rules: [ClassifierRule] = []
             let slice = image.rules[Int(range.start)..<Int(range.start + range.count)]
             let merged = mergedMasks(slice, v6: v6)
+            // Orders with gaps, so that a filter added later takes an order between its
+            // neighbours' without renumbering them (ClassifierBase.place).
+            let gap = ClassifierBase.orderGap(rules: Int(range.count))
             for i in 0..<Int(range.count) {
-                rules += try classifierRules(image.rules[Int(range.start) + i], order: UInt32(i), v6: v6, merged: merged)
+                rules += try classifierRules(image.rules[Int(range.start) + i], order: UInt32(i + 1) * gap, v6: v6, merged: merged)
             }
             let name = Layer(kernelID: UInt16(layer))?.name ?? "layer \(layer)"
-            groupCells.append(try buildLayer(rules, sink: sink, layerName: name))
+            var built: [ClassifierBase.Group] = []
+            groupCells.append(try buildLayer(rules, sink: sink, layerName: name, built: &built))
+            layers.append(
+                ClassifierBase.LayerBase(
+                    image: image, layer: layer, gap: gap, merged: merged, rules: rules, groups: built))
         }
         // Groups go last, each layer's together; the layer cells point at them.
         var out = ClassifierImage(cells: sink.cells, groupsPerLayer: groupCells.map(\.count))
@@ -60,12 +70,16 @@ extension PolicyCompiler {
             out.cells += groups.map { lfp_cell(group: $0) }
         }
         out.setGeneration(0)
+        out.base = ClassifierBase(layers: layers, leaves: sink.leavesByFilter())
         return out
     }
 
     /// One layer's diagrams: small sublayers merged, big ones split by shape, and any diagram
     /// over its budget split again (halves of one sublayer combine by lowest order in the kernel).
-    static func buildLayer(_ rules: [ClassifierRule], sink: CellSink, layerName: String) throws -> [lfp_group] {
+    /// `built`: each group's rules, for incremental commits.
+    static func buildLayer(
+        _ rules: [ClassifierRule], sink: CellSink, layerName: String, built: inout [ClassifierBase.Group]
+    ) throws -> [lfp_group] {
         var work: [(tag: UInt32, rules: [ClassifierRule])] = []
         var pending: [ClassifierRule] = []
         func flush() {
@@ -115,6 +129,7 @@ extension PolicyCompiler {
                 g.root = root
                 g.sublayer = tag
                 groups.append(g)
+                built.append(ClassifierBase.Group(tag: tag, root: root, rules: group))
             } catch is DiagramOverflow {
                 sink.cells.removeSubrange(mark...)  // leaves made meanwhile are dropped too
                 sink.forgetLeaves(from: mark)

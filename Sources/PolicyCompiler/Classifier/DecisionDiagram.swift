@@ -17,18 +17,33 @@ final class CellSink {
     var nodes = 0, edges = 0
     var leafCount: Int { leaves.count }
 
-    init(reserved: Int) {
+    /// The index the first cell will have in its map: 0 for a map of its own; where a delta
+    /// goes in lfp_delta (its refs are that map's indices).
+    let origin: UInt32
+
+    init(reserved: Int, origin: UInt32 = 0) {
         cells = Array(repeating: lfp_cell(), count: reserved)
+        self.origin = origin
     }
+
+    /// The map index of the next cell appended.
+    var next: UInt32 { origin + UInt32(cells.count) }
 
     /// Drop the leaves at or past `mark` (a diagram that overflowed and was taken back).
     func forgetLeaves(from mark: Int) {
-        leaves = leaves.filter { Int($0.value) < mark }
+        leaves = leaves.filter { Int($0.value) < Int(origin) + mark }
+    }
+
+    /// filterId -> the cells of its leaves (an incremental commit tombstones a deleted filter's).
+    func leavesByFilter() -> [UInt64: [UInt32]] {
+        var out: [UInt64: [UInt32]] = [:]
+        for (l, i) in leaves where l.filterId != 0 { out[l.filterId, default: []].append(i) }
+        return out
     }
 
     func leaf(_ l: Leaf) -> UInt32 {
         if let i = leaves[l] { return i | LFP_REF_LEAF }
-        let i = UInt32(cells.count)
+        let i = next
         var c = lfp_leaf()
         c.filter_id = l.filterId
         c.order = l.order
@@ -237,7 +252,7 @@ final class DiagramBuilder {
             remember(emptyRef)
             return emptyRef
         }
-        let index = UInt32(sink.cells.count)
+        let index = sink.next
         var node = lfp_node()
         node.field = variables[Int(x)].field
         node.mask_hi = variables[Int(x)].mask.hi
