@@ -83,6 +83,19 @@ public final class BPFMap {
         return map
     }
 
+    /// A new mmapable array of `values` plus `spare` zeroed values after them, for publishing into
+    /// an ARRAY_OF_MAPS whose template has BPF_F_INNER_MAP | BPF_F_MMAPABLE; filled by one copy
+    /// into its memory (a batched update of 18 MiB took 70 ms). Returns the map and its memory.
+    public static func createMappedArray<V>(name: String, values: [V], spare: Int) throws -> (BPFMap, BPFMapMemory) {
+        let count = max(values.count + spare, 1)
+        let map = try create(
+            type: BPF_MAP_TYPE_ARRAY, name: name, keySize: 4, valueSize: UInt32(MemoryLayout<V>.stride),
+            maxEntries: UInt32(count), flags: UInt32(BPF_F_INNER_MAP | BPF_F_MMAPABLE))
+        let memory = try map.mapMemory(count: count)
+        memory.write(values, at: 0)
+        return (map, memory)
+    }
+
     /// Write `values` at indices 0..<count of an array map.
     /// `V` must be a plain C struct or union (no references): its bytes are copied as they are.
     public func updateBatch<V>(_ values: [V], from start: UInt32 = 0) throws {
@@ -175,8 +188,8 @@ public final class BPFMap {
 }
 
 /// The memory of a BPF_F_MMAPABLE array map, shared with the kernel: what the process writes
-/// here, BPF programs read (lfp_delta). Unmapped when released.
-public final class BPFMapMemory {
+/// here, BPF programs read (a classifier map's spare cells). Unmapped when released.
+public final class BPFMapMemory: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let bytes: Int
     private let map: BPFMap
@@ -200,11 +213,11 @@ public final class BPFMapMemory {
         }
     }
 
-    /// One 8-byte store at byte `offset` with release ordering: everything written before it is
+    /// One 4-byte store at byte `offset` with release ordering: everything written before it is
     /// visible to a reader that sees it.
-    public func publish(_ value: UInt64, atByte offset: Int) {
-        precondition(offset % 8 == 0 && offset + 8 <= bytes)
-        lfp_store_release_u64(base + offset, value)
+    public func publish(_ value: UInt32, atByte offset: Int) {
+        precondition(offset % 4 == 0 && offset + 4 <= bytes)
+        lfp_store_release_u32(base + offset, value)
     }
 }
 

@@ -11,12 +11,12 @@
 #include <sys/vfs.h>
 #include <sys/epoll.h>
 
-/* An 8-byte store that publishes what was written before it (the delta pointer of lfp_delta,
- * read by BPF programs with one 8-byte load): release ordering, which Swift's raw pointers do
- * not give. */
-static inline void lfp_store_release_u64(void *p, __u64 v)
+/* A 4-byte store that publishes what was written before it (the delta of a classifier map, read
+ * by BPF programs with one 4-byte load): release ordering, which Swift's raw pointers do not
+ * give. */
+static inline void lfp_store_release_u32(void *p, __u32 v)
 {
-	__atomic_store_n((__u64 *)p, v, __ATOMIC_RELEASE);
+	__atomic_store_n((__u32 *)p, v, __ATOMIC_RELEASE);
 }
 
 /* BPF_FS_MAGIC lives in <linux/magic.h>; exposed as a constant Swift can read. */

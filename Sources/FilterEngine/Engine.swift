@@ -77,10 +77,13 @@ public final class Engine {
         /// why a change asked of LivePolicy was committed in full instead.
         public var incremental = false
         public var fullBuildReason: String?
-        /// Cells of lfp_delta in use since the last full commit (of LFP_DELTA_CELLS).
+        /// Spare cells of the base map in use since the last full commit (of LFP_DELTA_CELLS).
         public var deltaCells = 0
-        /// The full build's retained state, for incremental commits on it.
+        /// The full build's retained state, for incremental commits on it: the compiler's, its
+        /// cell count, and the published map's memory (whose spare cells take the deltas).
         var base: ClassifierBase?
+        var baseCells = 0
+        var memory: BPFMapMemory?
     }
 
     /// Validate, compile and commit `policy`, replacing the committed one. All or nothing: any
@@ -156,14 +159,15 @@ public final class Engine {
         let iterators = wantsReauthorization && !workloads().isEmpty ? ReauthorizationIterators(self) : nil
         let image: PolicyImage
         var classifier: ClassifierImage
-        let cells: BPFMap
+        let cells: BPFMap, memory: BPFMapMemory
         do {
             image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
             clock.mark("compile")
             classifier = try PolicyCompiler.buildClassifier(image)
             clock.mark("classifier")
             classifier.setGeneration(generation)
-            cells = try BPFMap.createArray(name: "lfp_cells", values: classifier.cells)
+            // The spare cells after the policy's take the incremental commits on it (LivePolicy).
+            (cells, memory) = try BPFMap.createMappedArray(name: "lfp_cells", values: classifier.cells, spare: Int(LFP_DELTA_CELLS))
             clock.mark("map")
         } catch {
             intent.abandon()
@@ -182,7 +186,7 @@ public final class Engine {
             unlink(config.pendingPolicyFile)
             throw error
         }
-        // A delta in lfp_delta names the previous base: no reader uses it any more.
+        maps.dropTombstones(notOf: generation)  // the update waited out the previous base's readers
         let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
         try? maps.config.update(key: UInt32(0), value: next)  // a counter: the map in force is the truth
         clock.mark("publish")
@@ -209,7 +213,7 @@ public final class Engine {
         return Commit(
             generation: generation, filterIds: ids, kernelRules: image.rules.count, notes: image.notes,
             classifierBytes: classifier.bytes, diagrams: classifier.groupsPerLayer.reduce(0, +), phases: clock.phases,
-            reauthorization: reauthorization, base: classifier.base)
+            reauthorization: reauthorization, base: classifier.base, baseCells: classifier.cells.count, memory: memory)
     }
 
     /// The committed policy as the engine recorded it (objects with their filterIds): the one the

@@ -6,7 +6,7 @@ import KernelABI
 final class KernelMaps {
     let config: BPFMap
     let policy: BPFMap
-    let delta: BPFMap
+    let tombs: BPFMap
     let subs: BPFMap
     let subSeq: BPFMap
     let subMask: BPFMap
@@ -60,7 +60,7 @@ final class KernelMaps {
     private init(dir: String) throws {
         config = try BPFMap.openPinned(dir + "/lfp_config")
         policy = try BPFMap.openPinned(dir + "/lfp_policy")
-        delta = try BPFMap.openPinned(dir + "/lfp_delta")
+        tombs = try BPFMap.openPinned(dir + "/lfp_tombs")
         subs = try BPFMap.openPinned(dir + "/lfp_subs")
         subSeq = try BPFMap.openPinned(dir + "/lfp_sub_seq")
         subMask = try BPFMap.openPinned(dir + "/lfp_sub_mask")
@@ -83,15 +83,20 @@ final class KernelMaps {
         return try BPFMap.open(id: id)
     }
 
-    /// The heads of the base and of the delta on it (nil when none applies to this base), read
-    /// in the kernel's order: the delta pointer first (classify.h, lfp_policy_view).
+    /// The heads of the base and of the delta in force on it (nil when none), read as the kernel
+    /// reads them (classify.h, lfp_policy_view).
     func policyHeads() throws -> (base: lfp_head, delta: lfp_head?)? {
-        let pointer = try delta.lookup(key: UInt32(0), as: lfp_delta_ptr.self) ?? lfp_delta_ptr()
-        guard let base = try committedCells()?.lookup(key: UInt32(0), as: lfp_head.self) else { return nil }
-        guard pointer.header != 0, pointer.base_tag == UInt32(truncatingIfNeeded: base.generation),
-            let head = try delta.lookup(key: pointer.header, as: lfp_head.self), head.base_generation == base.generation
+        guard let cells = try committedCells(), let base = try cells.lookup(key: UInt32(0), as: lfp_head.self) else { return nil }
+        guard base.delta != 0, let head = try cells.lookup(key: base.delta, as: lfp_head.self), head.base_generation == base.generation
         else { return (base, nil) }
         return (base, head)
+    }
+
+    /// Tombstones of earlier bases (a full commit published `generation`, and no reader of an
+    /// earlier base remains: the publication waited for them).
+    func dropTombstones(notOf generation: UInt64) {
+        guard let keys = try? tombs.keys(as: lfp_tomb_key.self), !keys.isEmpty else { return }
+        for k in keys where k.base_generation != generation { try? tombs.delete(key: k) }
     }
 
     /// The generation of the policy in force: the delta's when one applies, else the base's; nil

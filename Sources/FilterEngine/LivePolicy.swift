@@ -23,10 +23,13 @@ public final class LivePolicy {
     /// The iterators, loaded once for the changes (a full commit loads its own).
     private var iterators: ReauthorizationIterators?
     private var keyOf: [UInt64: UUID] = [:]
-    /// lfp_delta, mapped into this process, and its first cell no reader can be using: the
-    /// area is append-only on one base (a full commit starts it over).
-    private var area: BPFMapMemory?
-    private var areaNext: UInt32 = 1
+    /// The base's map, mapped into this process, and its first spare cell no reader can be
+    /// using: the spare cells are append-only (a full commit makes a new map).
+    private var area: BPFMapMemory
+    private var areaNext: UInt32
+    private var areaEnd: UInt32
+    /// Base leaves already tombstoned in lfp_tombs.
+    private var tombstoned = Set<UInt32>()
 
     /// Commits `policy` in full, and keeps what later changes build on. `source`: the document
     /// it was parsed from, recorded as it is (see `Engine.commit`).
@@ -46,8 +49,11 @@ public final class LivePolicy {
         let commit = try engine.publish(
             bfe, filterIds: ids, reauthorize: reauthorizes, clock: clock,
             record: Engine.record(of: bfe, ids: ids, reauthorize: reauthorizes, source: source))
-        guard let base = commit.base else { throw NeedsFullBuild(reason: "the full build kept no base") }
+        guard let base = commit.base, let memory = commit.memory else { throw NeedsFullBuild(reason: "the full build kept no base") }
         self.base = base
+        area = memory
+        areaNext = UInt32(commit.baseCells)
+        areaEnd = areaNext + UInt32(LFP_DELTA_CELLS)
         baseGeneration = commit.generation
         generation = commit.generation
         lastCommit = commit
@@ -119,8 +125,8 @@ public final class LivePolicy {
                 for f in added { try base.add(f, engine: bfe, to: &next, notes: &notes) }
                 for id in ids { base.delete(filterId: id, from: &next) }
                 let built = try base.buildDelta(&next, generation: g, baseGeneration: baseGeneration, origin: areaNext)
-                guard Int(areaNext) + built.cells.count <= Int(LFP_DELTA_CELLS) else {
-                    throw NeedsFullBuild(reason: "lfp_delta is full (\(LFP_DELTA_CELLS) cells since the last full commit)")
+                guard Int(areaNext) + built.cells.count <= Int(areaEnd) else {
+                    throw NeedsFullBuild(reason: "the spare cells are used up (\(LFP_DELTA_CELLS) since the last full commit)")
                 }
                 image = built
                 clock.mark("classifier")
@@ -153,7 +159,10 @@ public final class LivePolicy {
             baseGeneration = commit.generation
             generation = commit.generation
             delta = ClassifierDelta()
-            areaNext = 1  // the publication waited out every reader of the previous base
+            area = commit.memory!
+            tombstoned = []
+            areaNext = UInt32(commit.baseCells)
+            areaEnd = areaNext + UInt32(LFP_DELTA_CELLS)
             commit.fullBuildReason = fullReason
             commit.filterIds = added.map(\.filterId)
             return (added.map(\.filterId), commit)
@@ -161,20 +170,30 @@ public final class LivePolicy {
 
         // The record first (a journal line), then the kernel: the line counts once the kernel
         // enforces its generation (CommitJournal.swift).
+        var inserted: [lfp_tomb_key] = []
         do {
             try CommitJournal.reconcile(config, base: baseGeneration, kernel: found)
             try CommitJournal.append(
                 JournalEntry(generation: g, base: baseGeneration, added: kept, deleted: removed.map(\.filterId)), config: config)
             clock.mark("record")
-            if area == nil { area = try maps.delta.mapMemory(count: Int(LFP_DELTA_CELLS)) }
+            // Tombstones first, marked with the delta that brings them: a reader of an earlier
+            // delta ignores them (classify.h, lfp_tombstoned).
+            for leaf in image.tombstones where !tombstoned.contains(leaf) {
+                let key = lfp_tomb_key(base_generation: baseGeneration, leaf: leaf, pad: 0)
+                try maps.tombs.update(key: key, value: areaNext)
+                inserted.append(key)
+            }
         } catch {
+            // Nothing was published; the next delta starts at the same cell, so these must go.
+            for key in inserted { try? maps.tombs.delete(key: key) }
             try? CommitJournal.reconcile(config, base: baseGeneration, kernel: found)  // the line, if written
             try? bfe.abortTransaction(session)
             throw error
         }
-        // Cells no reader can reach yet, then the pointer to them: one 8-byte store.
-        area!.write(image.cells, at: Int(areaNext))
-        area!.publish(UInt64(UInt32(truncatingIfNeeded: baseGeneration)) << 32 | UInt64(areaNext), atByte: 0)
+        // Cells no reader can reach yet, then the head's pointer to them: one 4-byte store.
+        area.write(image.cells, at: Int(areaNext))
+        area.publish(areaNext, atByte: MemoryLayout<lfp_head>.offset(of: \lfp_head.delta)!)
+        tombstoned.formUnion(image.tombstones)
         areaNext += UInt32(image.cells.count)
         let counter = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: g)
         try? maps.config.update(key: UInt32(0), value: counter)
@@ -193,7 +212,7 @@ public final class LivePolicy {
             generation: g, filterIds: added.map(\.filterId), kernelRules: 0, notes: notes, classifierBytes: image.bytes,
             diagrams: image.groupsPerLayer.reduce(0, +), phases: clock.phases, reauthorization: reauthorization)
         commit.incremental = true
-        commit.deltaCells = Int(areaNext) - 1
+        commit.deltaCells = Int(areaNext) - Int(areaEnd - UInt32(LFP_DELTA_CELLS))
         return (added.map(\.filterId), commit)
     }
 

@@ -13,9 +13,10 @@ same table as JSON (bench-results.json).
   2. ns per run of every lfp program at each filter count (kernel BPF stats over the lfp runs;
      post_bind4 over a run of explicit binds, since a connection cycle binds only its listener,
      once per run, and three cold runs say nothing of the steady cost).
-  3. Compile + commit time at 10k and 100k filters (by phase), a one-filter change (99,999 to
-     100,000; today a whole commit: the change is not incremental yet), and
-     the classifier's map memory.
+  3. Compile + commit time at 10k and 100k filters (by phase), a whole-policy commit of 99,999 +
+     1 filters, and the one-filter change through the engine's incremental API (LivePolicy:
+     Tests/bench/ChangeBench, CHANGES deletes and adds on the 100k policy, the workload still
+     attached so each change runs the reauthorization pass), and the classifier's map memory.
 
 Everything it makes (netns lfpb-*, cgroups, pins, state, rules) is removed at exit; iptables and
 nftables rules only ever exist inside the bench's own namespaces."""
@@ -187,6 +188,8 @@ def main():
       json.dump(big, open(path, "w"))
       c = commit(path)
       results["commits"]["99999 + 1"] = {"seconds": c["seconds"], "classifierBytes": c["classifierBytes"], "diagrams": c["diagrams"]}
+      change = os.path.join(os.path.dirname(LFP), "lfp-bench-change")
+      results["oneFilterChange"] = json.loads(sh(change, gen("lfp", 100000), os.environ.get("CHANGES", "100")))
 
     # The table.
     print(f"\nlfp bench — {os.cpu_count()} CPUs, kernel {os.uname().release}; medians of {ROUNDS} interleaved rounds of {CONNS} connections")
@@ -211,6 +214,14 @@ def main():
         print(f"{k:<12}{s.get('parse', 0):>7.2f}" + "".join(f"{s.get(p, 0):>9.3f}" for p in phases)
               + f"{total:>8.3f}{v['classifierBytes'] / 2**20:>6.1f}")
     print("(commit = validate .. reauthorize: everything after the file is parsed; the reauthorize pass runs because a workload is attached)")
+    if "oneFilterChange" in results:
+        c = results["oneFilterChange"]
+        print(f"\none-filter change at {c['filters']:,} filters (LivePolicy, {c['changes']} deletes + {c['changes']} adds, "
+              f"{c['incremental']} of {c['of']} incremental; ms)")
+        print(f"{'':<14}{'p50':>8}{'p99':>8}{'max':>8}")
+        for k in ("add", "delete", "toKernel"):
+            print(f"{k:<14}{c[k]['p50Ms']:>8.2f}{c[k]['p99Ms']:>8.2f}{c[k]['maxMs']:>8.2f}")
+        print("(add/delete: the call's whole time, reauthorization pass included; toKernel: until the delta is published)")
     out = os.path.abspath("bench-results.json")
     json.dump(results, open(out, "w"), indent=2)
     print(f"\nJSON: {out}")

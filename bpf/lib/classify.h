@@ -205,50 +205,38 @@ static __always_inline __u32 lfp_diagram_leaf(void *cells, __u32 ref, const stru
 	return (ref & LFP_REF_LEAF) && ref != LFP_REF_NONE ? ref & ~LFP_REF_LEAF : LFP_REF_NONE;
 }
 
-/* Rules 4 and 5 for one sublayer's (or one ALONE group's) decision; 1 when it ends the walk. */
-static __always_inline int lfp_apply_leaf(struct lfp_verdict *out, const struct lfp_leaf *best)
-{
-	if (best->action == LFP_ACTION_NONE)
-		return 0;
-	out->action = best->action;
-	out->filter_id = best->filter_id;
-	out->block_errno = best->block_errno;
-	return best->stop;
-}
-
-/* The policy in force: the base map (NULL before the first commit) and, when the delta pointer
- * names this base, the delta's head in lfp_delta. The pointer is read first, with one 8-byte
- * load: a writer publishes a base before any delta naming it (lfp_abi.h, "the classifier"). */
+/* The policy in force: the base map (NULL before the first commit) and the delta its head
+ * names (lfp_abi.h, "the classifier"), in the same map: one map pointer for every lookup keeps
+ * the verifier's states mergeable (with a second map for the delta, the walk took a million
+ * instructions to verify). */
 struct lfp_policy_view {
 	void *base;
-	void *delta;                /* &lfp_delta, or NULL when no delta applies             */
-	const union lfp_cell *head; /* the head in force: the delta's, else the base's       */
-	__u32 header;               /* the delta's head cell                                 */
+	__u64 generation;      /* of the policy in force: the delta's, else the base's       */
+	__u64 base_generation;
+	__u32 delta;           /* the delta's head cell; 0: none                             */
+	__u32 tombs;           /* whether the delta tombstones any leaf                      */
 };
 
 static __always_inline int lfp_policy_view(struct lfp_policy_view *v)
 {
 	__u32 zero = 0;
-	const __u64 *word = bpf_map_lookup_elem(&lfp_delta, &zero);
-	__u64 ptr = word ? *(volatile const __u64 *)word : 0;
 	v->base = bpf_map_lookup_elem(&lfp_policy, &zero);
+	v->generation = 0;
 	v->delta = 0;
-	v->head = 0;
-	v->header = 0;
+	v->tombs = 0;
 	if (!v->base)
 		return 0;
 	const union lfp_cell *h = lfp_cell(v->base, 0);
 	if (!h)
 		return 0;
-	v->head = h;
-	struct lfp_delta_ptr p;
-	__builtin_memcpy(&p, &ptr, sizeof(p));
-	if (p.header && p.base_tag == (__u32)h->head.generation) {
-		const union lfp_cell *d = lfp_cell(&lfp_delta, p.header);
+	v->generation = v->base_generation = h->head.generation;
+	__u32 delta = *(volatile const __u32 *)&h->head.delta; /* one load: the writer's one store */
+	if (delta) {
+		const union lfp_cell *d = lfp_cell(v->base, delta);
 		if (d && d->head.base_generation == h->head.generation) {
-			v->delta = &lfp_delta;
-			v->head = d;
-			v->header = p.header;
+			v->generation = d->head.generation;
+			v->delta = delta;
+			v->tombs = d->head.tombs;
 		}
 	}
 	return 1;
@@ -258,40 +246,35 @@ static __always_inline int lfp_policy_view(struct lfp_policy_view *v)
 static __always_inline __u64 lfp_policy_generation(void)
 {
 	struct lfp_policy_view v;
-	if (!lfp_policy_view(&v) || !v.head)
+	if (!lfp_policy_view(&v))
 		return 0;
-	return v.head->head.generation;
+	return v.generation;
 }
 
-/* Whether base leaf `leaf` belongs to a filter the delta deleted: a binary search of its sorted
- * tombstones. */
-static __always_inline int lfp_tombstoned(void *delta, const union lfp_cell *dh, __u32 leaf)
+/* Whether base leaf `leaf` of base `base_generation` belongs to a filter deleted by delta
+ * `delta` or an earlier one. A global function: the verifier checks it once, on its own, and the
+ * walk sees one call returning a number (inlined, the lookup's key and result multiplied the
+ * walk's states fourfold). */
+__weak __noinline int lfp_tombstoned(__u64 base_generation, __u32 leaf, __u32 delta)
 {
-	__u32 base = dh->head.tomb_start, count = dh->head.tomb_count;
-	struct bpf_iter_num step;
+	struct lfp_tomb_key k = { .base_generation = base_generation, .leaf = leaf };
+	const __u32 *since = bpf_map_lookup_elem(&lfp_tombs, &k);
+	return since && *since <= delta;
+}
 
-	if (count == 0)
+/* Rules 4 and 5 for one sublayer's (or one ALONE group's) decision, its best leaf `best`
+ * (`order` ~0: none); 1 when it ends the walk. */
+static __always_inline int lfp_apply_best(struct lfp_verdict *out, void *cells, __u32 best, __u32 order)
+{
+	if (order == ~0u)
 		return 0;
-	bpf_iter_num_new(&step, 0, LFP_SEARCH_STEPS);
-	while (bpf_iter_num_next(&step)) {
-		if (count <= 1)
-			break;
-		__u32 half = count / 2;
-		const union lfp_cell *t = lfp_cell(delta, base + half);
-		if (!t) {
-			count = 0;
-			break;
-		}
-		if (t->tomb.leaf <= leaf) {
-			base += half;
-			count -= half;
-		} else {
-			count = half;
-		}
-	}
-	bpf_iter_num_destroy(&step);
-	const union lfp_cell *t = lfp_cell(delta, base);
-	return t && count == 1 && t->tomb.leaf == leaf;
+	const union lfp_cell *c = lfp_cell(cells, best);
+	if (!c || c->leaf.action == LFP_ACTION_NONE)
+		return 0;
+	out->action = c->leaf.action;
+	out->filter_id = c->leaf.filter_id;
+	out->block_errno = c->leaf.block_errno;
+	return c->leaf.stop;
 }
 
 /* The classification, as a global BPF function: the verifier checks it once per program, on its
@@ -305,27 +288,22 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 	out->filter_id = 0;
 	out->block_errno = 0;
 	out->generation = 0;
-	/* Two map lookups pin the whole policy: its generation, its groups and its diagrams. */
+	/* One map lookup pins the whole policy: its generation, its groups and its diagrams. */
 	struct lfp_policy_view v;
-	if (!lfp_policy_view(&v) || !v.head)
+	if (!lfp_policy_view(&v))
 		return 0;
-	out->generation = v.head->head.generation;
-	void *lists = v.base; /* the map holding this layer's group list */
-	const union lfp_cell *l = 0;
-	if (v.delta) {
-		l = lfp_cell(v.delta, v.header + 1 + (layer % LFP_LAYER_COUNT));
-		if (l && l->layer.start)
-			lists = v.delta;
-		else
-			l = 0;
-	}
-	if (!l)
-		l = lfp_cell(v.base, 1 + (layer % LFP_LAYER_COUNT));
+	out->generation = v.generation;
+	void *cells = v.base;
+	/* The layer's group list: the delta's when it replaces the base's. */
+	const union lfp_cell *l = v.delta ? lfp_cell(cells, v.delta + 1 + (layer % LFP_LAYER_COUNT)) : 0;
+	if (!l || !l->layer.start)
+		l = lfp_cell(cells, 1 + (layer % LFP_LAYER_COUNT));
 	if (!l)
 		return 0;
 	__u32 start = l->layer.start, count = l->layer.count;
 	__u32 tag = LFP_GROUP_ALONE;
-	struct lfp_leaf best = { .order = ~0u };
+	/* The sublayer's best leaf so far: its cell and its order (~0: none). */
+	__u32 best = 0, best_order = ~0u;
 	int stopped = 0;
 	struct bpf_iter_num g;
 
@@ -334,33 +312,32 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 		if (count == 0)
 			break;
 		count--;
-		const union lfp_cell *gc = lfp_cell(lists, start++);
+		const union lfp_cell *gc = lfp_cell(cells, start++);
 		if (!gc)
 			break;
 		__u32 sub = gc->group.sublayer;
 		if (sub != tag || sub == LFP_GROUP_ALONE) {
-			if (lfp_apply_leaf(out, &best)) {
+			if (lfp_apply_best(out, cells, best, best_order)) {
 				stopped = 1;
 				break;
 			}
 			tag = sub;
-			best.action = LFP_ACTION_NONE;
-			best.order = ~0u;
+			best_order = ~0u;
 		}
-		int own = lists == v.delta && gc->group.in_delta;
-		void *cells = own ? v.delta : v.base;
 		__u32 leaf = lfp_diagram_leaf(cells, gc->group.root, in);
 		if (leaf == LFP_REF_NONE)
 			continue;
-		if (!own && v.delta && lfp_tombstoned(v.delta, v.head, leaf))
-			continue; /* a deleted filter: the delta's own diagrams give what follows it */
 		const union lfp_cell *lc = lfp_cell(cells, leaf);
-		if (lc && lc->leaf.action != LFP_ACTION_NONE && lc->leaf.order < best.order)
-			best = lc->leaf; /* rule 3: the first match of the sublayer */
+		if (!lc || lc->leaf.action == LFP_ACTION_NONE || lc->leaf.order >= best_order)
+			continue;
+		if (v.tombs && lfp_tombstoned(v.base_generation, leaf, v.delta))
+			continue; /* a deleted filter: the delta's own diagrams give what follows it */
+		best = leaf; /* rule 3: the first match of the sublayer */
+		best_order = lc->leaf.order;
 	}
 	bpf_iter_num_destroy(&g);
 	if (!stopped)
-		lfp_apply_leaf(out, &best);
+		lfp_apply_best(out, cells, best, best_order);
 	if (out->action == LFP_ACTION_BLOCK && out->block_errno <= 0)
 		out->block_errno = 1; /* EPERM */
 	return 0;

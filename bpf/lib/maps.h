@@ -20,14 +20,14 @@ struct {
 } lfp_config LFP_MAP;
 
 /* 0 -> the committed classifier: an array of union lfp_cell (lfp_abi.h), built whole by each
- * full commit as a fresh map and published here with one update (incremental commits on it go
- * to lfp_delta). A classification looks the inner
+ * full commit as a fresh map and published here with one update; incremental commits append to
+ * its spare cells. A classification looks the inner
  * map up once and keeps it to the end; the kernel frees a replaced map after an RCU grace
  * period, so no commit ever waits for or races with a classification. BPF_F_INNER_MAP lets
  * every commit size its map to the policy. */
 struct lfp_policy_cells {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE); /* mmapable: deltas are written in place */
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__uint(value_size, sizeof(union lfp_cell)); /* a size, not a type: objects that never use the
@@ -42,17 +42,18 @@ struct {
 	__array(values, struct lfp_policy_cells);
 } lfp_policy LFP_MAP;
 
-/* The incremental commits on the base in lfp_policy: cells appended by LivePolicy through its
- * mapping of this array, published by one 8-byte store of cell 0's struct lfp_delta_ptr
- * (lfp_abi.h, "the classifier"). Read by every classification. */
+/* (base generation, base leaf) -> the delta head cell from which that leaf's filter is deleted.
+ * Written by LivePolicy before it publishes the delta (lfp_abi.h, "the classifier"); a walk
+ * ignores a tombstone newer than the delta it reads. Entries of older bases are removed by the
+ * next full commit. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, LFP_DELTA_CELLS);
-	__type(key, __u32);
-	__uint(value_size, 32); /* union lfp_cell */
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, LFP_MAX_TOMBS);
+	__type(key, struct lfp_tomb_key);
+	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lfp_delta LFP_MAP;
+} lfp_tombs LFP_MAP;
 
 /* subscriber slot -> that subscriber's ring buffer. Written by each event tail (`lfp events`,
  * tests) when it claims a slot; the kernel copies every event into every present ring, so one

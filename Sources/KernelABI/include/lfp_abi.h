@@ -145,38 +145,39 @@ struct lfp_rule {
  * compiler precomputed for every input that reaches it. The kernel's work is bounded by
  * LFP_MAX_GROUPS x LFP_MAX_DEPTH x LFP_SEARCH_STEPS lookups, whatever the filter count.
  *
- * An incremental commit (a few filters added or deleted) leaves the base alone and writes its
- * delta into lfp_delta, a preallocated array of the same cells that userspace maps and fills
- * (docs/incremental-commits.md). Publishing a map through lfp_policy costs an RCU grace period
- * (the kernel waits for every running program before the update returns: 8-16 ms here), which a
- * delta cannot afford; lfp_delta is written append-only instead, so no cell a reader may still
- * use is ever rewritten, and one aligned 8-byte store publishes it:
- *   cell 0, first 8 bytes   struct lfp_delta_ptr: where the delta in force starts, and which base
- *                           it applies to (the low 32 bits of the base's generation)
- *   at `header`             a struct lfp_head: the commit's generation, the base's, tombstones
- *   header + 1 + layer      a layer range: count 0 and start 0 when the base's groups stand; else
- *                           the layer's whole group list, whose groups say which map holds their
- *                           diagram (in_delta)
- *   elsewhere               the delta's diagrams and struct lfp_tomb cells: sorted base leaves of
- *                           deleted filters, which match nothing
- * A reader reads the pointer before the base: a writer publishes a base (and waits out the grace
- * period that costs) before it writes any delta naming it, and only then reuses the area. */
+ * An incremental commit (a few filters added or deleted) leaves the base's cells alone and
+ * appends its delta to the same map: every base map has LFP_DELTA_CELLS spare cells after its
+ * own, and is mmapable, so LivePolicy writes them from userspace (docs/incremental-commits.md).
+ * Publishing a map through lfp_policy costs an RCU grace period (the kernel waits for every
+ * running program before the update returns: 8-16 ms here), which a one-filter change cannot
+ * afford. The spare cells are written append-only instead, so no cell a reader may use is
+ * rewritten, and one aligned 4-byte store of the head's `delta` publishes them:
+ *   at `delta`           a struct lfp_head: the commit's generation, the base's, tombstones
+ *   delta + 1 + layer    a layer range: start 0 when the base's groups stand; else the layer's
+ *                        whole group list (base diagrams and the delta's alike)
+ *   after those          the delta's diagrams and group lists
+ * A deleted filter's base leaves are tombstoned in lfp_tombs, from the delta on (`since`): a
+ * walk that reaches one treats it as no match, and the delta's own diagrams hold what follows it.
+ * A full commit publishes a new map, so its deltas and tombstones start over. */
 #define LFP_REF_LEAF 0x80000000u    /* a ref with this bit names a leaf cell, else a node cell */
 #define LFP_GROUP_ALONE 0xffffffffu /* lfp_group.sublayer: the group covers whole sublayers */
-#define LFP_DELTA_CELLS 131072      /* lfp_delta: 4 MiB; a full commit starts it over         */
-
-struct lfp_delta_ptr {
-	__u32 header;   /* cell index of the delta's head; 0: no delta                        */
-	__u32 base_tag; /* (__u32) generation of the base it applies to                       */
-};
+#define LFP_DELTA_CELLS 131072      /* spare cells per base map: 4 MiB                         */
+#define LFP_MAX_TOMBS 65536         /* lfp_tombs: base leaves deleted since the last full build */
 
 struct lfp_head {
-	__u64 generation;      /* the commit that built this map                                */
+	__u64 generation;      /* the commit that built this map (a delta's: the change's)      */
 	__u32 abi_version;
-	__u32 ncells;
-	__u64 base_generation; /* a delta: the base generation it applies to (0 in a base)       */
-	__u32 tomb_start;      /* a delta: its tombstone cells [tomb_start, +tomb_count)         */
-	__u32 tomb_count;
+	__u32 ncells;          /* cells of the full build (the spare ones follow)               */
+	__u64 base_generation; /* a delta's head: the base generation it applies to            */
+	__u32 delta;           /* the base's head: the delta in force (its head cell), 0: none  */
+	__u32 tombs;           /* a delta's head: whether any tombstone applies                 */
+};
+
+/* lfp_tombs key: a base leaf of a deleted filter. */
+struct lfp_tomb_key {
+	__u64 base_generation;
+	__u32 leaf; /* cell index in that base's map */
+	__u32 pad;
 };
 
 /* Groups of one layer: cells [start, start + count). */
@@ -192,15 +193,7 @@ struct lfp_layer_range {
 struct lfp_group {
 	__u32 root;     /* ref */
 	__u32 sublayer; /* sublayer visiting order, or LFP_GROUP_ALONE                        */
-	__u32 in_delta; /* a delta's group list: 1 when the diagram is the delta's own          */
-	__u32 pad0;
-	__u64 pad[2];
-};
-
-/* A deleted filter's leaf in the base: the walk treats it as no match. */
-struct lfp_tomb {
-	__u32 leaf; /* cell index in the base */
-	__u32 pad[7];
+	__u64 pad[3];
 };
 
 struct lfp_node {
@@ -245,7 +238,6 @@ union lfp_cell {
 	struct lfp_node node;
 	struct lfp_edge edge;
 	struct lfp_leaf leaf;
-	struct lfp_tomb tomb;
 };
 
 struct lfp_config {
@@ -392,8 +384,8 @@ LFP_ABI_CHECK(sizeof(union lfp_cell) == 32, "lfp_cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_layer_range) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_group) == 32 && sizeof(struct lfp_node) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "cell layout");
-LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_tomb) == 32, "cell layout");
-LFP_ABI_CHECK(sizeof(struct lfp_delta_ptr) == 8, "the delta pointer is one 8-byte store");
+LFP_ABI_CHECK(sizeof(struct lfp_tomb_key) == 16, "lfp_tombs key");
+LFP_ABI_CHECK(__builtin_offsetof(struct lfp_head, delta) == 24, "the delta is published by a 4-byte store at byte 24");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
 LFP_ABI_CHECK(sizeof(struct lfp_event) == 168, "lfp_event layout");
 LFP_ABI_CHECK(sizeof(struct lfp_verdict) == 24, "lfp_verdict layout");

@@ -18,7 +18,7 @@ final class CellSink {
     var leafCount: Int { leaves.count }
 
     /// The index the first cell will have in its map: 0 for a map of its own; where a delta
-    /// goes in lfp_delta (its refs are that map's indices).
+    /// goes in the base map's spare cells (its refs are that map's indices).
     let origin: UInt32
 
     init(reserved: Int, origin: UInt32 = 0) {

@@ -4,9 +4,9 @@ import KernelABI
 import KernelVocabulary
 
 // Incremental commits (docs/incremental-commits.md): a few filters added to or deleted from a
-// big policy reach the kernel as a small delta map beside the full build's map, which stays as
-// it is (lfp_abi.h, "the classifier"). The delta holds, per touched layer, the group list in
-// force: the base's diagrams, plus
+// big policy reach the kernel as a small delta appended to the spare cells of the full build's
+// map, whose own cells stay as they are (lfp_abi.h, "the classifier"). The delta holds, per
+// touched layer, the group list in force: the base's diagrams, plus
 //   - for a sublayer with diagrams of its own: one more diagram of its added filters and of the
 //     filters that may follow a deleted one; the kernel takes the lowest order among a
 //     sublayer's diagrams (rule 3), and a deleted filter's base leaves are tombstoned;
@@ -121,8 +121,8 @@ public struct ClassifierDelta: Sendable {
     /// Base filters deleted, with the rules of their sublayer that may follow them (none when
     /// the sublayer is merged: its diagram is rebuilt).
     var deleted: [UInt64: (layer: Int, sublayer: UInt16, followers: [Int])] = [:]
-    /// Diagrams earlier deltas on this base wrote to lfp_delta, by what they hold: lfp_delta is
-    /// append-only on one base, so a diagram whose rules did not change is pointed at again
+    /// Diagrams earlier deltas on this base wrote to its spare cells, by what they hold: those
+    /// cells are append-only, so a diagram whose rules did not change is pointed at again
     /// instead of written again.
     var written: [DiagramKey: (rules: [UInt64], root: UInt32)] = [:]
     struct DiagramKey: Hashable {
@@ -275,8 +275,8 @@ extension ClassifierBase {
         return false
     }
 
-    /// The cells of `delta` on this base, to be written to lfp_delta from index `origin` on
-    /// (its head first; every ref is an lfp_delta index). See the top of this file.
+    /// The cells of `delta` on this base, to be written to the base's map from index `origin` on
+    /// (its head first), and its tombstones. See the top of this file.
     /// `delta.written` learns the diagrams written; the caller keeps it once the cells are in.
     public func buildDelta(_ delta: inout ClassifierDelta, generation: UInt64, baseGeneration: UInt64, origin: UInt32) throws
         -> ClassifierImage
@@ -321,7 +321,6 @@ extension ClassifierBase {
                         + subs.flatMap { t.added[$0] ?? [] }).sorted { $0.order < $1.order }
                     if rules.isEmpty { continue }
                     out.root = try diagram(rules, sink: sink, layerName: name, key: .init(layer: layer, group: i), delta: &delta)
-                    out.in_delta = 1
                 }
                 groups.append(out)
                 let nextTag = i + 1 < l.groups.count ? l.groups[i + 1].tag : LFP_GROUP_ALONE
@@ -330,7 +329,6 @@ extension ClassifierBase {
                     d.root = try diagram(
                         rules, sink: sink, layerName: name, key: .init(layer: layer, group: -1 - Int(g.tag)), delta: &delta)
                     d.sublayer = g.tag
-                    d.in_delta = 1
                     groups.append(d)
                 }
             }
@@ -349,20 +347,14 @@ extension ClassifierBase {
             out.cells += groups.map { lfp_cell(group: $0) }
             out.groupsPerLayer[layer] = groups.count
         }
-        tombs.sort()
-        let tombStart = origin + UInt32(out.cells.count)
-        for t in tombs {
-            var c = lfp_tomb()
-            c.leaf = t
-            out.cells.append(lfp_cell(tomb: c))
-        }
+        guard tombs.count <= Int(LFP_MAX_TOMBS) else { throw NeedsFullBuild(reason: "more than \(LFP_MAX_TOMBS) deleted leaves") }
+        out.tombstones = tombs.sorted()
         var head = lfp_head()
         head.generation = generation
         head.abi_version = UInt32(LFP_ABI_VERSION)
         head.ncells = UInt32(out.cells.count)
         head.base_generation = baseGeneration
-        head.tomb_start = tombStart
-        head.tomb_count = UInt32(tombs.count)
+        head.tombs = tombs.isEmpty ? 0 : 1
         out.cells[0] = lfp_cell(head: head)
         return out
     }
