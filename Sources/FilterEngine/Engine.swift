@@ -186,7 +186,6 @@ public final class Engine {
             unlink(config.pendingPolicyFile)
             throw error
         }
-        maps.dropTombstones(notOf: generation)  // the update waited out the previous base's readers
         let next = lfp_config(abi_version: UInt32(LFP_ABI_VERSION), pad: 0, generation: generation)
         try? maps.config.update(key: UInt32(0), value: next)  // a counter: the map in force is the truth
         clock.mark("publish")

@@ -6,7 +6,6 @@ import KernelABI
 final class KernelMaps {
     let config: BPFMap
     let policy: BPFMap
-    let tombs: BPFMap
     let subs: BPFMap
     let subSeq: BPFMap
     let subMask: BPFMap
@@ -60,7 +59,6 @@ final class KernelMaps {
     private init(dir: String) throws {
         config = try BPFMap.openPinned(dir + "/lfp_config")
         policy = try BPFMap.openPinned(dir + "/lfp_policy")
-        tombs = try BPFMap.openPinned(dir + "/lfp_tombs")
         subs = try BPFMap.openPinned(dir + "/lfp_subs")
         subSeq = try BPFMap.openPinned(dir + "/lfp_sub_seq")
         subMask = try BPFMap.openPinned(dir + "/lfp_sub_mask")
@@ -90,13 +88,6 @@ final class KernelMaps {
         guard base.delta != 0, let head = try cells.lookup(key: base.delta, as: lfp_head.self), head.base_generation == base.generation
         else { return (base, nil) }
         return (base, head)
-    }
-
-    /// Tombstones of earlier bases (a full commit published `generation`, and no reader of an
-    /// earlier base remains: the publication waited for them).
-    func dropTombstones(notOf generation: UInt64) {
-        guard let keys = try? tombs.keys(as: lfp_tomb_key.self), !keys.isEmpty else { return }
-        for k in keys where k.base_generation != generation { try? tombs.delete(key: k) }
     }
 
     /// The generation of the policy in force: the delta's when one applies, else the base's; nil

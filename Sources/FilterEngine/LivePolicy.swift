@@ -28,7 +28,7 @@ public final class LivePolicy {
     private var area: BPFMapMemory
     private var areaNext: UInt32
     private var areaEnd: UInt32
-    /// Base leaves already tombstoned in lfp_tombs.
+    /// Base leaves already marked deleted.
     private var tombstoned = Set<UInt32>()
 
     /// Commits `policy` in full, and keeps what later changes build on. `source`: the document
@@ -58,6 +58,8 @@ public final class LivePolicy {
         generation = commit.generation
         lastCommit = commit
         for f in bfe.snapshot().filters { keyOf[f.filterId] = f.filterKey }
+        // Loaded on another core now, so the first change does not pay for the verifier.
+        if reauthorizes && !engine.workloads().isEmpty { iterators = ReauthorizationIterators(engine) }
     }
 
     /// The full commit `init` made.
@@ -170,27 +172,23 @@ public final class LivePolicy {
 
         // The record first (a journal line), then the kernel: the line counts once the kernel
         // enforces its generation (CommitJournal.swift).
-        var inserted: [lfp_tomb_key] = []
         do {
             try CommitJournal.reconcile(config, base: baseGeneration, kernel: found)
             try CommitJournal.append(
                 JournalEntry(generation: g, base: baseGeneration, added: kept, deleted: removed.map(\.filterId)), config: config)
             clock.mark("record")
-            // Tombstones first, marked with the delta that brings them: a reader of an earlier
-            // delta ignores them (classify.h, lfp_tombstoned).
-            for leaf in image.tombstones where !tombstoned.contains(leaf) {
-                let key = lfp_tomb_key(base_generation: baseGeneration, leaf: leaf, pad: 0)
-                try maps.tombs.update(key: key, value: areaNext)
-                inserted.append(key)
-            }
         } catch {
-            // Nothing was published; the next delta starts at the same cell, so these must go.
-            for key in inserted { try? maps.tombs.delete(key: key) }
             try? CommitJournal.reconcile(config, base: baseGeneration, kernel: found)  // the line, if written
             try? bfe.abortTransaction(session)
             throw error
         }
-        // Cells no reader can reach yet, then the head's pointer to them: one 4-byte store.
+        // Nothing below can fail. The deleted filters' base leaves are marked with this delta (a
+        // reader of an earlier one ignores the mark: classify.h), its cells go where no reader
+        // can reach yet, then the head's pointer to them: one 4-byte store each.
+        let cell = MemoryLayout<lfp_cell>.stride, mark = MemoryLayout<lfp_leaf>.offset(of: \lfp_leaf.deleted)!
+        for leaf in image.tombstones where !tombstoned.contains(leaf) {
+            area.publish(areaNext, atByte: Int(leaf) * cell + mark)
+        }
         area.write(image.cells, at: Int(areaNext))
         area.publish(areaNext, atByte: MemoryLayout<lfp_head>.offset(of: \lfp_head.delta)!)
         tombstoned.formUnion(image.tombstones)

@@ -168,6 +168,9 @@ extension Engine {
         let maps = try KernelMaps.open(config, create: false)
         let cfg = try maps.readConfig()
         let cells = Int(try maps.committedCells()?.maxEntries ?? 0)
+        // In use: the full build's cells, and the spare ones up to the end of the delta in force.
+        let heads = try maps.policyHeads()
+        let cellsUsed = heads.map { h in h.delta.map { Int(h.base.delta) + Int($0.ncells) } ?? Int(h.base.ncells) } ?? 0
         let filters = committedFilterCount()
         var subscribers: [EngineStatus.Subscriber] = []
         var dropped: UInt64 = 0
@@ -186,8 +189,8 @@ extension Engine {
             healthy: healthy, problems: problems, workloads: ws, orphanLinks: orphans, kernelLinks: kernelLinks,
             policyGeneration: (try? maps.policyGeneration()).flatMap { $0 } ?? cfg.generation, kernelStatePresent: true,
             maps: [
-                .init(name: "filters (LFP_MAX_FILTERS)", used: filters ?? 0, capacity: config.maxFilters),
-                .init(name: "lfp_policy cells (32 B each)", used: cells, capacity: cells),
+                .init(name: "filters (LFP_MAX_FILTERS)", used: filters, capacity: config.maxFilters),
+                .init(name: "lfp_policy cells (32 B each)", used: cellsUsed, capacity: cells),
                 .init(name: "lfp_subs", used: subscribers.count, capacity: Int(LFP_MAX_SUBSCRIBERS)),
                 .init(name: "lfp_workloads", used: ws.count, capacity: Int(LFP_MAX_WORKLOADS)),
             ],

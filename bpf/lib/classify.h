@@ -208,13 +208,11 @@ static __always_inline __u32 lfp_diagram_leaf(void *cells, __u32 ref, const stru
 /* The policy in force: the base map (NULL before the first commit) and the delta its head
  * names (lfp_abi.h, "the classifier"), in the same map: one map pointer for every lookup keeps
  * the verifier's states mergeable (with a second map for the delta, the walk took a million
- * instructions to verify). */
+ * instructions to verify). A deleted filter's leaves carry the delta that deleted them. */
 struct lfp_policy_view {
 	void *base;
-	__u64 generation;      /* of the policy in force: the delta's, else the base's       */
-	__u64 base_generation;
-	__u32 delta;           /* the delta's head cell; 0: none                             */
-	__u32 tombs;           /* whether the delta tombstones any leaf                      */
+	__u64 generation; /* of the policy in force: the delta's, else the base's            */
+	__u32 delta;      /* the delta's head cell; 0: none                                  */
 };
 
 static __always_inline int lfp_policy_view(struct lfp_policy_view *v)
@@ -223,20 +221,18 @@ static __always_inline int lfp_policy_view(struct lfp_policy_view *v)
 	v->base = bpf_map_lookup_elem(&lfp_policy, &zero);
 	v->generation = 0;
 	v->delta = 0;
-	v->tombs = 0;
 	if (!v->base)
 		return 0;
 	const union lfp_cell *h = lfp_cell(v->base, 0);
 	if (!h)
 		return 0;
-	v->generation = v->base_generation = h->head.generation;
+	v->generation = h->head.generation;
 	__u32 delta = *(volatile const __u32 *)&h->head.delta; /* one load: the writer's one store */
 	if (delta) {
 		const union lfp_cell *d = lfp_cell(v->base, delta);
 		if (d && d->head.base_generation == h->head.generation) {
 			v->generation = d->head.generation;
 			v->delta = delta;
-			v->tombs = d->head.tombs;
 		}
 	}
 	return 1;
@@ -249,17 +245,6 @@ static __always_inline __u64 lfp_policy_generation(void)
 	if (!lfp_policy_view(&v))
 		return 0;
 	return v.generation;
-}
-
-/* Whether base leaf `leaf` of base `base_generation` belongs to a filter deleted by delta
- * `delta` or an earlier one. A global function: the verifier checks it once, on its own, and the
- * walk sees one call returning a number (inlined, the lookup's key and result multiplied the
- * walk's states fourfold). */
-__weak __noinline int lfp_tombstoned(__u64 base_generation, __u32 leaf, __u32 delta)
-{
-	struct lfp_tomb_key k = { .base_generation = base_generation, .leaf = leaf };
-	const __u32 *since = bpf_map_lookup_elem(&lfp_tombs, &k);
-	return since && *since <= delta;
 }
 
 /* Rules 4 and 5 for one sublayer's (or one ALONE group's) decision, its best leaf `best`
@@ -330,8 +315,11 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 		const union lfp_cell *lc = lfp_cell(cells, leaf);
 		if (!lc || lc->leaf.action == LFP_ACTION_NONE || lc->leaf.order >= best_order)
 			continue;
-		if (v.tombs && lfp_tombstoned(v.base_generation, leaf, v.delta))
-			continue; /* a deleted filter: the delta's own diagrams give what follows it */
+		/* A deleted filter (0 < deleted <= delta, as one unsigned comparison: one branch, half
+		 * the verifier's states): the delta's own diagrams give what follows it. */
+		__u32 deleted = *(volatile const __u32 *)&lc->leaf.deleted; /* the writer's one store */
+		if (deleted - 1 < v.delta)
+			continue;
 		best = leaf; /* rule 3: the first match of the sublayer */
 		best_order = lc->leaf.order;
 	}

@@ -42,19 +42,6 @@ struct {
 	__array(values, struct lfp_policy_cells);
 } lfp_policy LFP_MAP;
 
-/* (base generation, base leaf) -> the delta head cell from which that leaf's filter is deleted.
- * Written by LivePolicy before it publishes the delta (lfp_abi.h, "the classifier"); a walk
- * ignores a tombstone newer than the delta it reads. Entries of older bases are removed by the
- * next full commit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, LFP_MAX_TOMBS);
-	__type(key, struct lfp_tomb_key);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lfp_tombs LFP_MAP;
-
 /* subscriber slot -> that subscriber's ring buffer. Written by each event tail (`lfp events`,
  * tests) when it claims a slot; the kernel copies every event into every present ring, so one
  * tail never steals another's events. */

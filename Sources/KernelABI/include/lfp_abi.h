@@ -152,17 +152,17 @@ struct lfp_rule {
  * running program before the update returns: 8-16 ms here), which a one-filter change cannot
  * afford. The spare cells are written append-only instead, so no cell a reader may use is
  * rewritten, and one aligned 4-byte store of the head's `delta` publishes them:
- *   at `delta`           a struct lfp_head: the commit's generation, the base's, tombstones
+ *   at `delta`           a struct lfp_head: the commit's generation, the base's
  *   delta + 1 + layer    a layer range: start 0 when the base's groups stand; else the layer's
  *                        whole group list (base diagrams and the delta's alike)
  *   after those          the delta's diagrams and group lists
- * A deleted filter's base leaves are tombstoned in lfp_tombs, from the delta on (`since`): a
- * walk that reaches one treats it as no match, and the delta's own diagrams hold what follows it.
- * A full commit publishes a new map, so its deltas and tombstones start over. */
+ * A deleted filter's base leaves are marked with the delta that deletes it (lfp_leaf.deleted, one
+ * 4-byte store each, before the delta is published): a walk reading that delta or a later one
+ * treats such a leaf as no match, and the delta's own diagrams hold what follows it. A full
+ * commit publishes a new map, so its deltas and marks start over. */
 #define LFP_REF_LEAF 0x80000000u    /* a ref with this bit names a leaf cell, else a node cell */
 #define LFP_GROUP_ALONE 0xffffffffu /* lfp_group.sublayer: the group covers whole sublayers */
 #define LFP_DELTA_CELLS 131072      /* spare cells per base map: 4 MiB                         */
-#define LFP_MAX_TOMBS 65536         /* lfp_tombs: base leaves deleted since the last full build */
 
 struct lfp_head {
 	__u64 generation;      /* the commit that built this map (a delta's: the change's)      */
@@ -170,13 +170,6 @@ struct lfp_head {
 	__u32 ncells;          /* cells of the full build (the spare ones follow)               */
 	__u64 base_generation; /* a delta's head: the base generation it applies to            */
 	__u32 delta;           /* the base's head: the delta in force (its head cell), 0: none  */
-	__u32 tombs;           /* a delta's head: whether any tombstone applies                 */
-};
-
-/* lfp_tombs key: a base leaf of a deleted filter. */
-struct lfp_tomb_key {
-	__u64 base_generation;
-	__u32 leaf; /* cell index in that base's map */
 	__u32 pad;
 };
 
@@ -228,7 +221,9 @@ struct lfp_leaf {
 	__s32 block_errno; /* positive errno a block returns                                   */
 	__u8 action;       /* enum lfp_action                                                  */
 	__u8 stop;         /* a hard decision: the walk ends here (R1.16)                      */
-	__u8 pad[14];
+	__u8 pad[2];
+	__u32 deleted;     /* a base leaf: the delta (head cell) deleting its filter; 0: none   */
+	__u8 pad2[8];
 };
 
 union lfp_cell {
@@ -384,7 +379,7 @@ LFP_ABI_CHECK(sizeof(union lfp_cell) == 32, "lfp_cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_layer_range) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_group) == 32 && sizeof(struct lfp_node) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "cell layout");
-LFP_ABI_CHECK(sizeof(struct lfp_tomb_key) == 16, "lfp_tombs key");
+LFP_ABI_CHECK(__builtin_offsetof(struct lfp_leaf, deleted) == 20, "a leaf is marked deleted by a 4-byte store at byte 20");
 LFP_ABI_CHECK(__builtin_offsetof(struct lfp_head, delta) == 24, "the delta is published by a 4-byte store at byte 24");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
 LFP_ABI_CHECK(sizeof(struct lfp_event) == 168, "lfp_event layout");

@@ -12,7 +12,8 @@ public struct ClassifierImage {
     public var nodes = 0, edges = 0, leaves = 0
     /// What later incremental commits build on (IncrementalClassifier.swift); nil in a delta.
     public var base: ClassifierBase?
-    /// A delta's tombstones: the base leaves of the filters it deletes (lfp_tombs), sorted.
+    /// A delta's tombstones: the base leaves of the filters it deletes (marked deleted from this
+    /// delta on: lfp_leaf.deleted), sorted.
     public var tombstones: [UInt32] = []
 
     /// Bytes of kernel map memory the cells take (the array's values; the map adds a little).

@@ -347,14 +347,12 @@ extension ClassifierBase {
             out.cells += groups.map { lfp_cell(group: $0) }
             out.groupsPerLayer[layer] = groups.count
         }
-        guard tombs.count <= Int(LFP_MAX_TOMBS) else { throw NeedsFullBuild(reason: "more than \(LFP_MAX_TOMBS) deleted leaves") }
         out.tombstones = tombs.sorted()
         var head = lfp_head()
         head.generation = generation
         head.abi_version = UInt32(LFP_ABI_VERSION)
         head.ncells = UInt32(out.cells.count)
         head.base_generation = baseGeneration
-        head.tombs = tombs.isEmpty ? 0 : 1
         out.cells[0] = lfp_cell(head: head)
         return out
     }
