@@ -72,7 +72,13 @@ struct ChurnTests {
             try #require(p.readLine() == "ready")
             procs.append(p)
         }
-        for i in 0..<200 { try commit(i % 2 == 0) }
+        for i in 0..<200 {
+            try commit(i % 2 == 0)
+            // Let the reader run between commits: with the test pool's threads all busy (a
+            // clean-clone run of every suite), it never ran during the loop, and the tail kept
+            // only events of the first generation.
+            await Task.yield()
+        }
         for p in procs { kill(p.process.processIdentifier, SIGKILL) }  // SIGTERM: blocked in processes the test threads start
         for p in procs { _ = p.finish() }
         // Until the ring is drained and the kernel numbers no more events (bounded).
