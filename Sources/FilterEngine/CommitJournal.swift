@@ -41,8 +41,9 @@ enum CommitJournal {
         return (g, b)
     }
 
-    /// Append a line (before the publication that makes it count).
-    static func append(_ e: JournalEntry, config: EngineConfiguration) throws {
+    /// Append a line (before the publication that makes it count); returns the journal's size.
+    @discardableResult
+    static func append(_ e: JournalEntry, config: EngineConfiguration) throws -> Int {
         let file = path(config)
         let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw EngineError.intentNotRecorded(path: file, reason: String(cString: strerror(errno))) }
@@ -50,6 +51,13 @@ enum CommitJournal {
         do { try StateTree.writeAll(fd, line(e), path: file) } catch {
             throw EngineError.intentNotRecorded(path: file, reason: "\(error)")
         }
+        return Int(lseek(fd, 0, SEEK_END))
+    }
+
+    /// The journal's size (0 when there is none).
+    static func size(_ config: EngineConfiguration) -> Int {
+        var st = stat()
+        return stat(path(config), &st) == 0 ? Int(st.st_size) : 0
     }
 
     /// The lines in force over a record of generation `base`, with the kernel at `kernel`.

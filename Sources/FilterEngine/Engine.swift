@@ -134,7 +134,7 @@ public final class Engine {
     /// them. `record` writes the record of the new generation (the intent, then the record).
     public func publish(
         _ bfe: BaseFilteringEngine, filterIds ids: [UInt64] = [], reauthorize wantsReauthorization: Bool = true,
-        clock clock0: PhaseClock? = nil, record makeRecord: @escaping @Sendable (UInt64) throws -> Data
+        clock clock0: PhaseClock? = nil, retainBase: Bool = false, record makeRecord: @escaping @Sendable (UInt64) throws -> Data
     ) throws -> Commit {
         var clock = clock0 ?? PhaseClock()
         try requireRoot("lfp policy load")
@@ -163,7 +163,7 @@ public final class Engine {
         do {
             image = try PolicyCompiler.compile(bfe)  // kernel limits: CompileError
             clock.mark("compile")
-            classifier = try PolicyCompiler.buildClassifier(image)
+            classifier = try PolicyCompiler.buildClassifier(image, retainBase: retainBase)
             clock.mark("classifier")
             classifier.setGeneration(generation)
             // The spare cells after the policy's take the incremental commits on it (LivePolicy).

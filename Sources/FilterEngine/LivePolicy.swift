@@ -28,6 +28,8 @@ public final class LivePolicy {
     private var area: BPFMapMemory
     private var areaNext: UInt32
     private var areaEnd: UInt32
+    /// The journal's size after this object's last line (0: cleared by the full commit).
+    private var journalBytes = 0
     /// Base leaves already marked deleted.
     private var tombstoned = Set<UInt32>()
 
@@ -47,7 +49,7 @@ public final class LivePolicy {
         clock.mark("validate")
         reauthorizes = policy.lfpReauthorize
         let commit = try engine.publish(
-            bfe, filterIds: ids, reauthorize: reauthorizes, clock: clock,
+            bfe, filterIds: ids, reauthorize: reauthorizes, clock: clock, retainBase: true,
             record: Engine.record(of: bfe, ids: ids, reauthorize: reauthorizes, source: source))
         guard let base = commit.base, let memory = commit.memory else { throw NeedsFullBuild(reason: "the full build kept no base") }
         self.base = base
@@ -150,7 +152,7 @@ public final class LivePolicy {
             do {
                 try bfe.commitTransaction(session)
                 commit = try engine.publish(
-                    bfe, reauthorize: reauthorizes, clock: clock,
+                    bfe, reauthorize: reauthorizes, clock: clock, retainBase: true,
                     record: Engine.record(of: bfe, ids: [], reauthorize: reauthorizes, source: nil))
             } catch {
                 if bfe.inTransaction(session) { try? bfe.abortTransaction(session) } else { try? undo(added: kept, removed: removed) }
@@ -165,6 +167,7 @@ public final class LivePolicy {
             tombstoned = []
             areaNext = UInt32(commit.baseCells)
             areaEnd = areaNext + UInt32(LFP_DELTA_CELLS)
+            journalBytes = 0
             commit.fullBuildReason = fullReason
             commit.filterIds = added.map(\.filterId)
             return (added.map(\.filterId), commit)
@@ -173,12 +176,19 @@ public final class LivePolicy {
         // The record first (a journal line), then the kernel: the line counts once the kernel
         // enforces its generation (CommitJournal.swift).
         do {
-            try CommitJournal.reconcile(config, base: baseGeneration, kernel: found)
-            try CommitJournal.append(
+            // Lines the kernel never saw (a change killed before its publication) are dropped
+            // first. Only a journal that is not as this object left it can hold one: reading every
+            // line at each change made the change slower with every line.
+            if CommitJournal.size(config) != journalBytes {
+                try CommitJournal.reconcile(config, base: baseGeneration, kernel: found)
+            }
+            journalBytes = try CommitJournal.append(
                 JournalEntry(generation: g, base: baseGeneration, added: kept, deleted: removed.map(\.filterId)), config: config)
             clock.mark("record")
         } catch {
-            try? CommitJournal.reconcile(config, base: baseGeneration, kernel: found)  // the line, if written
+            // The line, if written, must not count: dropped now, or before the next line.
+            try? CommitJournal.reconcile(config, base: baseGeneration, kernel: found)
+            journalBytes = -1
             try? bfe.abortTransaction(session)
             throw error
         }

@@ -37,7 +37,9 @@ extension PolicyCompiler {
 
     /// The classifier for `image`. Throws CompileError(.outOfBounds) when a layer needs more than
     /// LFP_MAX_GROUPS diagrams or a path tests more than LFP_MAX_DEPTH variables.
-    public static func buildClassifier(_ image: PolicyImage) throws -> ClassifierImage {
+    /// `retainBase`: keep what incremental commits need (`base`; LivePolicy), which costs a pass
+    /// over every rule that other commits need not pay.
+    public static func buildClassifier(_ image: PolicyImage, retainBase: Bool = false) throws -> ClassifierImage {
         let sink = CellSink(reserved: 1 + Int(LFP_LAYER_COUNT.rawValue))
         var groupCells: [[lfp_group]] = []
         var layers: [ClassifierBase.LayerBase] = []
@@ -56,9 +58,11 @@ extension PolicyCompiler {
             let name = Layer(kernelID: UInt16(layer))?.name ?? "layer \(layer)"
             var built: [ClassifierBase.Group] = []
             groupCells.append(try buildLayer(rules, sink: sink, layerName: name, built: &built))
-            layers.append(
-                ClassifierBase.LayerBase(
-                    image: image, layer: layer, gap: gap, merged: merged, rules: rules, groups: built))
+            if retainBase {
+                layers.append(
+                    ClassifierBase.LayerBase(
+                        image: image, layer: layer, gap: gap, merged: merged, rules: rules, groups: built))
+            }
         }
         // Groups go last, each layer's together; the layer cells point at them.
         var out = ClassifierImage(cells: sink.cells, groupsPerLayer: groupCells.map(\.count))
@@ -73,7 +77,7 @@ extension PolicyCompiler {
             out.cells += groups.map { lfp_cell(group: $0) }
         }
         out.setGeneration(0)
-        out.base = ClassifierBase(layers: layers, leaves: sink.leavesByFilter())
+        if retainBase { out.base = ClassifierBase(layers: layers, leaves: sink.leavesByFilter()) }
         return out
     }
 
