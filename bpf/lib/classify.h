@@ -313,15 +313,18 @@ __weak __noinline int lfp_classify_walk(__u32 layer, const struct lfp_event *in,
 		if (leaf == LFP_REF_NONE)
 			continue;
 		const union lfp_cell *lc = lfp_cell(cells, leaf);
-		if (!lc || lc->leaf.action == LFP_ACTION_NONE || lc->leaf.order >= best_order)
+		if (!lc || lc->leaf.action == LFP_ACTION_NONE)
 			continue;
-		/* A deleted filter (0 < deleted <= delta, as one unsigned comparison: one branch, half
-		 * the verifier's states): the delta's own diagrams give what follows it. */
-		__u32 deleted = *(volatile const __u32 *)&lc->leaf.deleted; /* the writer's one store */
-		if (deleted - 1 < v.delta)
+		/* A deleted filter's leaf (0 < deleted <= delta) counts as no match: its order becomes
+		 * ~0 by arithmetic, not by a branch, which would double the verifier's states. The
+		 * delta's own diagrams give what follows it. */
+		__u64 marked = (__u32)(*(volatile const __u32 *)&lc->leaf.deleted - 1); /* one load */
+		__u32 gone = -(__u32)((marked - (__u64)v.delta) >> 63);
+		__u32 order = lc->leaf.order | gone;
+		if (order >= best_order)
 			continue;
 		best = leaf; /* rule 3: the first match of the sublayer */
-		best_order = lc->leaf.order;
+		best_order = order;
 	}
 	bpf_iter_num_destroy(&g);
 	if (!stopped)
