@@ -166,8 +166,10 @@ public final class Engine {
             classifier = try PolicyCompiler.buildClassifier(image, retainBase: retainBase)
             clock.mark("classifier")
             classifier.setGeneration(generation)
-            // The spare cells after the policy's take the incremental commits on it (LivePolicy).
-            (cells, memory) = try BPFMap.createMappedArray(name: "lfp_cells", values: classifier.cells, spare: Int(LFP_DELTA_CELLS))
+            // Spare cells after the policy's take the incremental commits on it, for LivePolicy
+            // alone: 4 MiB more per commit slowed a loop of small commits under load.
+            (cells, memory) = try BPFMap.createMappedArray(
+                name: "lfp_cells", values: classifier.cells, spare: retainBase ? Int(LFP_DELTA_CELLS) : 0)
             clock.mark("map")
         } catch {
             intent.abandon()
