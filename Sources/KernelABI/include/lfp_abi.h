@@ -146,8 +146,9 @@ struct lfp_rule {
  * LFP_MAX_GROUPS x LFP_MAX_DEPTH x LFP_SEARCH_STEPS lookups, whatever the filter count.
  *
  * An incremental commit (a few filters added or deleted) leaves the base's cells alone and
- * appends its delta to the same map: every base map has LFP_DELTA_CELLS spare cells after its
- * own, and is mmapable, so LivePolicy writes them from userspace (docs/incremental-commits.md).
+ * appends its delta to the same map: a base map LivePolicy commits has LFP_DELTA_CELLS spare
+ * cells after its own, and every base map is mmapable, so LivePolicy writes them from
+ * userspace (docs/incremental-commits.md).
  * Publishing a map through lfp_policy costs an RCU grace period (the kernel waits for every
  * running program before the update returns: 8-16 ms here), which a one-filter change cannot
  * afford. The spare cells are written append-only instead, so no cell a reader may use is
@@ -162,7 +163,7 @@ struct lfp_rule {
  * commit publishes a new map, so its deltas and marks start over. */
 #define LFP_REF_LEAF 0x80000000u    /* a ref with this bit names a leaf cell, else a node cell */
 #define LFP_GROUP_ALONE 0xffffffffu /* lfp_group.sublayer: the group covers whole sublayers */
-#define LFP_DELTA_CELLS 131072      /* spare cells per base map: 4 MiB                         */
+#define LFP_DELTA_CELLS 131072      /* spare cells of a LivePolicy base map: 4 MiB             */
 
 struct lfp_head {
 	__u64 generation;      /* the commit that built this map (a delta's: the change's)      */
