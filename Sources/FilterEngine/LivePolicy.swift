@@ -97,7 +97,10 @@ public final class LivePolicy {
         }
         guard keyOf.count - ids.count + filters.count <= config.maxFilters else {
             throw CompileError(
-                code: .outOfBounds, message: "the change would make \(keyOf.count - ids.count + filters.count) filters; this engine holds at most \(config.maxFilters) (LFP_MAX_FILTERS)")
+                code: .outOfBounds,
+                message:
+                    "the change would make \(keyOf.count - ids.count + filters.count) filters; this engine holds at most \(config.maxFilters) (LFP_MAX_FILTERS)"
+            )
         }
 
         // The model: one transaction, committed once the kernel enforces the change (or, for a

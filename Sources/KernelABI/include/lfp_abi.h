@@ -166,7 +166,7 @@ struct lfp_rule {
 #define LFP_DELTA_CELLS 131072      /* spare cells of a LivePolicy base map: 4 MiB             */
 
 struct lfp_head {
-	__u64 generation;      /* the commit that built this map (a delta's: the change's)      */
+	__u64 generation; /* the commit that built this map (a delta's: the change's)      */
 	__u32 abi_version;
 	__u32 ncells;          /* cells of the full build (the spare ones follow)               */
 	__u64 base_generation; /* a delta's head: the base generation it applies to            */
@@ -223,7 +223,7 @@ struct lfp_leaf {
 	__u8 action;       /* enum lfp_action                                                  */
 	__u8 stop;         /* a hard decision: the walk ends here (R1.16)                      */
 	__u8 pad[2];
-	__u32 deleted;     /* a base leaf: the delta (head cell) deleting its filter; 0: none   */
+	__u32 deleted; /* a base leaf: the delta (head cell) deleting its filter; 0: none   */
 	__u8 pad2[8];
 };
 
@@ -380,8 +380,10 @@ LFP_ABI_CHECK(sizeof(union lfp_cell) == 32, "lfp_cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_head) == 32 && sizeof(struct lfp_layer_range) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_group) == 32 && sizeof(struct lfp_node) == 32, "cell layout");
 LFP_ABI_CHECK(sizeof(struct lfp_edge) == 32 && sizeof(struct lfp_leaf) == 32, "cell layout");
-LFP_ABI_CHECK(__builtin_offsetof(struct lfp_leaf, deleted) == 20, "a leaf is marked deleted by a 4-byte store at byte 20");
-LFP_ABI_CHECK(__builtin_offsetof(struct lfp_head, delta) == 24, "the delta is published by a 4-byte store at byte 24");
+LFP_ABI_CHECK(__builtin_offsetof(struct lfp_leaf, deleted) == 20,
+              "a leaf is marked deleted by a 4-byte store at byte 20");
+LFP_ABI_CHECK(__builtin_offsetof(struct lfp_head, delta) == 24,
+              "the delta is published by a 4-byte store at byte 24");
 LFP_ABI_CHECK(sizeof(struct lfp_config) == 16, "lfp_config layout");
 LFP_ABI_CHECK(sizeof(struct lfp_event) == 168, "lfp_event layout");
 LFP_ABI_CHECK(sizeof(struct lfp_verdict) == 24, "lfp_verdict layout");

@@ -317,7 +317,8 @@ extension ClassifierBase {
                 out.sublayer = g.tag
                 if g.tag == LFP_GROUP_ALONE && g.rules.contains(where: { mergedTouched.contains($0.sublayer) }) {
                     let subs = Set(g.rules.map(\.sublayer))
-                    let rules = (g.rules.filter { !t.deleted.contains($0.filterId) }
+                    let rules =
+                        (g.rules.filter { !t.deleted.contains($0.filterId) }
                         + subs.flatMap { t.added[$0] ?? [] }).sorted { $0.order < $1.order }
                     if rules.isEmpty { continue }
                     out.root = try diagram(rules, sink: sink, layerName: name, key: .init(layer: layer, group: i), delta: &delta)
