@@ -72,17 +72,6 @@ public final class BPFMap {
         return BPFMap(ownedFD: fd, name: name, valueSize: Int(valueSize))
     }
 
-    /// A new array of `values` (index -> value), for publishing into an ARRAY_OF_MAPS whose
-    /// template has BPF_F_INNER_MAP (so its size may differ from the template's). Filled with
-    /// batched updates: one syscall per 64k values, not one per value.
-    public static func createArray<V>(name: String, values: [V], innerMap: Bool = true) throws -> BPFMap {
-        let map = try create(
-            type: BPF_MAP_TYPE_ARRAY, name: name, keySize: 4, valueSize: UInt32(MemoryLayout<V>.stride),
-            maxEntries: UInt32(max(values.count, 1)), flags: innerMap ? UInt32(BPF_F_INNER_MAP) : 0)
-        try map.updateBatch(values)
-        return map
-    }
-
     /// A new mmapable array of `values` plus `spare` zeroed values after them, for publishing into
     /// an ARRAY_OF_MAPS whose template has BPF_F_INNER_MAP | BPF_F_MMAPABLE; filled by one copy
     /// into its memory (a batched update of 18 MiB took 70 ms). Returns the map and its memory.

@@ -79,9 +79,9 @@ enum CommitJournal {
 
     /// `policy` (the record's, generation `base`) with the lines in force replayed; the
     /// generation is the last line's.
-    static func replay(_ config: EngineConfiguration, base: UInt64, policy: Policy, kernel: UInt64?) throws -> (UInt64, Policy, Bool) {
+    static func replay(_ config: EngineConfiguration, base: UInt64, policy: Policy, kernel: UInt64?) throws -> (UInt64, Policy) {
         let lines = try entries(config, base: base, kernel: kernel)
-        guard let last = lines.last else { return (base, policy, false) }
+        guard let last = lines.last else { return (base, policy) }
         var p = policy
         var gone = Set<UInt64>()
         var added: [Filter] = []
@@ -92,7 +92,7 @@ enum CommitJournal {
         }
         p.filters.removeAll { gone.contains($0.filterId) }
         p.filters += added
-        return (last.generation, p, true)
+        return (last.generation, p)
     }
 
     /// Before an incremental commit, under the state lock: lines the kernel never saw (a commit

@@ -222,7 +222,7 @@ public final class Engine {
     public func committedPolicy() throws -> (generation: UInt64, policy: Policy)? {
         guard let r = try recordInForce() else { return nil }
         let (generation, policy) = try CommittedPolicy.read(r.data, sourceName: r.path)
-        let (g, p, _) = try CommitJournal.replay(config, base: generation, policy: policy, kernel: kernelGeneration())
+        let (g, p) = try CommitJournal.replay(config, base: generation, policy: policy, kernel: kernelGeneration())
         return (g, p)
     }
 
@@ -249,7 +249,7 @@ public final class Engine {
     public func committedRecord() throws -> (generation: UInt64, policy: Policy, dynamicObjects: [UUID], nextFilterId: UInt64?)? {
         guard let r = try recordInForce() else { return nil }
         let (base, recorded) = try CommittedPolicy.read(r.data, sourceName: r.path)
-        let (generation, policy, _) = try CommitJournal.replay(config, base: base, policy: recorded, kernel: kernelGeneration())
+        let (generation, policy) = try CommitJournal.replay(config, base: base, policy: recorded, kernel: kernelGeneration())
         guard let top = try? JSONSerialization.jsonObject(with: r.data) as? [String: Any] else { return (generation, policy, [], nil) }
         let dynamic = (top["dynamicObjects"] as? [String] ?? []).compactMap(UUID.init(uuidString:))
         return (generation, policy, dynamic, (top["nextFilterId"] as? NSNumber)?.uint64Value)
@@ -267,8 +267,7 @@ public final class Engine {
     /// reading it.
     func committedFilterCount() -> Int {
         guard let r = (try? recordInForce()) ?? nil else { return 0 }
-        let journal = (try? StateTree.read(CommitJournal.path(config), root: config.stateDirectory)).flatMap { $0 }
-        if journal?.isEmpty ?? true, let n = CommittedPolicy.filterCount(r.data) { return n }
+        if CommitJournal.size(config) == 0, let n = CommittedPolicy.filterCount(r.data) { return n }
         if let n = try? committedPolicy()?.policy.filters.count { return n }
         return (try? CommittedPolicy.read(r.data, sourceName: r.path).policy.filters.count) ?? 0
     }

@@ -83,18 +83,24 @@ final class KernelMaps {
 
     /// The heads of the base and of the delta in force on it (nil when none), read as the kernel
     /// reads them (classify.h, lfp_policy_view).
-    func policyHeads() throws -> (base: lfp_head, delta: lfp_head?)? {
+    func policyHeads() throws -> PolicyHeads? {
         guard let cells = try committedCells(), let base = try cells.lookup(key: UInt32(0), as: lfp_head.self) else { return nil }
         guard base.delta != 0, let head = try cells.lookup(key: base.delta, as: lfp_head.self), head.base_generation == base.generation
-        else { return (base, nil) }
-        return (base, head)
+        else { return PolicyHeads(base: base, delta: nil) }
+        return PolicyHeads(base: base, delta: head)
+    }
+
+    struct PolicyHeads {
+        var base: lfp_head
+        var delta: lfp_head?
+        /// The generation in force: the delta's when one applies, else the base's.
+        var generation: UInt64 { delta?.generation ?? base.generation }
     }
 
     /// The generation of the policy in force: the delta's when one applies, else the base's; nil
     /// before any commit.
     func policyGeneration() throws -> UInt64? {
-        guard let heads = try policyHeads() else { return nil }
-        return heads.delta?.generation ?? heads.base.generation
+        try policyHeads()?.generation
     }
 
     func stat(_ s: lfp_stat) throws -> UInt64 {

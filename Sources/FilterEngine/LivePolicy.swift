@@ -91,8 +91,9 @@ public final class LivePolicy {
         defer { withExtendedLifetime(lock) {} }
         let maps = try KernelMaps.open(config, create: false)
         try engine.reconcile(maps)
-        let found = try maps.policyGeneration() ?? 0
-        guard found == generation, try maps.policyHeads()?.base.generation == baseGeneration else {
+        let heads = try maps.policyHeads()
+        let found = heads?.generation ?? 0
+        guard found == generation, heads?.base.generation == baseGeneration else {
             throw EngineError.policyChangedElsewhere(expected: generation, found: found)
         }
         guard keyOf.count - ids.count + filters.count <= config.maxFilters else {
@@ -242,7 +243,4 @@ public final class LivePolicy {
             throw error
         }
     }
-
-    /// How many filters the delta in force changes (a full commit folds them in).
-    public var deltaSize: Int { delta.changedFilters }
 }

@@ -187,7 +187,7 @@ extension Engine {
         }
         return EngineStatus(
             healthy: healthy, problems: problems, workloads: ws, orphanLinks: orphans, kernelLinks: kernelLinks,
-            policyGeneration: (try? maps.policyGeneration()).flatMap { $0 } ?? cfg.generation, kernelStatePresent: true,
+            policyGeneration: heads?.generation ?? cfg.generation, kernelStatePresent: true,
             maps: [
                 .init(name: "filters (LFP_MAX_FILTERS)", used: filters, capacity: config.maxFilters),
                 .init(name: "lfp_policy cells (32 B each)", used: cellsUsed, capacity: cells),

@@ -25,15 +25,7 @@ public enum PolicyCompiler {
                 image.sublayerIndex[Int(layer.kernelID)][entry.sublayer.subLayerKey] = UInt16(index)
                 for filter in entry.filters {
                     image.filterKeys[filter.filterId] = filter.filterKey
-                    guard enforcingKinds.contains(layer.kind) else {
-                        image.notes.append(
-                            .init(
-                                filterId: filter.filterId, filterName: filter.displayData.name ?? "",
-                                reason: "\(layer.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
-                        continue
-                    }
-                    let held = filter.action.calloutKey.map(engine.isRegistered) ?? false
-                    let rules = try compile(filter, sublayer: UInt16(index), calloutRegistered: held, notes: &image.notes)
+                    let rules = try kernelRules(filter, sublayer: UInt16(index), engine: engine, notes: &image.notes)
                     image.rules += rules
                     for _ in rules { image.ruleWeights.append(filter.effectiveWeight) }
                 }
@@ -42,6 +34,23 @@ public enum PolicyCompiler {
             image.ranges[Int(layer.kernelID)].count = UInt32(image.rules.count) - start
         }
         return image
+    }
+
+    /// One filter's kernel rules, `sublayer` being its sublayer's visiting index at its layer:
+    /// none at a notification layer (noted), else `compile` with its callout's registration in
+    /// `engine`. The full compile and an incremental one (ClassifierBase.add) both go through it.
+    static func kernelRules(
+        _ filter: Filter, sublayer: UInt16, engine: BaseFilteringEngine, notes: inout [PolicyImage.Note]
+    ) throws -> [lfp_rule] {
+        guard enforcingKinds.contains(filter.layerKey.kind) else {
+            notes.append(
+                .init(
+                    filterId: filter.filterId, filterName: filter.displayData.name ?? "",
+                    reason: "\(filter.layerKey.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
+            return []
+        }
+        let held = filter.action.calloutKey.map(engine.isRegistered) ?? false
+        return try compile(filter, sublayer: sublayer, calloutRegistered: held, notes: &notes)
     }
 
     /// The most kernel rules one filter may expand to (see `alternatives`).
@@ -56,7 +65,7 @@ public enum PolicyCompiler {
     /// first datagram from a peer.
     public static let pendingKinds: Set<Layer.Kind> = [.authConnect, .authRecvAccept]
 
-    public static func compile(
+    static func compile(
         _ filter: Filter, sublayer: UInt16, calloutRegistered: Bool = false, notes: inout [PolicyImage.Note]
     ) throws -> [lfp_rule] {
         let name = filter.displayData.name ?? ""

@@ -53,7 +53,7 @@ extension PolicyCompiler {
             // neighbours' without renumbering them (ClassifierBase.place).
             let gap = ClassifierBase.orderGap(rules: Int(range.count))
             for i in 0..<Int(range.count) {
-                rules += try classifierRules(image.rules[Int(range.start) + i], order: UInt32(i + 1) * gap, v6: v6, merged: merged)
+                rules += try classifierRules(image.rules[Int(range.start) + i], order: ClassifierBase.order(ofRule: i, gap: gap), v6: v6, merged: merged)
             }
             let name = Layer(kernelID: UInt16(layer))?.name ?? "layer \(layer)"
             var built: [ClassifierBase.Group] = []

@@ -69,7 +69,7 @@ public final class ClassifierBase: @unchecked Sendable {
             entries.reserveCapacity(Int(range.count))
             for i in 0..<Int(range.count) {
                 let r = image.rules[Int(range.start) + i]
-                let order = UInt32(i + 1) * gap
+                let order = ClassifierBase.order(ofRule: i, gap: gap)
                 if let last = entries.last, last.filterId == r.filter_id {
                     entries[entries.count - 1].last = order
                 } else {
@@ -106,6 +106,9 @@ public final class ClassifierBase: @unchecked Sendable {
         UInt32(min(UInt64(1) << 16, UInt64(UInt32.max) / UInt64(rules + 2)))
     }
 
+    /// The order of a layer's rule `i` in a full build (the gaps take later additions).
+    static func order(ofRule i: Int, gap: UInt32) -> UInt32 { UInt32(i + 1) * gap }
+
     /// The most classifier rules a delta's diagrams may hold before a full build is cheaper.
     static let maxDeltaRules = 8192
 }
@@ -130,9 +133,6 @@ public struct ClassifierDelta: Sendable {
         var group: Int  // the merged group's index, or -1 - the tagged sublayer
     }
     public init() {}
-
-    public var isEmpty: Bool { added.isEmpty && deleted.isEmpty }
-    public var changedFilters: Int { added.count + deleted.count }
 }
 
 extension ClassifierDelta.Added: @unchecked Sendable {}
@@ -144,21 +144,12 @@ extension ClassifierBase {
         throws
     {
         let layer = Int(filter.layerKey.kernelID)
-        guard PolicyCompiler.enforcingKinds.contains(filter.layerKey.kind) else {
-            notes.append(
-                .init(
-                    filterId: filter.filterId, filterName: filter.displayData.name ?? "",
-                    reason: "\(filter.layerKey.name) is a notification layer; the filter is kept but decides nothing in the kernel"))
-            return
-        }
         guard !filter.flags.contains(.disabled) else { return }
         let l = layers[layer]
-        guard let sub = l.sublayerIndex[filter.subLayerKey] else {
-            throw NeedsFullBuild(reason: "the first filter of its sublayer at \(filter.layerKey.name)")
-        }
-        let held = filter.action.calloutKey.map(engine.isRegistered) ?? false
-        let kernelRules = try PolicyCompiler.compile(filter, sublayer: sub, calloutRegistered: held, notes: &notes)
-        if kernelRules.isEmpty { return }
+        let index = l.sublayerIndex[filter.subLayerKey]
+        let kernelRules = try PolicyCompiler.kernelRules(filter, sublayer: index ?? 0, engine: engine, notes: &notes)
+        if kernelRules.isEmpty { return }  // a notification layer, an inspection callout
+        guard let sub = index else { throw NeedsFullBuild(reason: "the first filter of its sublayer at \(filter.layerKey.name)") }
         guard l.bySublayer[sub] != nil else { throw NeedsFullBuild(reason: "its sublayer has no kernel rules at \(filter.layerKey.name)") }
         for r in kernelRules { try checkMasks(r, layer: l) }
         // Its orders: strictly between the neighbours it falls between, in the base and among
